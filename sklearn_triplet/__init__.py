@@ -1,0 +1,10 @@
+"""Deep metric learning (triplet and contrastive losses) as scikit-learn transformers."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("sklearn-triplet")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = ["__version__"]
