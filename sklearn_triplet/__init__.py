@@ -2,9 +2,13 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from ._base import EmbeddingCollapseWarning
+from ._siamese import SiameseEmbedder
+from ._triplet import TripletEmbedder
+
 try:
     __version__ = version("sklearn-triplet")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__"]
+__all__ = ["EmbeddingCollapseWarning", "SiameseEmbedder", "TripletEmbedder", "__version__"]

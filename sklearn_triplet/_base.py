@@ -1,0 +1,430 @@
+"""The estimator shared by TripletEmbedder and SiameseEmbedder.
+
+Common parameters and their constraints, the fit / transform / score skeleton, persistence across
+devices and the scikit-learn tags live here. Subclasses add their own parameters and one hook,
+``_batch_loss(embeddings, labels) -> (loss, stats)``. This is the only module that imports private
+scikit-learn helpers.
+"""
+
+import copy
+import time
+import warnings
+from collections import OrderedDict
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from . import _training
+from .backbones import L2Normalize, build_backbone
+from .distances import pairwise_distances
+from .metrics import map_at_r
+from .mining import triplet_type_counts
+from .sampling import class_balanced_batches
+
+# Rows per forward pass at transform time.
+_INFERENCE_BATCH_SIZE = 4096
+
+
+class EmbeddingCollapseWarning(UserWarning):
+    """Warned when training ends with the embeddings collapsed towards a single point."""
+
+
+class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Base class of the embedders; see TripletEmbedder for the parameters."""
+
+    _parameter_constraints = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "backbone": [StrOptions({"mlp", "linear", "cnn"}), torch.nn.Module, callable],
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "backbone_params": [dict, None],
+        "normalize": ["boolean"],
+        "metric": [StrOptions({"euclidean", "sqeuclidean", "cosine"})],
+        "margin": [Interval(Real, 0, None, closed="neither")],
+        "loss": [callable, None],
+        "batch_size": [Interval(Integral, 4, None, closed="left")],
+        "samples_per_class": [Interval(Integral, 2, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "mixed_precision": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "warm_start": ["boolean"],
+        "callback": [callable, None],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    # -- fitting -----------------------------------------------------------------------------------
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Train the backbone on ``X, y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+        y : array-like of shape (n_samples,)
+            Class labels (any type that :func:`numpy.unique` can sort).
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        return self._fit(X, y, n_epochs=self.max_iter, incremental=self.warm_start, validate=True)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y):
+        """Train one epoch on ``X, y``, starting from the current weights when fitted.
+
+        Early stopping does not apply: no validation set is split off.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+        y : array-like of shape (n_samples,)
+            Class labels.
+
+        Returns
+        -------
+        self : object
+            The estimator, trained one more epoch.
+        """
+        return self._fit(X, y, n_epochs=1, incremental=True, validate=False)
+
+    def _fit(self, X, y, *, n_epochs, incremental, validate):
+        start_time = time.perf_counter()
+        reset = not (incremental and hasattr(self, "module_"))
+        X, y = validate_data(self, X, y, reset=reset, dtype=np.float32)
+        y = self._encode_labels(y)
+        if reset:
+            self._initialise(X.shape[1])
+        X_val = y_val = None
+        if validate and self.early_stopping:
+            train_idx, val_idx = _validation_split(y, self.validation_fraction, self._rng)
+            X, y, X_val, y_val = X[train_idx], y[train_idx], X[val_idx], y[val_idx]
+        seed = int(self._rng.integers(2**31))
+        device = self.device_
+        forked = [device.index or 0] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=forked):
+            torch.manual_seed(seed)
+            stop_reason = self._train(X, y, X_val, y_val, n_epochs=n_epochs, start_time=start_time)
+        self._warn_after_training(stop_reason, X_val is not None)
+        return self
+
+    def _initialise(self, n_features):
+        """Resolve the device, seed, build the network and the optimiser state for a fresh fit."""
+        self.device_ = _resolve_device(self.device)
+        self._rng = _make_rng(self.random_state)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(self._rng.integers(2**31)))
+            backbone = build_backbone(
+                self.backbone,
+                n_features,
+                self.n_components,
+                hidden_layer_sizes=tuple(np.atleast_1d(self.hidden_layer_sizes).tolist()),
+                params=self.backbone_params,
+            )
+        normalize = L2Normalize() if self.normalize else torch.nn.Identity()
+        self.module_ = torch.nn.Sequential(
+            OrderedDict(backbone=backbone, normalize=normalize)
+        ).to(self.device_)
+        with torch.inference_mode():
+            probe = self.module_.eval()(torch.zeros(2, n_features, device=self.device_))
+        if probe.ndim != 2:
+            raise ValueError(
+                "The backbone must map (batch, n_features) to (batch, n_components); got output "
+                f"shape {tuple(probe.shape)} for input shape (2, {n_features})."
+            )
+        self.n_components_ = int(probe.shape[1])
+        self._optimizer_state = None
+        self.history_ = []
+        self.n_iter_ = 0
+
+    def _train(self, X, y, X_val, y_val, *, n_epochs, start_time):
+        module = self.module_
+        optimizer = torch.optim.Adam(
+            module.parameters(), lr=self.learning_rate_init, weight_decay=self.weight_decay
+        )
+        if self._optimizer_state is not None:
+            optimizer.load_state_dict(self._optimizer_state)
+        X_t, y_t = _to_device(X, y, self.device_)
+        n_batches = max(1, -(-X.shape[0] // self.batch_size))
+        batches = lambda: class_balanced_batches(  # noqa: E731
+            y,
+            batch_size=self.batch_size,
+            samples_per_class=self.samples_per_class,
+            n_batches=n_batches,
+            rng=self._rng,
+        )
+        validation_score = None
+        if X_val is not None:
+            validation_score = lambda: map_at_r(  # noqa: E731
+                _training.embed(
+                    module, X_val, batch_size=_INFERENCE_BATCH_SIZE, device=self.device_
+                ),
+                y_val,
+                metric=self.metric,
+            )
+
+        def on_epoch_end(epoch, logs):
+            self.n_iter_ = epoch
+            return bool(self.callback(self, epoch, logs)) if self.callback is not None else False
+
+        try:
+            return _training.train(
+                module=module,
+                optimizer=optimizer,
+                batch_loss=self._batch_loss,
+                X=X_t,
+                y=y_t,
+                batches=batches,
+                n_epochs=n_epochs,
+                first_epoch=self.n_iter_ + 1,
+                history=self.history_,
+                validation_score=validation_score,
+                n_iter_no_change=self.n_iter_no_change,
+                tol=self.tol,
+                on_epoch_end=on_epoch_end,
+                mixed_precision=self.mixed_precision,
+                verbose=self.verbose,
+                start_time=start_time,
+            )
+        except FloatingPointError:
+            self._optimizer_state = None  # its moments may hold NaN; a warm start begins afresh
+            raise
+        finally:
+            # Also on KeyboardInterrupt: the estimator keeps the weights and history trained so far.
+            module.eval()
+            if self._optimizer_state is not None or optimizer.state:
+                self._optimizer_state = optimizer.state_dict()
+
+    def _warn_after_training(self, stop_reason, early_stopping):
+        if early_stopping and stop_reason == _training.STOP_MAX_ITER:
+            warnings.warn(
+                f"{type(self).__name__} reached max_iter={self.max_iter} while the validation score "
+                "was still improving; increase max_iter.",
+                ConvergenceWarning,
+            )
+        last = self.history_[-1] if self.history_ else {}
+        spread = last.get("mean_distance", np.nan)
+        if spread < 1e-2 * self.margin:
+            warnings.warn(
+                f"The embeddings collapsed towards a single point: the mean distance between the "
+                f"embeddings of the last batch is {spread:.3g} against margin={self.margin}, so the "
+                "loss sits at the margin. Likely causes: a learning rate too high "
+                f"(learning_rate_init={self.learning_rate_init}); a margin too large for the metric "
+                f"(metric={self.metric!r}); hard mining from the start (mining='hard': try "
+                "'semi-hard'); input features on a large common offset or scale (standardise them, "
+                "e.g. with StandardScaler); or a backbone whose output is constant.",
+                EmbeddingCollapseWarning,
+            )
+
+    def _encode_labels(self, y):
+        check_classification_targets(y)
+        classes, y_encoded, counts = np.unique(y, return_inverse=True, return_counts=True)
+        name = type(self).__name__
+        if classes.shape[0] < 2:
+            raise ValueError(
+                f"{name} needs at least two classes to learn from; y has only one class, "
+                f"{classes[0]!r}."
+            )
+        if counts.max() < 2:
+            raise ValueError(
+                f"{name} needs at least one class with two or more samples to form a positive "
+                f"pair; all {classes.shape[0]} classes in y have a single sample."
+            )
+        return y_encoded.astype(np.int64)
+
+    def _callable_loss(self, embeddings, labels):
+        """Train a user-supplied ``loss(embeddings, labels)``; the statistics still use ``margin``."""
+        loss = self.loss(embeddings, labels)
+        if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+            raise TypeError(
+                "loss must return a scalar (0-dim) torch.Tensor; got "
+                f"{type(loss).__name__} of shape {tuple(getattr(loss, 'shape', ()))}."
+            )
+        with torch.no_grad():
+            distances = pairwise_distances(embeddings.detach(), metric=self.metric)
+            stats = triplet_type_counts(distances, labels, margin=self.margin)
+        return loss, stats
+
+    # -- using a fitted estimator ------------------------------------------------------------------
+
+    def transform(self, X):
+        """Embed ``X`` with the trained network.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples to embed.
+
+        Returns
+        -------
+        X_new : ndarray of shape (n_samples, n_components), float32
+            The embeddings (unit-norm rows when ``normalize=True``).
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float32)
+        return _training.embed(
+            self.module_, X, batch_size=_INFERENCE_BATCH_SIZE, device=self.device_
+        )
+
+    def score(self, X, y):
+        """MAP@R of leave-one-out retrieval among the embeddings of ``X``.
+
+        Each sample queries all the others; see :func:`sklearn_triplet.metrics.map_at_r`. Higher is
+        better, 1.0 is perfect; usable by :class:`~sklearn.model_selection.GridSearchCV` without a
+        downstream classifier.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples to embed.
+        y : array-like of shape (n_samples,)
+            Their labels.
+
+        Returns
+        -------
+        score : float
+        """
+        return map_at_r(self.transform(X), y, metric=self.metric)
+
+    def export_module(self):
+        """The fitted network, its normalisation included, as a plain module on the CPU.
+
+        Returns
+        -------
+        module : torch.nn.Sequential
+            A copy in eval mode with children ``backbone`` and ``normalize``; it maps a float32 tensor
+            ``(batch, n_features)`` to embeddings and can be scripted or exported with
+            :func:`torch.export.export`.
+        """
+        check_is_fitted(self)
+        return copy.deepcopy(self.module_).cpu().eval()
+
+    @property
+    def _n_features_out(self):
+        return self.n_components_
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
+
+    # -- persistence ---------------------------------------------------------------------------------
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())  # a copy: object.__getstate__ returns __dict__ itself
+        if "module_" in state:
+            # Store CPU weights so a model trained on a GPU loads on any machine.
+            state["module_"] = copy.deepcopy(self.module_).cpu()
+            state["_optimizer_state"] = _tensors_to_cpu(state.get("_optimizer_state"))
+            state.pop("device_", None)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "module_" in state:
+            self.device_ = _resolve_device(self.device, on_load=True)
+            self.module_.to(self.device_)
+
+
+def _resolve_device(device, *, on_load=False):
+    """``"auto"``: CUDA, else Apple MPS, else the CPU; other values must name an available device."""
+    if isinstance(device, str) and device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device must be 'auto', 'cpu', 'cuda', 'cuda:N', 'mps' or a torch.device; got {device!r}."
+        ) from exc
+    available = {
+        "cuda": torch.cuda.is_available(),
+        "mps": torch.backends.mps.is_available(),
+    }.get(resolved.type, True)
+    if not available:
+        if on_load:
+            warnings.warn(
+                f"This estimator was saved with device={device!r}, which is not available here; it "
+                "was loaded on the CPU. Use set_params(device='auto') before refitting.",
+                UserWarning,
+            )
+            return torch.device("cpu")
+        raise ValueError(
+            f"device={device!r} was requested but is not available on this machine; use "
+            "device='auto' or 'cpu'."
+        )
+    return resolved
+
+
+def _make_rng(random_state):
+    """A numpy Generator derived from ``random_state``, leaving the global random state alone."""
+    if random_state is None:
+        return np.random.default_rng()
+    return np.random.default_rng(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+def _to_device(X, y, device):
+    """Move the training data to the device once; pinned host memory when it does not fit there."""
+    X_t, y_t = torch.from_numpy(X), torch.from_numpy(y)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        if X_t.nbytes * 2 < free:
+            return X_t.to(device), y_t.to(device)
+        return X_t.pin_memory(), y_t.pin_memory()
+    return X_t.to(device), y_t.to(device)
+
+
+def _tensors_to_cpu(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {k: _tensors_to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_tensors_to_cpu(v) for v in obj)
+    return obj
+
+
+def _validation_split(y, fraction, rng):
+    """Stratified split keeping at least two samples of a class on each side.
+
+    Classes with fewer than four samples cannot be split that way and stay in training whole (as
+    queries they could not be scored on the validation side). ``fraction`` of every other class,
+    rounded and clipped to ``[2, n_class - 2]``, goes to validation.
+    """
+    train_parts, val_parts = [], []
+    for c in range(int(y.max()) + 1):
+        members = rng.permutation(np.flatnonzero(y == c))
+        n = members.shape[0]
+        n_val = int(np.clip(round(fraction * n), 2, n - 2)) if n >= 4 else 0
+        val_parts.append(members[:n_val])
+        train_parts.append(members[n_val:])
+    val_idx = np.sort(np.concatenate(val_parts))
+    if np.unique(y[val_idx]).shape[0] < 2:
+        counts = np.bincount(y)
+        raise ValueError(
+            "early_stopping needs at least two classes with four or more samples each, so that two "
+            "of each stay on both sides of the validation split; got class sizes "
+            f"{sorted(counts.tolist(), reverse=True)[:10]}. Use early_stopping=False."
+        )
+    return np.sort(np.concatenate(train_parts)), val_idx

@@ -1,0 +1,264 @@
+"""The training loop as a plain function, and batched embedding.
+
+``train`` runs epochs of class-balanced batches, appends one dict per epoch to a history list, and
+returns why it stopped (a value, never an exception, except for a non-finite loss). It knows nothing of
+scikit-learn: the estimators hand it a module, an optimiser, a batch-loss hook and closures for
+validation and callbacks.
+"""
+
+import contextlib
+import math
+import sys
+import time
+
+import numpy as np
+import torch
+
+# Why training stopped; the estimators turn these into warnings and attributes.
+STOP_MAX_ITER = "max_iter"
+STOP_NO_CHANGE = "n_iter_no_change"
+STOP_CALLBACK = "callback"
+
+
+def train(
+    *,
+    module,
+    optimizer,
+    batch_loss,
+    X,
+    y,
+    batches,
+    n_epochs,
+    first_epoch=1,
+    history,
+    validation_score=None,
+    n_iter_no_change=10,
+    tol=0.0,
+    on_epoch_end=None,
+    mixed_precision=False,
+    verbose=0,
+    start_time=None,
+):
+    """Train ``module`` in place for up to ``n_epochs`` epochs.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Maps a batch ``(B, n_features)`` to embeddings ``(B, n_components)``; already on the device.
+    optimizer : torch.optim.Optimizer
+        Over ``module``'s parameters.
+    batch_loss : callable
+        ``batch_loss(embeddings, labels) -> (loss, stats)``: a scalar tensor and a dict of 0-dim count
+        tensors (summed over the epoch on the device, so there is no host sync per batch).
+    X : torch.Tensor of shape (n_samples, n_features)
+        Training data, on the device when it fits there, else on the CPU (pinned when the device is CUDA).
+    y : torch.Tensor of shape (n_samples,)
+        Encoded labels, on the same device as ``X``.
+    batches : callable
+        ``batches() -> iterable of index arrays``: the batches of one epoch.
+    n_epochs : int
+        The most epochs to run in this call.
+    first_epoch : int, default=1
+        Number of the first epoch (continues the count for warm starts).
+    history : list
+        One dict per epoch is appended here as soon as the epoch ends, so a caller interrupted by
+        ``KeyboardInterrupt`` keeps every completed epoch.
+    validation_score : callable, default=None
+        ``validation_score() -> float``, higher is better; enables early stopping on it, restoring the
+        best weights at the end.
+    n_iter_no_change : int, default=10
+        Epochs without an improvement of more than ``tol`` before early stopping.
+    tol : float, default=0.0
+        Minimal improvement of the validation score.
+    on_epoch_end : callable, default=None
+        ``on_epoch_end(epoch, logs) -> bool``; returning True stops training.
+    mixed_precision : bool, default=False
+        Run the forward pass under bfloat16 autocast (the loss is computed in float32).
+    verbose : int, default=0
+        0 silent, 1 a progress bar over epochs, 2 one line per epoch.
+    start_time : float, default=None
+        ``time.perf_counter()`` at the start of fit; the ``"time"`` column counts from it.
+
+    Returns
+    -------
+    stop_reason : {"max_iter", "n_iter_no_change", "callback"}
+        Why the loop ended.
+
+    Raises
+    ------
+    FloatingPointError
+        When an epoch's loss is not finite. The weights are first restored to those at the start of
+        that epoch, so the module never holds NaN weights.
+    """
+    start_time = time.perf_counter() if start_time is None else start_time
+    device = next(iter(module.parameters()), torch.empty(0)).device
+    autocast = (
+        torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        if mixed_precision
+        else contextlib.nullcontext()
+    )
+    best_score, best_state, n_no_change = -math.inf, None, 0
+    stop_reason = STOP_MAX_ITER
+    epochs = range(first_epoch, first_epoch + n_epochs)
+    with _progress(epochs, verbose) as bar:
+        for epoch in epochs:
+            snapshot = _copy_state(module)
+            logs = _train_epoch(module, optimizer, batch_loss, X, y, batches(), device, autocast)
+            if not math.isfinite(logs["loss"]):
+                module.load_state_dict(snapshot)
+                raise FloatingPointError(
+                    f"The training loss became {logs['loss']} in epoch {epoch}; the weights were "
+                    "restored to those before that epoch. Likely fixes: a smaller learning rate "
+                    "(learning_rate_init), standardised input features (e.g. StandardScaler), "
+                    "normalize=True, or mixed_precision=False."
+                )
+            logs = {"epoch": epoch, **logs}
+            if validation_score is not None:
+                logs["validation_score"] = float(validation_score())
+                if logs["validation_score"] > best_score + tol:
+                    n_no_change = 0
+                else:
+                    n_no_change += 1
+                if logs["validation_score"] > best_score:
+                    best_score, best_state = logs["validation_score"], _copy_state(module)
+            logs["time"] = time.perf_counter() - start_time
+            history.append(logs)
+            _report(bar, logs, verbose, first_epoch + n_epochs - 1)
+            if on_epoch_end is not None and on_epoch_end(epoch, logs):
+                stop_reason = STOP_CALLBACK
+                break
+            if validation_score is not None and n_no_change >= n_iter_no_change:
+                stop_reason = STOP_NO_CHANGE
+                break
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    return stop_reason
+
+
+def _train_epoch(module, optimizer, batch_loss, X, y, batches, device, autocast):
+    module.train()
+    loss_sum = torch.zeros((), device=device)
+    totals = {}
+    n_batches = 0
+    last_embeddings = None
+    for indices in batches:
+        indices = torch.as_tensor(indices, device=X.device)
+        xb = X[indices].to(device, non_blocking=True)
+        yb = y[indices].to(device, non_blocking=True)
+        with autocast:
+            embeddings = module(xb)
+        loss, stats = batch_loss(embeddings.float(), yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach()
+        for key, value in stats.items():
+            totals[key] = totals[key] + value if key in totals else value
+        n_batches += 1
+        last_embeddings = embeddings.detach()
+    logs = {"loss": (loss_sum / max(n_batches, 1)).item()}
+    counts = {key: int(value) for key, value in totals.items()}
+    logs.update(counts)
+    logs.update(_fractions(counts))
+    logs["mean_distance"] = _mean_distance(last_embeddings)
+    return logs
+
+
+def _fractions(counts):
+    """Fractions of the FaceNet taxonomy, and of active triplets or pairs (NaN when undefined)."""
+    out = {}
+    n_triplets = counts.get("n_triplets", 0)
+    for name in ("easy", "semi_hard", "hard"):
+        if f"n_{name}" in counts:
+            out[f"{name}_fraction"] = counts[f"n_{name}"] / n_triplets if n_triplets else math.nan
+    if "n_pairs" in counts:
+        n_pairs = counts["n_pairs"]
+        out["active_fraction"] = counts.get("n_active_pairs", 0) / n_pairs if n_pairs else math.nan
+    elif "n_active" in counts:
+        out["active_fraction"] = counts["n_active"] / n_triplets if n_triplets else math.nan
+    return out
+
+
+def _mean_distance(embeddings):
+    """Mean Euclidean distance between the embeddings of a batch (collapse makes it ~0)."""
+    if embeddings is None or embeddings.shape[0] < 2:
+        return math.nan
+    e = embeddings.float()
+    n = e.shape[0]
+    return float(torch.pdist(e).sum().item() * 2 / (n * (n - 1)))
+
+
+def _copy_state(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+@contextlib.contextmanager
+def _progress(epochs, verbose):
+    if verbose != 1:
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    # Outside a terminal (a log file, CI), update at most every 10 s so the log stays readable.
+    interactive = sys.stderr.isatty()
+    bar = tqdm(
+        total=len(epochs),
+        unit="epoch",
+        mininterval=0.1 if interactive else 10.0,
+        ascii=not interactive,
+        file=sys.stderr,
+    )
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
+def _report(bar, logs, verbose, last_epoch):
+    if verbose == 1:
+        postfix = {"loss": f"{logs['loss']:.4f}"}
+        if "validation_score" in logs:
+            postfix["val"] = f"{logs['validation_score']:.4f}"
+        bar.set_postfix(postfix, refresh=False)
+        bar.update(1)
+    elif verbose >= 2:
+        parts = [f"epoch {logs['epoch']}/{last_epoch}", f"loss {logs['loss']:.4f}"]
+        for key, label in (
+            ("active_fraction", "active"),
+            ("easy_fraction", "easy"),
+            ("semi_hard_fraction", "semi-hard"),
+            ("hard_fraction", "hard"),
+            ("validation_score", "val MAP@R"),
+        ):
+            if key in logs:
+                parts.append(f"{label} {logs[key]:.3f}")
+        parts.append(f"{logs['time']:.1f}s")
+        print("  ".join(parts), flush=True)
+
+
+def embed(module, X, *, batch_size, device):
+    """Embed a float32 array in batches under inference mode.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The network (its final normalisation included), already on ``device``.
+    X : ndarray of shape (n_samples, n_features)
+        float32 input.
+    batch_size : int
+        Rows per forward pass.
+    device : torch.device
+
+    Returns
+    -------
+    embeddings : ndarray of shape (n_samples, n_components), float32
+    """
+    module.eval()
+    chunks = []
+    with torch.inference_mode():
+        for start in range(0, X.shape[0], batch_size):
+            xb = torch.from_numpy(np.ascontiguousarray(X[start : start + batch_size])).to(device)
+            chunks.append(module(xb).float().cpu().numpy())
+    if not chunks:
+        return np.empty((0, 0), dtype=np.float32)
+    return np.concatenate(chunks)

@@ -1,0 +1,14 @@
+import matplotlib
+import pytest
+import torch
+
+# Two cores: one torch thread per process keeps test runs (and grid searches) from oversubscribing.
+torch.set_num_threads(1)
+matplotlib.use("Agg")
+
+
+@pytest.fixture
+def digits():
+    from sklearn.datasets import load_digits
+
+    return load_digits(return_X_y=True)
