@@ -270,18 +270,19 @@ class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Samples to embed.
+            Samples to embed. A large array (a :class:`numpy.memmap` of any dtype, a DataFrame, an
+            h5py or zarr array) is validated and converted to float32 a chunk of rows at a time,
+            so memory beyond the output stays bounded; see :mod:`sklearn_triplet.chunking`.
 
         Returns
         -------
         X_new : ndarray of shape (n_samples, n_components), float32
             The embeddings (unit-norm rows when ``normalize=True``).
         """
+        from . import chunking  # imported here so the module's import block stays as it is
+
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.float32)
-        return _training.embed(
-            self.module_, X, batch_size=_INFERENCE_BATCH_SIZE, device=self.device_
-        )
+        return chunking._embed_in_chunks(self, X, batch_size=_INFERENCE_BATCH_SIZE)
 
     def score(self, X, y):
         """MAP@R of leave-one-out retrieval among the embeddings of ``X``.
