@@ -169,7 +169,9 @@ class EmbeddingDisplay:
         ax.set_ylabel(self.axis_labels[1])
         if legend is None:
             legend = len(self.classes_) <= _MAX_LEGEND_CLASSES
-        self.legend_ = ax.legend(title="class", markerscale=1.5, fontsize="small") if legend else None
+        self.legend_ = None
+        if legend:
+            self.legend_ = ax.legend(title="class", markerscale=1.5, fontsize="small")
         self.ax_ = ax
         self.figure_ = ax.figure
         return self
@@ -381,7 +383,7 @@ class HistoryDisplay:
                 f"{x!r} and one of {keys}."
             )
         if ax is None:
-            figure, axes = plt.subplots(
+            _, axes = plt.subplots(
                 1, len(panels), figsize=(4.5 * len(panels), 3.5), squeeze=False,
                 layout="constrained",
             )
