@@ -22,7 +22,7 @@ def _close_figures():
 
 
 @pytest.fixture(scope="module")
-def digits():
+def digits_400():
     X, y = load_digits(return_X_y=True)
     return X[:400], y[:400]
 
@@ -49,8 +49,8 @@ def _full_history(n_epochs=4, validation=True):
 # EmbeddingDisplay -------------------------------------------------------------------
 
 
-def test_embedding_display_from_estimator_projects_with_pca(digits):
-    X, y = digits
+def test_embedding_display_from_estimator_projects_with_pca(digits_400):
+    X, y = digits_400
     embedder = make_pipeline(StandardScaler(), PCA(n_components=6, random_state=0)).fit(X)
     display = EmbeddingDisplay.from_estimator(embedder, X, y, random_state=0)
     assert len(display.scatters_) == 10 == len(display.ax_.collections)
@@ -85,8 +85,8 @@ def test_embedding_display_plots_one_component_against_jitter():
     assert display.ax_.get_ylabel() == "jitter"
 
 
-def test_embedding_display_tsne_and_custom_projection(digits):
-    X, y = digits
+def test_embedding_display_tsne_and_custom_projection(digits_400):
+    X, y = digits_400
     X, y = X[:60], y[:60]
     display = EmbeddingDisplay.from_embedding(X, y, projection="tsne", random_state=0)
     assert display.points.shape == (60, 2)
