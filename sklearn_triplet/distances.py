@@ -179,7 +179,77 @@ class _ExpandedDistances(torch.autograd.Function):
         return grad_x * factor, grad_y * factor, None, None, None
 
 
-def _symmetrize_(square, block_size=512):
+def _with_distance_gradient(x, distances, weights, value, *, metric, symmetric=False):
+    """``value`` as a tensor whose gradient is that of ``sum(weights * D(x))``.
+
+    The losses are piecewise smooth functions of the distance matrix ``D`` of
+    the batch. They compute their value and its derivative ``weights`` with
+    respect to each distance on the detached matrix (the mining decisions
+    are constant in a neighbourhood), and this one autograd node maps the
+    weights back to the embeddings with two matrix products (one when
+    ``weights`` is symmetric), as the backward of :func:`torch.cdist` does,
+    without keeping any other (B, B) tensor alive for the backward pass.
+
+    Parameters
+    ----------
+    x : Tensor of shape (B, d)
+        The embeddings, attached to the graph.
+    distances : Tensor of shape (B, B)
+        ``pairwise_distances(x, metric=metric)``, detached.
+    weights : Tensor of shape (B, B)
+        ``d value / d distances``, detached; overwritten.
+    value : Tensor of shape ()
+        The loss, detached; returned in the dtype of ``x``.
+    metric : str
+        One of :data:`METRICS`.
+    symmetric : bool, default=False
+        Whether ``weights`` is symmetric, which saves one matrix product.
+
+    Returns
+    -------
+    loss : Tensor of shape ()
+    """
+    if metric == "cosine":  # D = ||u_i - u_j||² / 2 for the rows u of _unit_rows(x)
+        points, factor = _unit_rows(x), 1.0
+    elif metric == "sqeuclidean":
+        points, factor = x, 2.0
+    else:  # d ||x_i - x_j|| / d x_i = (x_i - x_j) / d, taken as 0 at d = 0
+        points, factor = x, 1.0
+        weights.div_(distances).masked_fill_(distances == 0, 0)
+    weights.fill_diagonal_(0)
+    return _DistanceGradient.apply(points, weights, value.to(x.dtype), factor, symmetric)
+
+
+class _DistanceGradient(torch.autograd.Function):
+    """Returns ``value``; backward gives ``sum_ij W_ij (p_i - p_j)`` to each point ``p_i``.
+
+    With ``W`` the prepared weights times ``factor``, that is
+    ``grad_p = rowsum(W + W.T) * p - (W + W.T) @ p``.
+    """
+
+    @staticmethod
+    def forward(points, weights, value, factor, symmetric):
+        return value.clone()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        points, weights, _, factor, symmetric = inputs
+        ctx.factor, ctx.symmetric = factor, symmetric
+        ctx.save_for_backward(points, weights)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        points, weights = ctx.saved_tensors
+        if ctx.symmetric:
+            grad_points = (weights.sum(dim=1)[:, None] * points - weights @ points) * 2
+        else:
+            row_weights = weights.sum(dim=1) + weights.sum(dim=0)
+            grad_points = row_weights[:, None] * points - weights @ points - weights.mT @ points
+        return grad_points * (grad * ctx.factor), None, None, None, None
+
+
+def _symmetrize_(square, block_size=256):
     """Replace a square matrix by the mean of itself and its transpose, in place.
 
     ``a + b == b + a`` holds exactly in floating point, so the result is
@@ -189,12 +259,13 @@ def _symmetrize_(square, block_size=512):
     """
     n = square.shape[0]
     for start in range(0, n, block_size):
-        for other in range(start, n, block_size):
+        diagonal = square[start : start + block_size, start : start + block_size]
+        diagonal.copy_((diagonal + diagonal.mT).mul_(0.5))
+        for other in range(start + block_size, n, block_size):
             upper = square[start : start + block_size, other : other + block_size]
             lower = square[other : other + block_size, start : start + block_size]
-            mean = (upper + lower.mT).mul_(0.5)
-            upper.copy_(mean)
-            lower.copy_(mean.mT)
+            upper.add_(lower.mT).mul_(0.5)
+            lower.copy_(upper.mT)
 
 
 _METRIC_FUNCTIONS = {
