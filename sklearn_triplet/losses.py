@@ -22,8 +22,8 @@ nothing to train on should give a zero attached to the graph (for example
 
 The functions here also take ``return_stats=True`` and then return
 ``(loss, stats)``: ``stats`` maps names to 0-dim int64 tensors on the device
-of the embeddings, computed without any host synchronisation, so that a
-training loop can add them up over an epoch and read them once:
+of the embeddings, computed without host synchronisation on accelerators, so
+that a training loop can add them up over an epoch and read them once:
 
 - FaceNet's taxonomy over all the valid triplets ``(a, p, n)`` of the batch
   (``a != p``, ``labels[a] == labels[p] != labels[n]``), counted with the
@@ -36,13 +36,23 @@ training loop can add them up over an epoch and read them once:
 - For :func:`contrastive_loss` also ``n_pairs``, ``n_positive_pairs``,
   ``n_negative_pairs`` and ``n_active_pairs``, over all the unordered pairs.
 
-Every mode takes O(B²) memory and O(B² log B) time at most.
+How the gradient is computed
+----------------------------
+Every loss here is a piecewise smooth function of the (B, B) distance matrix
+``D`` of the batch. The functions compute ``D``, mine and evaluate the loss
+without autograd, along with the derivative of the loss with respect to each
+distance; a single autograd node then turns those derivatives into the
+gradient of the embeddings with one or two (B, B) x (B, d) matrix products,
+as the backward of :func:`torch.cdist` does. So the backward pass keeps one
+(B, B) matrix alive, and every mode takes O(B²) memory and O(B² log B) time
+at most. The price: the losses are differentiable once (no
+``create_graph=True`` double backward).
 """
 
 import torch
 
 from .distances import METRICS, _with_distance_gradient, pairwise_distances
-from .mining import _check_labels, _check_margin, _hard_pair_mask, _TripletIndex
+from .mining import _check_labels, _check_margin, _hard_pair_mask, _TripletIndex, _widen
 
 __all__ = ["contrastive_loss", "triplet_loss"]
 
@@ -114,11 +124,14 @@ def triplet_loss(
     Batch-all sums ``max(0, d(a, p) + m - d(a, n))`` over up to B³ triplets
     without enumerating them: for each positive pair it counts the ``k``
     negatives below ``d(a, p) + m`` with a search in the anchor's sorted
-    negative distances, and for each anchor-negative pair the positive pairs
-    it is active with; the sum is then ``sum k (d(a, p) + m) - sum w d(a, n)``
-    with exact integer weights ``k`` and ``w`` (which are also its exact
-    gradient), accumulated in float64 (float32 on devices without float64)
-    to keep the cancellation between the two sums harmless at B = 8192.
+    negative distances, and for each anchor-negative pair the ``w`` positive
+    pairs it is active with; the sum is then
+    ``sum k (d(a, p) + m) - sum w d(a, n)``, with exact integer weights that
+    are also its exact derivatives. The two sums are taken row by row, then
+    subtracted and added up in float64, which keeps their cancellation
+    harmless in float32 at B = 8192.
+
+    The loss is differentiable once; see :mod:`sklearn_triplet.losses`.
 
     References
     ----------
@@ -159,11 +172,12 @@ def triplet_loss(
     with torch.no_grad():
         distances = pairwise_distances(embeddings.detach(), metric=metric)
         index = _TripletIndex(distances, labels)
+        # Counted first: batch-all then reuses the sorted negatives' memory.
+        stats = index.type_counts(margin) if return_stats else {}
         value, weights, n_mined, n_mined_active = mine(index, margin)
     loss = _with_distance_gradient(embeddings, distances, weights, value, metric=metric)
     if not return_stats:
         return loss
-    stats = index.type_counts(margin)
     stats.update(n_mined=n_mined, n_mined_active=n_mined_active)
     return loss, stats
 
@@ -263,7 +277,8 @@ def contrastive_loss(
         n_mined_active = torch.count_nonzero(half_slopes) // 2
         # Both triangles hold every pair, hence the halves.
         count = n_mined.clamp_min(1).to(distances.dtype)
-        value = torch.linalg.vector_norm(half_slopes, dim=1).double().square().sum() / (2 * count)
+        row_norms = torch.linalg.vector_norm(half_slopes, dim=1)
+        value = _widen(row_norms).square().sum() / (2 * count)
         weights = half_slopes.div_(count)
     loss = _with_distance_gradient(
         embeddings, distances, weights, value, metric=metric, symmetric=True
