@@ -46,12 +46,13 @@ def pairwise_distances(x, y=None, *, metric="euclidean"):
 
     Notes
     -----
-    The Euclidean metrics use the expansion ``||x||² + ||y||² - 2 <x, y>``
-    (as :func:`torch.cdist` does for large inputs), which rounds: two equal
-    rows of ``x`` and ``y`` come out at a distance of the order of
-    ``sqrt(eps) * ||x||`` rather than exactly 0. The gradient stays finite
-    there as well: a rounded squared distance is either exactly 0 or at least
-    of the order of ``eps * ||x||²``.
+    All three metrics use the expansion ``||x||² + ||y||² - 2 <x, y>`` (as
+    :func:`torch.cdist` does for large inputs), cosine on the rows scaled to
+    unit norm, with a hand-written backward of two matrix products. The
+    expansion rounds: two equal non-integer rows come out at a distance of
+    the order of ``sqrt(eps) * ||x||`` rather than exactly 0. The gradient
+    stays finite there as well, since a rounded squared distance is either
+    exactly 0 or at least of the order of ``eps * ||x||²``.
 
     Examples
     --------
