@@ -36,7 +36,7 @@ import time
 
 import numpy as np
 
-# Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in its workers, which slows PyTorch's CPU training.
+# Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in its workers; the search runs with and without.
 _TRIM = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
 N_FEATURES = 64  # as the digits, so an embedder fitted on them embeds the big matrix
 SEARCH = dict(

@@ -319,13 +319,10 @@ TORCH_THREADS_PER_TASK = 1  # two single-threaded workers on two cores
 @pytest.fixture(scope="module")
 def dask_client():
     pytest.importorskip("distributed")
-    import dask
     from distributed import Client, LocalCluster
 
     environ = dict(os.environ)  # the nanny writes its worker variables into this process's too
     with (
-        # Dask's default MALLOC_TRIM_THRESHOLD_=65536 slows PyTorch's CPU training 2-3 fold.
-        dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}),
         LocalCluster(
             n_workers=2,
             threads_per_worker=1,
