@@ -317,12 +317,14 @@ TORCH_THREADS_PER_TASK = 1  # two single-threaded workers on two cores
 
 
 @pytest.fixture(scope="module")
-def dask_client():
+def dask_client(tmp_path_factory):
     pytest.importorskip("distributed")
+    import dask
     from distributed import Client, LocalCluster
 
     environ = dict(os.environ)  # the nanny writes its worker variables into this process's too
     with (
+        dask.config.set({"temporary-directory": str(tmp_path_factory.mktemp("dask"))}),
         LocalCluster(
             n_workers=2,
             threads_per_worker=1,
