@@ -124,8 +124,10 @@ def transform_dask(estimator, X):
 
     Each block goes through the estimator's ``transform`` (validation included), on the dask workers
     when a :class:`distributed.Client` is active. Memory per task is that of one block, so arrays
-    larger than memory (e.g. from :func:`dask.array.from_zarr` or a memory map) can be embedded and
-    written out with :meth:`dask.array.Array.to_zarr` or :func:`dask.array.store`.
+    larger than memory (from :func:`dask.array.from_zarr`, or HDF5 through
+    :func:`dask.array.from_array`) can be embedded and written out with
+    :meth:`dask.array.Array.to_zarr` or :func:`dask.array.store`. (``from_array`` copies a
+    :class:`numpy.memmap` into memory whole: give a memory map to ``transform`` instead.)
 
     Parameters
     ----------
