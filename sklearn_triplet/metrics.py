@@ -56,9 +56,9 @@ from scipy.spatial.distance import cdist
 from sklearn.utils.validation import check_array, check_consistent_length, column_or_1d
 
 __all__ = [
+    "make_retrieval_scorer",
     "map_at_r",
     "map_at_r_scorer",
-    "make_retrieval_scorer",
     "precision_at_1",
     "precision_at_1_scorer",
     "r_precision",
@@ -287,7 +287,8 @@ _SIGNATURE_DOC = """
     chunk_size : int, default=None
         Number of queries processed at once; memory is
         ``O(chunk_size * n_reference)``. None picks the largest chunk whose
-        distance matrix has at most about 4 million entries.
+        distance matrix has at most about 4 million entries (a working set
+        of about 250 MB).
 """
 
 

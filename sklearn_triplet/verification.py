@@ -411,7 +411,10 @@ class PairVerifier(ClassifierMixin, BaseEstimator):
     _parameter_constraints = {
         "embedder": [HasMethods(["transform"]), None],
         "metric": [StrOptions({"euclidean", "sqeuclidean", "cosine"}), None],
-        "threshold": [StrOptions({"accuracy", "far"}), Interval(Real, None, None, closed="neither")],
+        "threshold": [
+            StrOptions({"accuracy", "far"}),
+            Interval(Real, None, None, closed="neither"),
+        ],
         "target_far": [Interval(Real, 0, 1, closed="both"), None],
     }
 

@@ -1,8 +1,12 @@
 import pytest
 import torch
+from threadpoolctl import threadpool_limits
 
 # Two cores: one torch thread per process keeps test runs (and grid searches) from oversubscribing.
 torch.set_num_threads(1)
+# One BLAS thread too: on a busy machine, multithreaded BLAS makes small
+# decompositions (PCA in the tests) tens of times slower.
+threadpool_limits(limits=1)
 
 try:
     import matplotlib

@@ -391,7 +391,8 @@ def test_scorer_rejects_an_estimator_metric_it_cannot_use():
 
 def test_scorer_needs_labels():
     embedder = _Embedding().fit([[0.0]])
-    with pytest.raises(ValueError, match=re.escape("The map_at_r scorer needs class labels y; got y=None.")):
+    message = "The map_at_r scorer needs class labels y; got y=None."
+    with pytest.raises(ValueError, match=re.escape(message)):
         map_at_r_scorer(embedder, [[0.0], [1.0]], None)
 
 

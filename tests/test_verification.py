@@ -146,7 +146,8 @@ def test_make_pairs_errors():
     with pytest.raises(ValueError, match=re.escape(message)):
         make_pairs(X, ["a", "a", "a"], n_pairs=4)
     for n_pairs in (1, 2.0, True, None):
-        with pytest.raises(ValueError, match=re.escape(f"n_pairs must be an integer >= 2; got {n_pairs!r}.")):
+        message = f"n_pairs must be an integer >= 2; got {n_pairs!r}."
+        with pytest.raises(ValueError, match=re.escape(message)):
             make_pairs(X, [0, 0, 1], n_pairs=n_pairs)
     with pytest.raises(ValueError, match=re.escape("inconsistent numbers of samples: [3, 2]")):
         make_pairs(X, [0, 0], n_pairs=4)

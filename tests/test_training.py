@@ -1,0 +1,282 @@
+"""Training that a user can watch, stop, resume and trust."""
+
+import math
+import re
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.exceptions import ConvergenceWarning
+
+from sklearn_triplet import EmbeddingCollapseWarning, SiameseEmbedder, TripletEmbedder
+from sklearn_triplet._base import _validation_split
+
+FAST = dict(n_components=8, hidden_layer_sizes=(32,), max_iter=3, batch_size=64, random_state=0)
+
+
+@pytest.fixture
+def data(digits):
+    X, y = digits
+    return X[:400] / 16.0, y[:400]
+
+
+# -- history --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("Estimator", [TripletEmbedder, SiameseEmbedder])
+def test_history_rows(Estimator, data):
+    X, y = data
+    est = Estimator(**FAST).fit(X, y)
+    assert [row["epoch"] for row in est.history_] == [1, 2, 3]
+    for row in est.history_:
+        assert math.isfinite(row["loss"]) and row["loss"] >= 0
+        assert row["n_triplets"] > 0
+        assert row["n_easy"] + row["n_semi_hard"] + row["n_hard"] == row["n_triplets"]
+        total = row["easy_fraction"] + row["semi_hard_fraction"] + row["hard_fraction"]
+        assert total == pytest.approx(1.0)
+        assert 0 <= row["active_fraction"] <= 1
+        assert row["mean_distance"] > 0
+        assert "validation_score" not in row
+    times = [row["time"] for row in est.history_]
+    assert times == sorted(times) and times[0] > 0
+    if Estimator is SiameseEmbedder:
+        row = est.history_[0]
+        assert row["n_positive_pairs"] + row["n_negative_pairs"] == row["n_pairs"]
+        assert row["active_fraction"] == pytest.approx(row["n_active_pairs"] / row["n_pairs"])
+    else:
+        row = est.history_[0]
+        assert row["active_fraction"] == pytest.approx(row["n_active"] / row["n_triplets"])
+
+
+def test_training_moves_hard_triplets_to_easy(data):
+    X, y = data
+    est = TripletEmbedder(**{**FAST, "max_iter": 15}).fit(X, y)
+    first, last = est.history_[0], est.history_[-1]
+    assert last["easy_fraction"] > first["easy_fraction"]
+    assert last["hard_fraction"] < first["hard_fraction"]
+
+
+# -- validation and early stopping ----------------------------------------------------------------
+
+def test_validation_split_is_stratified_and_keeps_two_per_side():
+    y = np.repeat(np.arange(4), [4, 10, 40, 3])
+    train, val = _validation_split(y, 0.25, np.random.default_rng(0))
+    assert np.intersect1d(train, val).size == 0 and train.size + val.size == y.size
+    assert np.bincount(y[val], minlength=4).tolist() == [2, 2, 10, 0]
+    assert np.bincount(y[train], minlength=4).tolist() == [2, 8, 30, 3]
+
+
+def test_validation_split_error():
+    y = np.repeat(np.arange(3), [3, 3, 10])
+    msg = (
+        "early_stopping needs at least two classes with four or more samples each, so that two of "
+        "each stay on both sides of the validation split; got class sizes [10, 3, 3]. Use "
+        "early_stopping=False."
+    )
+    with pytest.raises(ValueError, match=re.escape(msg)):
+        _validation_split(y, 0.2, np.random.default_rng(0))
+
+
+def test_early_stopping_records_score_and_restores_best(data):
+    X, y = data
+    est = TripletEmbedder(
+        **{**FAST, "max_iter": 40}, early_stopping=True, n_iter_no_change=2, tol=0.5
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        est.fit(X, y)
+    scores = [row["validation_score"] for row in est.history_]
+    assert all(0 <= s <= 1 for s in scores)
+    # tol=0.5 makes every later epoch "no improvement": it stops after 1 + n_iter_no_change epochs
+    assert est.n_iter_ == 3 and len(scores) == 3
+
+
+def test_best_weights_are_restored(data):
+    X, y = data
+    snapshots = {}
+
+    def remember(estimator, epoch, logs):
+        snapshots[epoch] = estimator.export_module().state_dict()
+
+    est = TripletEmbedder(
+        **{**FAST, "max_iter": 6}, early_stopping=True, n_iter_no_change=10, callback=remember
+    )
+    with pytest.warns(ConvergenceWarning, match="reached max_iter=6 while the validation score"):
+        est.fit(X, y)
+    scores = [row["validation_score"] for row in est.history_]
+    best_epoch = int(np.argmax(scores)) + 1
+    final = est.export_module().state_dict()
+    for key, value in snapshots[best_epoch].items():
+        assert torch.equal(final[key], value)
+
+
+# -- verbose ----------------------------------------------------------------------------------------
+
+def test_verbose_2_prints_one_line_per_epoch(data, capsys):
+    X, y = data
+    TripletEmbedder(**FAST, verbose=2).fit(X, y)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith("epoch 1/3  loss ") and "semi-hard" in lines[0]
+
+
+def test_verbose_1_progress_bar(data, capsys):
+    X, y = data
+    TripletEmbedder(**FAST, verbose=1).fit(X, y)
+    err = capsys.readouterr().err
+    assert "3/3" in err and "loss=" in err
+
+
+def test_verbose_0_is_silent(data, capsys):
+    X, y = data
+    TripletEmbedder(**FAST).fit(X, y)
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+# -- callback, warm start, partial_fit ---------------------------------------------------------------
+
+def test_callback_sees_each_epoch_and_can_stop(data):
+    X, y = data
+    seen = []
+
+    def stop_at_two(estimator, epoch, logs):
+        seen.append((epoch, logs["epoch"], estimator.n_iter_))
+        return epoch == 2
+
+    est = TripletEmbedder(**{**FAST, "max_iter": 10}, callback=stop_at_two).fit(X, y)
+    assert seen == [(1, 1, 1), (2, 2, 2)]
+    assert est.n_iter_ == 2 and len(est.history_) == 2
+
+
+def test_warm_start_continues(data):
+    X, y = data
+    est = TripletEmbedder(**FAST, warm_start=True).fit(X, y)
+    before = est.export_module().state_dict()
+    est.fit(X, y)
+    assert est.n_iter_ == 6 and [r["epoch"] for r in est.history_] == [1, 2, 3, 4, 5, 6]
+    after = est.export_module().state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    # without warm start a second fit starts over
+    cold = TripletEmbedder(**FAST).fit(X, y)
+    cold.fit(X, y)
+    assert cold.n_iter_ == 3
+
+
+def test_partial_fit_trains_one_epoch_at_a_time(data):
+    X, y = data
+    est = TripletEmbedder(**FAST)
+    est.partial_fit(X, y)
+    assert est.n_iter_ == 1
+    est.partial_fit(X, y).partial_fit(X, y)
+    assert est.n_iter_ == 3 and len(est.history_) == 3
+    assert est.transform(X).shape == (400, 8)
+    with pytest.raises(ValueError, match="X has 10 features"):
+        est.partial_fit(X[:, :10], y)
+
+
+# -- failures -----------------------------------------------------------------------------------------
+
+def test_non_finite_loss_raises_and_keeps_finite_weights(data):
+    X, y = data
+    est = TripletEmbedder(
+        **{**FAST, "max_iter": 20},
+        normalize=False,
+        metric="sqeuclidean",
+        learning_rate_init=1e30,
+    )
+    with pytest.raises(FloatingPointError, match=r"The training loss became (nan|inf) in epoch \d+"):
+        est.fit(X * 1e6, y)
+    assert all(math.isfinite(row["loss"]) for row in est.history_)
+    assert np.isfinite(est.transform(X)).all()
+
+
+class _Dead(torch.nn.Module):
+    """A backbone whose ReLU output is zero for every input: every embedding is the same point."""
+
+    def __init__(self, n_features, n_components):
+        super().__init__()
+        self.linear = torch.nn.Linear(n_features, n_components)
+        torch.nn.init.zeros_(self.linear.weight)
+        torch.nn.init.constant_(self.linear.bias, -1.0)
+
+    def forward(self, x):
+        return torch.relu(self.linear(x))
+
+
+def test_collapse_is_warned(data):
+    X, y = data
+    with pytest.warns(EmbeddingCollapseWarning, match="The embeddings collapsed towards a single point"):
+        TripletEmbedder(**FAST, backbone=_Dead).fit(X, y)
+
+
+def test_collapse_warning_does_not_depend_on_verbose(data, capsys):
+    X, y = data
+    with pytest.warns(EmbeddingCollapseWarning):
+        TripletEmbedder(**FAST, backbone=_Dead, verbose=2).fit(X, y)
+
+
+def test_no_collapse_warning_on_healthy_training(data):
+    X, y = data
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EmbeddingCollapseWarning)
+        TripletEmbedder(**FAST).fit(X, y)
+
+
+def test_keyboard_interrupt_from_callback_keeps_a_usable_estimator(data):
+    X, y = data
+
+    def interrupt(estimator, epoch, logs):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    est = TripletEmbedder(**{**FAST, "max_iter": 10}, callback=interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        est.fit(X, y)
+    assert est.n_iter_ == 2 and len(est.history_) == 2
+    assert est.transform(X).shape == (400, 8)
+    # and training can be resumed from there
+    est.set_params(callback=None, warm_start=True, max_iter=1).fit(X, y)
+    assert est.n_iter_ == 3
+
+
+def test_keyboard_interrupt_inside_a_batch(data):
+    X, y = data
+    calls = {"n": 0}
+    from sklearn_triplet.losses import triplet_loss
+
+    def loss(embeddings, labels):
+        calls["n"] += 1
+        if calls["n"] == 10:  # in the second epoch (7 batches per epoch)
+            raise KeyboardInterrupt
+        return triplet_loss(embeddings, labels, margin=0.2)
+
+    est = TripletEmbedder(**{**FAST, "max_iter": 5}, loss=loss)
+    with pytest.raises(KeyboardInterrupt):
+        est.fit(X, y)
+    assert len(est.history_) == 1 and est.n_iter_ == 1
+    assert np.isfinite(est.transform(X)).all()
+
+
+def test_callable_loss_trains_and_logs_taxonomy(data):
+    X, y = data
+    from sklearn_triplet.losses import triplet_loss
+
+    est = TripletEmbedder(
+        **FAST, loss=lambda e, labels: triplet_loss(e, labels, margin=0.3, mining="hard")
+    ).fit(X, y)
+    row = est.history_[-1]
+    assert row["n_easy"] + row["n_semi_hard"] + row["n_hard"] == row["n_triplets"] > 0
+
+
+def test_callable_loss_must_return_a_scalar_tensor(data):
+    X, y = data
+    with pytest.raises(TypeError, match=re.escape("loss must return a scalar (0-dim) torch.Tensor; got float of shape ().")):
+        TripletEmbedder(**FAST, loss=lambda e, labels: 1.0).fit(X, y)
+
+
+def test_pytorch_metric_learning_loss(data):
+    losses = pytest.importorskip("pytorch_metric_learning.losses")
+    X, y = data
+    est = TripletEmbedder(**FAST, loss=losses.TripletMarginLoss(margin=0.2)).fit(X, y)
+    assert np.isfinite(est.transform(X)).all() and len(est.history_) == 3
