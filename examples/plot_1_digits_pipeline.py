@@ -68,34 +68,25 @@ plt.show()
 # %%
 # What the embedding looks like
 # -----------------------------
-# A 2-D view of the 450 test digits: the first two principal components of the raw pixels beside
-# the first two of the embedding (a linear view of it, nothing fitted to the test labels). In the
-# embedding, each class gathers in its own region; the principal plane of the raw pixels mixes
-# several.
+# :class:`~sklearn_triplet.plotting.EmbeddingDisplay` draws the 450 test digits on the first two
+# principal components of the raw pixels and of the 32-dimensional embedding (a linear view,
+# nothing fitted to the labels). In the embedding each class gathers in a region of its own; the
+# principal plane of the raw pixels mixes several.
 
-embedding = models["TripletEmbedder, 32 components"][0]
-views = {
-    "raw pixels": PCA(n_components=2, random_state=0).fit(X_train).transform(X_test),
-    "triplet embedding": PCA(n_components=2, random_state=0)
-    .fit(embedding.transform(X_train))
-    .transform(embedding.transform(X_test)),
-}
-fig, axes = plt.subplots(1, 2, figsize=(9, 4.4), layout="constrained")
-for ax, (title, points) in zip(axes, views.items()):
-    scatter = ax.scatter(points[:, 0], points[:, 1], c=y_test, cmap="tab10", s=12, vmin=-0.5, vmax=9.5)
-    for digit in range(10):
-        centre = np.median(points[y_test == digit], axis=0)
-        ax.annotate(str(digit), centre, fontsize=13, weight="bold", ha="center", va="center",
-                    bbox={"boxstyle": "circle", "fc": "white", "alpha": 0.7, "lw": 0})
-    ax.set_title(title)
-    ax.set_xticks([])
-    ax.set_yticks([])
-fig.suptitle("The 450 test digits on their first two principal components")
-fig.colorbar(scatter, ax=axes, ticks=range(10), label="digit")
+from sklearn_triplet.plotting import EmbeddingDisplay
+
+embedder = models["TripletEmbedder, 32 components"][0]
+fig, axes = plt.subplots(1, 2, figsize=(10, 4.6), layout="constrained")
+EmbeddingDisplay.from_embedding(X_test, y_test, projection="pca", ax=axes[0], legend=False)
+EmbeddingDisplay.from_estimator(embedder, X_test, y_test, projection="pca", ax=axes[1], legend=False)
+axes[0].set_title("raw pixels")
+axes[1].set_title("triplet embedding")
+axes[1].legend(title="digit", loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small")
 plt.show()
 
 # %%
 # The embedder is a transformer like any other: ``transform`` returns float32 rows of unit norm,
 # ready for any estimator that works with distances.
 
-print(embedding.transform(X_test[:3]).shape, np.linalg.norm(embedding.transform(X_test[:3]), axis=1))
+Z = embedder.transform(X_test[:3])
+print(Z.dtype, Z.shape, np.linalg.norm(Z, axis=1))

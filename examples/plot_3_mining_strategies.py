@@ -35,10 +35,10 @@ X, y = load_digits(return_X_y=True)
 X = X / 16.0
 X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
 
-histories, scores = {}, {}
+embedders, scores = {}, {}
 for mining in ["semi-hard", "hard", "all"]:
     embedder = TripletEmbedder(mining=mining, max_iter=25, random_state=0).fit(X_train, y_train)
-    histories[mining] = pd.DataFrame(embedder.history_).set_index("epoch")
+    embedders[mining] = embedder
     # Test queries retrieve from the training set.
     scores[mining] = map_at_r(
         embedder.transform(X_test), y_test,
@@ -49,33 +49,30 @@ for mining in ["semi-hard", "hard", "all"]:
 # %%
 # The history of one fit
 # ----------------------
-# One row per epoch. The counts are summed over the epoch's batches; ``n_mined`` is how many terms
-# the loss averaged over (anchor-positive pairs, anchors or active triplets, by mode).
+# One row per epoch (every fourth shown here). The counts are summed over the epoch's batches;
+# ``n_mined`` is how many terms the loss averaged over (anchor-positive pairs, anchors or active
+# triplets, by mode).
 
+history = pd.DataFrame(embedders["semi-hard"].history_).set_index("epoch")
 columns = ["loss", "n_triplets", "n_mined", "easy_fraction", "semi_hard_fraction", "hard_fraction"]
-print(histories["semi-hard"][columns].iloc[[0, 1, 2, -1]].round(3).to_string())
+print(history[columns].iloc[::4].round(3).to_string())
 
 # %%
 # Loss and triplet fractions per epoch
 # ------------------------------------
-# The losses are not on one scale (each mode averages over different triplets), but their
-# fractions are: all three turn hard and semi-hard triplets into easy ones, at different speeds.
+# :class:`~sklearn_triplet.plotting.HistoryDisplay` draws a fitted embedder's ``history_``: the
+# loss, and the fractions of easy, semi-hard, hard and active triplets among all the valid
+# triplets of each epoch's batches. One row per mining mode. The losses are not on one scale (each
+# mode averages over different triplets), but the fractions are.
 
-fig, axes = plt.subplots(1, 4, figsize=(13, 3.4), layout="constrained", sharex=True)
-panels = [
-    ("loss", "loss (each mode's own average)"),
-    ("easy_fraction", "easy triplets"),
-    ("semi_hard_fraction", "semi-hard triplets"),
-    ("hard_fraction", "hard triplets"),
-]
-for ax, (column, title) in zip(axes, panels):
-    for mining, history in histories.items():
-        label = f"{mining} (test MAP@R {scores[mining]:.3f})"
-        ax.plot(history.index, history[column], label=label)
-    ax.set_title(title)
-    ax.set_xlabel("epoch")
-for ax in axes[1:]:
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("fraction of valid triplets")
-axes[0].legend(fontsize="small")
+from sklearn_triplet.plotting import HistoryDisplay
+
+fig, axes = plt.subplots(3, 2, figsize=(10, 9), layout="constrained", sharex=True)
+for row, mining in zip(axes, embedders):
+    HistoryDisplay.from_estimator(embedders[mining], ax=row)
+    row[0].set_title(f'mining="{mining}": training loss')
+    row[1].set_title(f"triplet kinds (test MAP@R {scores[mining]:.3f})")
+    row[1].set_ylabel("fraction of valid triplets")
+for ax in axes[:-1].ravel():
+    ax.set_xlabel("")
 plt.show()
