@@ -38,7 +38,6 @@ version = release
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
-    "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
@@ -57,8 +56,9 @@ default_role = "literal"
 
 # -- API reference -------------------------------------------------------------------------------
 
-autosummary_generate = True
 autodoc_typehints = "none"
+# Page tables of contents list "fit()" rather than "TripletEmbedder.fit()".
+toc_object_entries_show_parents = "hide"
 numpydoc_show_class_members = False  # autosummary and the class template list the members
 numpydoc_class_members_toctree = False
 
@@ -83,7 +83,10 @@ def _write_if_changed(path, text):
 
 
 def write_api_reference():
-    """Write ``api/index.rst`` and one page per module from ``api_reference.API_REFERENCE``."""
+    """Write ``api/index.rst`` and one page per module from ``api_reference.API_REFERENCE``.
+
+    Returns the pages written, relative to this folder.
+    """
     out = DOCS / "api"
     out.mkdir(exist_ok=True)
     index = [
@@ -100,7 +103,7 @@ def write_api_reference():
         "   :hidden:",
         "",
     ]
-    sections = []
+    sections, pages = [], ["api/index.rst"]
     for entry in API_REFERENCE:
         name = entry["module"]
         if importlib.util.find_spec(name) is None:
@@ -126,6 +129,7 @@ def write_api_reference():
             "",
         ]
         _write_if_changed(out / f"{name}.rst", "\n".join(page))
+        pages.append(f"api/{name}.rst")
         index.append(f"   {name}")
         sections += [
             entry["title"],
@@ -136,9 +140,12 @@ def write_api_reference():
             *table,
         ]
     _write_if_changed(out / "index.rst", "\n".join(index + [""] + sections))
+    return pages
 
 
-write_api_reference()
+# Named explicitly (not True, which means "the pages Sphinx knew at its last build") so that a page
+# written for a newly importable module gets its stubs on an incremental build too.
+autosummary_generate = write_api_reference()
 
 # Docstring text that renders wrongly, rewritten at build time until the docstrings change (the
 # patterns then simply stop matching):
