@@ -1,8 +1,8 @@
 """Sphinx configuration of the sklearn-triplet documentation.
 
-Build with ``sphinx-build -W -b html docs docs/_build/html`` from the repository root (the package is
-imported from this checkout). The build needs no network: intersphinx is off, and the gallery runs
-on scikit-learn's bundled digits.
+Build with ``sphinx-build -W -b html docs docs/_build/html`` from the repository root (the package
+is imported from this checkout). The build needs no network: intersphinx is off, formulas are plain
+text, and the gallery runs on scikit-learn's bundled digits.
 """
 
 import importlib
@@ -18,11 +18,11 @@ sys.path.insert(0, str(ROOT))  # document this checkout, installed or not
 sys.path.insert(0, str(DOCS / "_ext"))
 sys.path.insert(0, str(DOCS))
 
-import torch  # noqa: E402
+import torch
+from api_reference import API_REFERENCE
 
-from api_reference import API_REFERENCE  # noqa: E402
-
-# The gallery runs inside this process: one torch thread keeps it to its budget on a shared CI machine.
+# The gallery runs inside this process: one torch thread keeps it to its budget on a shared CI
+# machine.
 torch.set_num_threads(1)
 
 # -- Project -------------------------------------------------------------------------------------
@@ -31,7 +31,7 @@ project = "sklearn-triplet"
 author = "The sklearn-triplet developers"
 copyright = "2026, The sklearn-triplet developers"
 release = re.search(
-    r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(encoding="utf-8"), re.M
+    r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(encoding="utf-8"), re.MULTILINE
 ).group(1)
 version = release
 
@@ -95,9 +95,11 @@ def write_api_reference():
         "API reference",
         "=============",
         "",
-        "Every public function and class, module by module. The estimators are imported from the "
-        "package itself (``from sklearn_triplet import TripletEmbedder``), everything else from "
-        "its module (``from sklearn_triplet.metrics import map_at_r``).",
+        (
+            "Every public function and class, module by module. The estimators are imported from "
+            "the package itself (``from sklearn_triplet import TripletEmbedder``), everything else "
+            "from its module (``from sklearn_triplet.metrics import map_at_r``)."
+        ),
         "",
         ".. toctree::",
         "   :hidden:",

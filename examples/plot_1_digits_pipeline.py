@@ -7,7 +7,8 @@ A :class:`~sklearn.neighbors.KNeighborsClassifier` is only as good as the distan
 On raw pixels, the distance between two handwritten digits depends on stroke thickness and
 position as much as on the digit drawn. Here a :class:`~sklearn_triplet.TripletEmbedder` learns a
 32-dimensional embedding from the training labels, and the same classifier runs on it, in one
-:class:`~sklearn.pipeline.Pipeline`. PCA to the same width is the unsupervised baseline.
+:class:`~sklearn.pipeline.Pipeline`. PCA to the same width is the unsupervised baseline. The three
+are compared on classification (KNN accuracy) and on retrieval (MAP@R).
 """
 
 # %%
@@ -22,13 +23,16 @@ from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
 from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 
 from sklearn_triplet import TripletEmbedder
+from sklearn_triplet.metrics import map_at_r
 
 X, y = load_digits(return_X_y=True)
 X = X / 16.0
-X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
+X_train, X_test, y_train, y_test = train_test_split(
+    X, y, test_size=0.25, stratify=y, random_state=0
+)
 
 # %%
 # Three pipelines, one classifier
@@ -38,31 +42,57 @@ X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, strati
 
 models = {
     "raw pixels": KNeighborsClassifier(),
-    "PCA, 32 components": make_pipeline(PCA(n_components=32, random_state=0), KNeighborsClassifier()),
+    "PCA, 32 components": make_pipeline(
+        PCA(n_components=32, random_state=0), KNeighborsClassifier()
+    ),
     "TripletEmbedder, 32 components": make_pipeline(
         TripletEmbedder(n_components=32, max_iter=30, random_state=0), KNeighborsClassifier()
     ),
 }
-accuracy = {}
+
+
+def space(model, X):
+    """The space the classifier votes in: the pipeline's transform, or the raw pixels."""
+    return model[:-1].transform(X) if isinstance(model, Pipeline) else X
+
+
+scores = {}
 for name, model in models.items():
-    accuracy[name] = model.fit(X_train, y_train).score(X_test, y_test)
-    print(f"{name:<32} test accuracy {accuracy[name]:.4f}")
+    model.fit(X_train, y_train)
+    # Retrieval: each test digit queries the training digits, in the space the classifier sees.
+    scores[name] = {
+        "accuracy": model.score(X_test, y_test),
+        "map_at_r": map_at_r(
+            space(model, X_test), y_test,
+            X_reference=space(model, X_train), y_reference=y_train,
+        ),
+    }
+    print(f"{name:<32} KNN test accuracy {scores[name]['accuracy']:.4f}   "
+          f"test MAP@R {scores[name]['map_at_r']:.4f}")
 
 # %%
-# Test accuracy
-# -------------
-# Errors are what differ, so the chart shows the error rate beside the accuracy.
+# Classification and retrieval
+# ----------------------------
+# On the digits, a 5-nearest-neighbour vote is already right about 98 % of the time on raw
+# pixels, and it stays there on the embedding: five neighbours only need a majority of the right
+# class. Retrieval asks more. MAP@R (mean average precision at R) ranks *all* the training digits
+# by distance from each test digit and rewards the ones of its class for coming first; 1.0 means
+# the whole class comes before any other digit. That is the structure the triplet loss trains
+# for, and where the learned embedding differs from raw pixels and PCA.
 
-fig, ax = plt.subplots(figsize=(7, 2.8), layout="constrained")
-names = list(accuracy)
-errors = [100 * (1 - accuracy[name]) for name in names]
-bars = ax.barh(names, errors, color=["0.6", "0.6", "tab:blue"])
-ax.bar_label(bars, labels=[f"{e:.1f} % errors ({100 * accuracy[n]:.1f} % accuracy)"
-                           for e, n in zip(errors, names)], padding=4)
-ax.invert_yaxis()
-ax.set_xlim(0, max(errors) * 2.2)
-ax.set_xlabel("test error of 5-nearest neighbours (%)")
-ax.set_title("KNN on the digits: raw pixels against learned embeddings")
+fig, axes = plt.subplots(1, 2, figsize=(10, 2.9), layout="constrained", sharey=True)
+names = list(scores)
+colors = ["0.6", "0.6", "tab:blue"]
+for ax, key, label in [
+    (axes[0], "accuracy", "KNN test accuracy"),
+    (axes[1], "map_at_r", "test MAP@R (queries against the training set)"),
+]:
+    values = [scores[name][key] for name in names]
+    bars = ax.barh(names, values, color=colors)
+    ax.bar_label(bars, fmt="%.3f", padding=3)
+    ax.set_xlim(0, 1.15)
+    ax.set_title(label)
+axes[0].invert_yaxis()
 plt.show()
 
 # %%
@@ -78,7 +108,9 @@ from sklearn_triplet.plotting import EmbeddingDisplay
 embedder = models["TripletEmbedder, 32 components"][0]
 fig, axes = plt.subplots(1, 2, figsize=(10, 4.6), layout="constrained")
 EmbeddingDisplay.from_embedding(X_test, y_test, projection="pca", ax=axes[0], legend=False)
-EmbeddingDisplay.from_estimator(embedder, X_test, y_test, projection="pca", ax=axes[1], legend=False)
+EmbeddingDisplay.from_estimator(
+    embedder, X_test, y_test, projection="pca", ax=axes[1], legend=False
+)
 axes[0].set_title("raw pixels")
 axes[1].set_title("triplet embedding")
 axes[1].legend(title="digit", loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small")

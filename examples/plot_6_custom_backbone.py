@@ -33,15 +33,20 @@ from sklearn_triplet import TripletEmbedder
 
 X, y = load_digits(return_X_y=True)
 X = X / 16.0
-X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
+X_train, X_test, y_train, y_test = train_test_split(
+    X, y, test_size=0.25, stratify=y, random_state=0
+)
 
 # %%
 # A module instance
 # -----------------
 # Any module that maps a float32 tensor ``(batch, 64)`` to ``(batch, n_components)`` will do. Its
 # output width is the embedding's width (``n_components`` is then not used); the estimator adds
-# the unit-norm scaling after it (``normalize=True``).
+# the unit-norm scaling after it (``normalize=True``). The estimator trains a copy of it from the
+# weights it has, so ``random_state`` cannot seed them: seed torch before building it for a
+# repeatable fit.
 
+torch.manual_seed(0)
 instance = nn.Sequential(
     nn.Linear(64, 128),
     nn.LayerNorm(128),
@@ -127,7 +132,8 @@ axes[0].set_xlim(0, 1.25)
 axes[0].set_xlabel("test MAP@R  (fit time)")
 axes[0].set_title("retrieval quality by backbone")
 for name, embedder in embedders.items():
-    axes[1].plot([row["loss"] for row in embedder.history_], label=name)
+    axes[1].plot([row["epoch"] for row in embedder.history_],
+                 [row["loss"] for row in embedder.history_], label=name)
 axes[1].set_xlabel("epoch")
 axes[1].set_ylabel("training loss (semi-hard triplets)")
 axes[1].set_title("training loss per epoch")
