@@ -215,4 +215,12 @@ html_theme_options = {
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
 }
-html_sidebars = {"index": [], "install": [], "quick_start": [], "changelog": []}
+# No left sidebar where the page's own table of contents is enough, and on the gallery pages, whose
+# code needs the width.
+html_sidebars = {
+    "index": [],
+    "install": [],
+    "quick_start": [],
+    "changelog": [],
+    "auto_examples/plot_*": [],
+}

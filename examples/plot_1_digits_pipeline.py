@@ -85,7 +85,7 @@ names = list(scores)
 colors = ["0.6", "0.6", "tab:blue"]
 for ax, key, label in [
     (axes[0], "accuracy", "KNN test accuracy"),
-    (axes[1], "map_at_r", "test MAP@R (queries against the training set)"),
+    (axes[1], "map_at_r", "test MAP@R (against the training set)"),
 ]:
     values = [scores[name][key] for name in names]
     bars = ax.barh(names, values, color=colors)
