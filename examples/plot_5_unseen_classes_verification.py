@@ -141,9 +141,9 @@ plt.show()
 # Reading the result
 # ------------------
 # On the seen digits the embedding retrieves almost perfectly. On the unseen ones it does *worse*
-# than raw pixels, for retrieval and for verification alike, from the first epoch on, and a little
-# worse with every epoch that sharpens the seen classes: seven classes teach the network the
-# strokes that tell 0-6 apart, not a general notion of what makes two handwritten digits alike. The transfer that face verification relies on comes from training
+# than raw pixels, for retrieval and for verification alike, from the first epoch on, and slightly
+# worse still after more epochs on the seen classes: seven classes teach the network the strokes
+# that tell 0-6 apart, not a general notion of what makes two handwritten digits alike. The transfer that face verification relies on comes from training
 # on thousands of identities (FaceNet used 100 to 200 million images of about eight million
 # people), so that the features learned are those of faces in general. With few training classes,
 # measure on held-out *classes*, as here, before trusting an embedding on new ones; raw features
