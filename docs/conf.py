@@ -105,20 +105,23 @@ def write_api_reference():
         "   :hidden:",
         "",
     ]
-    sections, pages = [], ["api/index.rst"]
+    sections, pages, stubs = [], ["api/index.rst"], set()
     for entry in API_REFERENCE:
         name = entry["module"]
         if importlib.util.find_spec(name) is None:
             continue
         module = importlib.import_module(name)
         objects = _public_names(module)
+        stubs.update(f"{name}.{obj}.rst" for obj in objects)
         table = [".. autosummary::", "   :nosignatures:", ""]
         table += [f"   {name}.{obj}" for obj in objects] + [""]
         page = [
-            f"``{name}``: {entry['title'].lower()}",
-            "=" * (len(name) + len(entry["title"]) + 6),
+            entry["title"],
+            "=" * len(entry["title"]),
             "",
             f".. currentmodule:: {name}",
+            "",
+            f"Module ``{name}``.",
             "",
             ".. autosummary::",
             "   :toctree: ../generated/",
@@ -137,11 +140,18 @@ def write_api_reference():
             entry["title"],
             "-" * len(entry["title"]),
             "",
-            f":doc:`{name}` -- {entry['summary']}",
+            f":doc:`{name} <{name}>` -- {entry['summary']}",
             "",
             *table,
         ]
     _write_if_changed(out / "index.rst", "\n".join(index + [""] + sections))
+    # Pages of objects or modules that are gone would be orphans, which -W turns into errors.
+    for path in out.glob("*.rst"):
+        if f"api/{path.name}" not in pages:
+            path.unlink()
+    for path in (DOCS / "generated").glob("sklearn_triplet*.rst"):
+        if path.name not in stubs:
+            path.unlink()
     return pages
 
 
@@ -162,6 +172,11 @@ DOCSTRING_FIXES = [
 
 
 def fix_docstring(app, what, name, obj, options, lines):
+    if what == "data" and type(obj).__module__ == "builtins":
+        # A constant such as distances.METRICS would show the docstring of its type ("Built-in
+        # immutable sequence."); show its value instead.
+        lines[:] = [f"The value ``{obj!r}``."]
+        return
     for index, line in enumerate(lines):
         for pattern, replacement in DOCSTRING_FIXES:
             line = pattern.sub(replacement, line)
