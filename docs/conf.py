@@ -230,12 +230,18 @@ html_theme_options = {
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
 }
-# No left sidebar where the page's own table of contents is enough, and on the gallery pages, whose
-# code needs the width.
+# The left sidebar lists a section's pages: only the API reference and the gallery have some. Other
+# pages give its width to their text, code and tables.
 html_sidebars = {
-    "index": [],
-    "install": [],
-    "quick_start": [],
-    "changelog": [],
-    "auto_examples/plot_*": [],
+    page: []
+    for page in [
+        "index",
+        "install",
+        "quick_start",
+        "user_guide",
+        "benchmarks",
+        "scaling_out",
+        "changelog",
+        "auto_examples/plot_*",
+    ]
 }
