@@ -5,7 +5,6 @@ is imported from this checkout). The build needs no network: intersphinx is off,
 text, and the gallery runs on scikit-learn's bundled digits.
 """
 
-import importlib
 import importlib.util
 import inspect
 import re
@@ -196,10 +195,6 @@ def plain_text_for_foreign_references(app, env, node, contnode):
     return None
 
 
-def setup(app):
-    app.connect("autodoc-process-docstring", fix_docstring, priority=400)
-    app.connect("missing-reference", plain_text_for_foreign_references)
-
 # -- Gallery -------------------------------------------------------------------------------------
 
 sphinx_gallery_conf = {
@@ -245,3 +240,8 @@ html_sidebars = {
         "auto_examples/plot_*",
     ]
 }
+
+
+def setup(app):
+    app.connect("autodoc-process-docstring", fix_docstring, priority=400)
+    app.connect("missing-reference", plain_text_for_foreign_references)
