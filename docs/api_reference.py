@@ -49,6 +49,12 @@ API_REFERENCE = [
         "summary": "Displays of an embedding and of a training history.",
     },
     {
+        "module": "sklearn_triplet.chunking",
+        "title": "Data larger than memory",
+        "summary": "Embedding inputs too large to hold at once: chunked ``transform`` and dask "
+        "arrays.",
+    },
+    {
         "module": "sklearn_triplet.backbones",
         "title": "Backbones",
         "summary": "The built-in networks and how a ``backbone`` parameter becomes a module.",
