@@ -200,6 +200,7 @@ class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
                 tol=self.tol,
                 on_epoch_end=on_epoch_end,
                 mixed_precision=self.mixed_precision,
+                metric=self.metric,
                 verbose=self.verbose,
                 start_time=start_time,
             )
@@ -221,15 +222,17 @@ class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             )
         last = self.history_[-1] if self.history_ else {}
         spread = last.get("mean_distance", np.nan)
-        if spread < 1e-2 * self.margin:
+        if spread < 0.5 * self.margin:
             warnings.warn(
-                f"The embeddings collapsed towards a single point: the mean distance between the "
-                f"embeddings of the last batch is {spread:.3g} against margin={self.margin}, so the "
-                "loss sits at the margin. Likely causes: a learning rate too high "
+                f"The embeddings collapsed towards a single point: the mean {self.metric} distance "
+                f"between the embeddings of the last batch is {spread:.3g}, less than half the "
+                f"margin={self.margin}, so most negatives sit inside the margin and the loss stays "
+                "near it. Likely causes: a learning rate too high "
                 f"(learning_rate_init={self.learning_rate_init}); a margin too large for the metric "
                 f"(metric={self.metric!r}); hard mining from the start (mining='hard': try "
                 "'semi-hard'); input features on a large common offset or scale (standardise them, "
-                "e.g. with StandardScaler); or a backbone whose output is constant.",
+                "e.g. with StandardScaler); too few epochs for a network that starts near-constant "
+                f"(max_iter={self.max_iter}); or a backbone whose output is constant.",
                 EmbeddingCollapseWarning,
             )
 

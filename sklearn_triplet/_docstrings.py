@@ -70,8 +70,8 @@ ATTRIBUTES = """\
         One row per epoch: ``epoch``, ``loss``, the epoch's triplet counts (``n_triplets``,
         ``n_easy``, ``n_semi_hard``, ``n_hard``, ``n_active``, ``n_mined``, ``n_mined_active``), their
         fractions (``easy_fraction``, ``semi_hard_fraction``, ``hard_fraction``,
-        ``active_fraction``), ``mean_distance`` (mean Euclidean distance within the last batch; near 0
-        means collapse), ``validation_score`` (with early stopping) and ``time`` (seconds since the fit
+        ``active_fraction``), ``mean_distance`` (mean distance between the embeddings of the last batch, in
+        units of ``metric``; below half the margin at the end of training, a collapse is warned), ``validation_score`` (with early stopping) and ``time`` (seconds since the fit
         began). A fraction is NaN when the epoch held no triplet at all.
     n_iter_ : int
         Number of epochs trained.
@@ -79,7 +79,7 @@ ATTRIBUTES = """\
         The device in use.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when X has string feature names."""
 
 

@@ -14,6 +14,8 @@ import time
 import numpy as np
 import torch
 
+from .distances import pairwise_distances
+
 # Why training stopped; the estimators turn these into warnings and attributes.
 STOP_MAX_ITER = "max_iter"
 STOP_NO_CHANGE = "n_iter_no_change"
@@ -36,6 +38,7 @@ def train(
     tol=0.0,
     on_epoch_end=None,
     mixed_precision=False,
+    metric="euclidean",
     verbose=0,
     start_time=None,
 ):
@@ -74,6 +77,8 @@ def train(
         ``on_epoch_end(epoch, logs) -> bool``; returning True stops training.
     mixed_precision : bool, default=False
         Run the forward pass under bfloat16 autocast (the loss is computed in float32).
+    metric : str, default="euclidean"
+        Distance of the ``"mean_distance"`` column (see :func:`~sklearn_triplet.distances.pairwise_distances`).
     verbose : int, default=0
         0 silent, 1 a progress bar over epochs, 2 one line per epoch.
     start_time : float, default=None
@@ -103,7 +108,7 @@ def train(
     with _progress(epochs, verbose) as bar:
         for epoch in epochs:
             snapshot = _copy_state(module)
-            logs = _train_epoch(module, optimizer, batch_loss, X, y, batches(), device, autocast)
+            logs = _train_epoch(module, optimizer, batch_loss, X, y, batches(), device, autocast, metric)
             problem = _divergence(logs, module)
             if problem:
                 module.load_state_dict(snapshot)
@@ -136,7 +141,7 @@ def train(
     return stop_reason
 
 
-def _train_epoch(module, optimizer, batch_loss, X, y, batches, device, autocast):
+def _train_epoch(module, optimizer, batch_loss, X, y, batches, device, autocast, metric):
     module.train()
     loss_sum = torch.zeros((), device=device)
     finite = torch.ones((), dtype=torch.bool, device=device)
@@ -164,7 +169,7 @@ def _train_epoch(module, optimizer, batch_loss, X, y, batches, device, autocast)
     counts = {key: int(value) for key, value in totals.items()}
     logs.update(counts)
     logs.update(_fractions(counts))
-    logs["mean_distance"] = _mean_distance(last_embeddings)
+    logs["mean_distance"] = _mean_distance(last_embeddings, metric)
     return logs
 
 
@@ -195,13 +200,14 @@ def _fractions(counts):
     return out
 
 
-def _mean_distance(embeddings):
-    """Mean Euclidean distance between the embeddings of a batch (collapse makes it ~0)."""
+def _mean_distance(embeddings, metric):
+    """Mean distance between the embeddings of a batch, in units of ``metric`` (collapse: ~0)."""
     if embeddings is None or embeddings.shape[0] < 2:
         return math.nan
-    e = embeddings.float()
-    n = e.shape[0]
-    return float(torch.pdist(e).sum().item() * 2 / (n * (n - 1)))
+    n = embeddings.shape[0]
+    with torch.no_grad():
+        total = pairwise_distances(embeddings.float(), metric=metric).sum()
+    return float(total.item() / (n * (n - 1)))
 
 
 def _copy_state(module):

@@ -34,7 +34,7 @@ class L2Normalize(nn.Module):
 
 
 def make_mlp(n_features, n_components, *, hidden_layer_sizes=(256,), activation="relu"):
-    """Fully connected network ``n_features -> hidden... -> n_components``.
+    """Fully connected network from ``n_features`` through the hidden layers to ``n_components``.
 
     Parameters
     ----------

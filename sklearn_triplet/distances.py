@@ -11,6 +11,7 @@ import torch
 
 __all__ = ["METRICS", "pairwise_distances"]
 
+#: The distances the losses, the miners and the estimators accept (``"cosine"`` is ``1 - cos``).
 METRICS = ("euclidean", "sqeuclidean", "cosine")
 
 

@@ -276,7 +276,7 @@ class EmbeddingDisplay:
 _HISTORY_PANELS = {
     "loss": ("Training loss", "loss", [("loss", "loss")]),
     "triplets": (
-        "Mined triplets",
+        "Triplet types",
         "fraction",
         [
             ("easy_fraction", "easy"),

@@ -366,7 +366,7 @@ class PairVerifier(ClassifierMixin, BaseEstimator):
         The two values of ``y``; ``classes_[1]`` (True, or 1) means *same*.
     n_features_in_ : int
         Number of columns of ``X`` seen in ``fit``.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Column names of ``X``, when it is a DataFrame with string column names.
 
     See Also

@@ -144,7 +144,7 @@ def test_history_display_full_history():
     display = HistoryDisplay.from_history(history)
     assert len(display.axes_) == 3
     assert [axis.get_title() for axis in display.axes_] == [
-        "Training loss", "Mined triplets", "Validation",
+        "Training loss", "Triplet types", "Validation",
     ]
     assert [len(axis.get_lines()) for axis in display.axes_] == [1, 4, 1]
     assert sorted(display.lines_) == sorted([
@@ -161,7 +161,7 @@ def test_history_display_full_history():
 
 def test_history_display_without_validation_or_triplet_stats():
     display = HistoryDisplay.from_history(_full_history(validation=False))
-    assert [axis.get_title() for axis in display.axes_] == ["Training loss", "Mined triplets"]
+    assert [axis.get_title() for axis in display.axes_] == ["Training loss", "Triplet types"]
     # a SiameseEmbedder-like history with the loss alone
     display = HistoryDisplay.from_history([{"epoch": 1, "loss": 2.0}, {"epoch": 2, "loss": 1.0}])
     assert len(display.axes_) == 1 and list(display.lines_) == ["loss"]
