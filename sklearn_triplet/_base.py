@@ -21,7 +21,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _training
+from . import _training, chunking
 from .backbones import L2Normalize, build_backbone
 from .distances import pairwise_distances
 from .metrics import map_at_r
@@ -282,8 +282,6 @@ class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         X_new : ndarray of shape (n_samples, n_components), float32
             The embeddings (unit-norm rows when ``normalize=True``).
         """
-        from . import chunking  # imported here so the module's import block stays as it is
-
         check_is_fitted(self)
         return chunking._embed_in_chunks(self, X, batch_size=_INFERENCE_BATCH_SIZE)
 
