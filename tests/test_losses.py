@@ -1,0 +1,338 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from sklearn_triplet import mining
+from sklearn_triplet.distances import METRICS, pairwise_distances
+from sklearn_triplet.losses import contrastive_loss, triplet_loss
+
+DTYPES = [torch.float32, torch.float64]
+TRIPLET_KEYS = ["n_triplets", "n_easy", "n_semi_hard", "n_hard", "n_active", "n_mined",
+                "n_mined_active"]
+CONTRASTIVE_KEYS = TRIPLET_KEYS + ["n_pairs", "n_positive_pairs", "n_negative_pairs",
+                                   "n_active_pairs"]
+
+
+# ----------------------------------------------------------------------------------------
+# Brute force, written from the definitions with plain loops. Comparisons are made in the
+# dtype of the distances (NumPy scalars), sums in float64.
+
+
+def _as_numpy(distances, margin):
+    d = distances.detach().cpu().numpy()
+    return d, d.dtype.type(margin)
+
+
+def brute_force_taxonomy(d, labels, m):
+    counts = dict.fromkeys(["n_triplets", "n_easy", "n_semi_hard", "n_hard", "n_active"], 0)
+    n = len(labels)
+    for a in range(n):
+        for p in range(n):
+            if p == a or labels[p] != labels[a]:
+                continue
+            for k in range(n):
+                if labels[k] == labels[a]:
+                    continue
+                counts["n_triplets"] += 1
+                if d[a, k] > d[a, p] + m:
+                    counts["n_easy"] += 1
+                elif d[a, p] < d[a, k]:
+                    counts["n_semi_hard"] += 1
+                else:
+                    counts["n_hard"] += 1
+                if d[a, k] < d[a, p] + m:
+                    counts["n_active"] += 1
+    return counts
+
+
+def hinge(d_ap, d_an, m):
+    """max(0, d(a, p) - d(a, n) + m): above 0 exactly when d(a, n) < d(a, p) + m."""
+    return float(d_ap + m) - float(d_an) if d_an < d_ap + m else 0.0
+
+
+def brute_force_triplet(distances, labels, margin, mining):
+    d, m = _as_numpy(distances, margin)
+    labels = labels.tolist()
+    n = len(labels)
+    positives = [[p for p in range(n) if p != a and labels[p] == labels[a]] for a in range(n)]
+    negatives = [[k for k in range(n) if labels[k] != labels[a]] for a in range(n)]
+    terms = []
+    if mining == "all":
+        for a in range(n):
+            for p in positives[a]:
+                for k in negatives[a]:
+                    loss = hinge(d[a, p], d[a, k], m)
+                    if loss > 0:
+                        terms.append(loss)
+    elif mining == "hard":
+        for a in range(n):
+            if positives[a] and negatives[a]:
+                farthest = max(d[a, p] for p in positives[a])
+                closest = min(d[a, k] for k in negatives[a])
+                terms.append(hinge(farthest, closest, m))
+    else:  # semi-hard
+        for a in range(n):
+            if not negatives[a]:
+                continue
+            for p in positives[a]:
+                beyond = [k for k in negatives[a] if d[a, k] > d[a, p]]
+                if beyond:
+                    chosen = min(beyond, key=lambda k: d[a, k])
+                else:
+                    chosen = max(negatives[a], key=lambda k: d[a, k])
+                terms.append(hinge(d[a, p], d[a, chosen], m))
+    stats = brute_force_taxonomy(d, labels, m)
+    stats["n_mined"] = len(terms)
+    stats["n_mined_active"] = sum(term > 0 for term in terms)
+    return (sum(terms) / len(terms) if terms else 0.0), stats
+
+
+def brute_force_contrastive(distances, labels, margin, mining):
+    d, m = _as_numpy(distances, margin)
+    labels = labels.tolist()
+    n = len(labels)
+    closest_negative = [min([d[i, k] for k in range(n) if labels[k] != labels[i]],
+                            default=math.inf) for i in range(n)]
+    farthest_positive = [max([d[i, p] for p in range(n) if p != i and labels[p] == labels[i]],
+                             default=-math.inf) for i in range(n)]
+    terms = []
+    stats = dict.fromkeys(["n_pairs", "n_positive_pairs", "n_negative_pairs",
+                           "n_active_pairs"], 0)
+    for i in range(n):
+        for j in range(i + 1, n):
+            same = labels[i] == labels[j]
+            if same:
+                loss = float(d[i, j]) ** 2
+                active = d[i, j] > 0
+                hard = d[i, j] > min(closest_negative[i], closest_negative[j])
+            else:
+                loss = max(0.0, float(m - d[i, j])) ** 2
+                active = d[i, j] < m
+                hard = d[i, j] < max(farthest_positive[i], farthest_positive[j])
+            stats["n_pairs"] += 1
+            stats["n_positive_pairs" if same else "n_negative_pairs"] += 1
+            stats["n_active_pairs"] += bool(active)
+            if mining == "all" or hard:
+                terms.append((loss, active))
+    stats.update(brute_force_taxonomy(d, labels, m))
+    stats["n_mined"] = len(terms)
+    stats["n_mined_active"] = sum(bool(active) for _, active in terms)
+    return (sum(loss for loss, _ in terms) / len(terms) if terms else 0.0), stats
+
+
+# ----------------------------------------------------------------------------------------
+# Batches
+
+
+def make_batch(kind, dtype, seed):
+    """Random batches with singleton classes; "integer" ones also have ties and duplicates."""
+    generator = torch.Generator().manual_seed(seed)
+    n = int(torch.randint(12, 31, (1,), generator=generator))
+    labels = torch.randint(0, 4, (n,), generator=generator) * 7 - 3  # any integer values
+    labels[0] = 100  # a singleton class
+    labels[1] = -50  # another one
+    if kind == "normal":
+        x = torch.randn(n, 4, generator=generator, dtype=torch.float64)
+    else:
+        x = torch.randint(-2, 3, (n, 3), generator=generator).double()
+        x[2] = x[3]  # duplicate points
+        x[4] = x[9]
+    return x.to(dtype), labels
+
+
+BATCHES = [(kind, seed) for kind in ["normal", "integer"] for seed in range(3)]
+
+
+def check_stats(stats, expected, device):
+    assert list(stats) == list(expected)
+    for key, value in stats.items():
+        assert value.dtype == torch.int64 and value.shape == () and value.device == device
+        assert int(value) == expected[key], key
+
+
+@pytest.mark.parametrize("mining_mode", ["all", "hard", "semi-hard"])
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind,seed", BATCHES)
+def test_triplet_loss_matches_brute_force(mining_mode, metric, dtype, kind, seed):
+    x, labels = make_batch(kind, dtype, seed)
+    margin = 1.0 if kind == "integer" else 0.3  # 1.0: exact ties at d(a, p) + margin
+    loss, stats = triplet_loss(x, labels, margin=margin, mining=mining_mode, metric=metric,
+                               return_stats=True)
+    expected_loss, expected_stats = brute_force_triplet(
+        pairwise_distances(x, metric=metric), labels, margin, mining_mode
+    )
+    assert loss.dtype == dtype and loss.shape == ()
+    tolerance = 1e-5 if dtype == torch.float32 else 1e-12
+    assert float(loss) == pytest.approx(expected_loss, rel=tolerance, abs=tolerance)
+    expected = {key: expected_stats[key] for key in TRIPLET_KEYS}
+    check_stats(stats, expected, x.device)
+
+
+@pytest.mark.parametrize("mining_mode", ["all", "hard"])
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind,seed", BATCHES)
+def test_contrastive_loss_matches_brute_force(mining_mode, metric, dtype, kind, seed):
+    x, labels = make_batch(kind, dtype, seed)
+    margin = 2.0 if kind == "integer" else 0.8
+    loss, stats = contrastive_loss(x, labels, margin=margin, mining=mining_mode, metric=metric,
+                                   return_stats=True)
+    expected_loss, expected_stats = brute_force_contrastive(
+        pairwise_distances(x, metric=metric), labels, margin, mining_mode
+    )
+    assert loss.dtype == dtype and loss.shape == ()
+    tolerance = 1e-5 if dtype == torch.float32 else 1e-12
+    assert float(loss) == pytest.approx(expected_loss, rel=tolerance, abs=tolerance)
+    expected = {key: expected_stats[key] for key in CONTRASTIVE_KEYS}
+    check_stats(stats, expected, x.device)
+
+
+def test_loss_without_stats_is_the_same_tensor_value():
+    x, labels = make_batch("normal", torch.float32, 0)
+    for mode in ["all", "hard", "semi-hard"]:
+        loss, _ = triplet_loss(x, labels, mining=mode, return_stats=True)
+        assert torch.equal(triplet_loss(x, labels, mining=mode), loss)
+    for mode in ["all", "hard"]:
+        loss, _ = contrastive_loss(x, labels, mining=mode, return_stats=True)
+        assert torch.equal(contrastive_loss(x, labels, mining=mode), loss)
+
+
+def test_full_width_layout_gives_the_same_results(monkeypatch):
+    # Off the CPU, the positives are laid out B wide to avoid a host synchronisation.
+    x, labels = make_batch("integer", torch.float32, 1)
+    results = [triplet_loss(x, labels, mining=mode, margin=1.0, return_stats=True)
+               for mode in ["all", "hard", "semi-hard"]]
+    monkeypatch.setattr(mining, "_layout_width", len)
+    for mode, (loss, stats) in zip(["all", "hard", "semi-hard"], results):
+        wide_loss, wide_stats = triplet_loss(x, labels, mining=mode, margin=1.0,
+                                             return_stats=True)
+        assert float(wide_loss) == pytest.approx(float(loss), rel=1e-6)
+        assert {k: int(v) for k, v in wide_stats.items()} == {k: int(v) for k, v in stats.items()}
+
+
+@pytest.mark.parametrize("mining_mode", ["all", "hard", "semi-hard"])
+@pytest.mark.parametrize("metric", METRICS)
+def test_triplet_gradcheck(mining_mode, metric):
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(10, 3, generator=generator, dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 3, 4])
+    margin = 0.5 if metric == "cosine" else 1.0
+    assert triplet_loss(x, labels, margin=margin, mining=mining_mode, metric=metric) > 0
+    assert torch.autograd.gradcheck(
+        lambda x: triplet_loss(x, labels, margin=margin, mining=mining_mode, metric=metric), (x,)
+    )
+
+
+@pytest.mark.parametrize("mining_mode", ["all", "hard"])
+@pytest.mark.parametrize("metric", METRICS)
+def test_contrastive_gradcheck(mining_mode, metric):
+    generator = torch.Generator().manual_seed(2)
+    x = torch.randn(10, 3, generator=generator, dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 3, 4])
+    assert contrastive_loss(x, labels, margin=1.5, mining=mining_mode, metric=metric) > 0
+    assert torch.autograd.gradcheck(
+        lambda x: contrastive_loss(x, labels, margin=1.5, mining=mining_mode, metric=metric),
+        (x,),
+    )
+
+
+def _assert_attached_zero(loss, x):
+    assert loss.requires_grad and float(loss.detach()) == 0.0
+    loss.backward()
+    assert torch.equal(x.grad, torch.zeros_like(x))
+
+
+@pytest.mark.parametrize("mining_mode", ["all", "hard", "semi-hard"])
+@pytest.mark.parametrize("metric", METRICS)
+def test_all_easy_batch_gives_attached_zero(mining_mode, metric):
+    x = torch.tensor([[1.0, 0.0], [1.0, 0.01], [-1.0, 0.0], [-1.0, 0.01]], requires_grad=True)
+    labels = torch.tensor([0, 0, 1, 1])
+    loss, stats = triplet_loss(x, labels, margin=0.1, mining=mining_mode, metric=metric,
+                               return_stats=True)
+    assert int(stats["n_easy"]) == int(stats["n_triplets"]) == 8
+    _assert_attached_zero(loss, x)
+
+
+@pytest.mark.parametrize("labels", [[3, 3, 3, 3, 3], [0, 1, 2, 3, 4]], ids=["one-class",
+                                                                            "singletons"])
+@pytest.mark.parametrize("mining_mode", ["all", "hard", "semi-hard"])
+def test_nothing_to_train_on_gives_attached_zero(labels, mining_mode):
+    x = torch.randn(5, 3, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    loss, stats = triplet_loss(x, torch.tensor(labels), mining=mining_mode, return_stats=True)
+    assert int(stats["n_triplets"]) == int(stats["n_mined"]) == 0
+    _assert_attached_zero(loss, x)
+
+
+@pytest.mark.parametrize("n_samples", [0, 1])
+def test_tiny_batches(n_samples):
+    x = torch.ones(n_samples, 3, requires_grad=True)
+    labels = torch.zeros(n_samples, dtype=torch.int64)
+    loss, stats = triplet_loss(x, labels, return_stats=True)
+    assert list(stats) == TRIPLET_KEYS and all(int(v) == 0 for v in stats.values())
+    _assert_attached_zero(loss, x)
+    x.grad = None
+    loss, stats = contrastive_loss(x, labels, return_stats=True)
+    assert list(stats) == CONTRASTIVE_KEYS and all(int(v) == 0 for v in stats.values())
+    _assert_attached_zero(loss, x)
+
+
+def test_contrastive_all_easy_and_single_class():
+    x = torch.tensor([[0.0, 0.0], [0.0, 0.0], [5.0, 0.0], [5.0, 0.0]], requires_grad=True)
+    _assert_attached_zero(contrastive_loss(x, torch.tensor([0, 0, 1, 1]), margin=1.0), x)
+    x.grad = None
+    _assert_attached_zero(contrastive_loss(x, torch.tensor([0, 0, 1, 1]), mining="hard"), x)
+    x.grad = None
+    y = torch.zeros(4, 2, requires_grad=True)
+    _assert_attached_zero(contrastive_loss(y, torch.tensor([2, 2, 2, 2])), y)
+
+
+def _exact(message):
+    return "^" + "".join("\\" + c if c in r"()[]{}.*+?^$|\\" else c for c in message) + "$"
+
+
+@pytest.mark.parametrize("loss_function", [triplet_loss, contrastive_loss])
+def test_bad_options(loss_function):
+    x, labels = torch.zeros(4, 2), torch.tensor([0, 0, 1, 1])
+    allowed = "'all', 'hard', 'semi-hard'" if loss_function is triplet_loss else "'all', 'hard'"
+    with pytest.raises(ValueError, match=_exact(f"mining must be one of {allowed}; "
+                                                "got 'seminard'.")):
+        loss_function(x, labels, mining="seminard")
+    with pytest.raises(ValueError, match=_exact("metric must be one of 'euclidean', "
+                                                "'sqeuclidean', 'cosine'; got 'l1'.")):
+        loss_function(x, labels, metric="l1")
+    for margin in [0, -1.0, float("inf"), float("nan"), "1", True]:
+        with pytest.raises(ValueError, match=_exact("margin must be a finite number greater "
+                                                    f"than 0; got {margin!r}.")):
+            loss_function(x, labels, margin=margin)
+    assert float(loss_function(x, labels, margin=np.float32(0.5))) >= 0
+
+
+@pytest.mark.parametrize("loss_function", [triplet_loss, contrastive_loss])
+def test_bad_inputs(loss_function):
+    labels = torch.tensor([0, 0, 1, 1])
+    with pytest.raises(ValueError, match=_exact(
+            "embeddings must be a 2-D floating-point tensor of shape (batch_size, n_components); "
+            "got shape (4,) and dtype torch.float32.")):
+        loss_function(torch.zeros(4), labels)
+    with pytest.raises(ValueError, match=_exact(
+            "labels must be a 1-D tensor of integers; got shape (4,) and dtype torch.float32.")):
+        loss_function(torch.zeros(4, 2), labels.float())
+    with pytest.raises(ValueError, match=_exact(
+            "labels must have one entry per sample: expected 5, got 4.")):
+        loss_function(torch.zeros(5, 2), labels)
+    with pytest.raises(TypeError, match=_exact("labels must be a torch.Tensor; got list.")):
+        loss_function(torch.zeros(4, 2), [0, 0, 1, 1])
+
+
+def test_large_batch_semi_hard_trains():
+    # B = 8192 embeddings of dimension 128: forward and backward in O(B²) memory.
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(8192, 128, generator=generator).requires_grad_()
+    labels = torch.randint(0, 50, (8192,), generator=generator)
+    loss, stats = triplet_loss(x, labels, mining="semi-hard", return_stats=True)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(x.grad).all()
+    assert int(stats["n_mined"]) == int((labels[:, None] == labels[None, :]).sum()) - 8192
