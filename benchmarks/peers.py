@@ -7,10 +7,16 @@ Contestants, each a transformer followed by the same k-nearest-neighbour evaluat
 - ``NCA + KNN``: :class:`~sklearn.neighbors.NeighborhoodComponentsAnalysis` to 32 components;
 - ``LMNN + KNN``: metric-learn's ``LMNN`` to 32 components, where metric-learn installs and runs;
 - ``pml triplet`` and ``pml contrastive``: the MLP of our default backbone (Linear(d, 256)-ReLU-
-  Linear(256, 32), L2-normalised output) trained by a hand-written loop with pytorch-metric-learning's
-  ``TripletMarginLoss(margin=0.2)`` + ``TripletMarginMiner(margin=0.2, type_of_triplets="semihard")``,
-  or its ``ContrastiveLoss(pos_margin=0, neg_margin=1)`` over all pairs; Adam at 1e-3, the epochs of
-  our default (``max_iter``), and ``MPerClassSampler`` batches of the shape our sampler draws;
+  Linear(256, 32), L2-normalised output) trained by a hand-written loop with
+  pytorch-metric-learning's ``TripletMarginLoss(margin=0.2)`` and
+  ``TripletMarginMiner(margin=0.2, type_of_triplets="semihard")``, or its
+  ``ContrastiveLoss(pos_margin=0, neg_margin=1)`` over all pairs; Adam at 1e-3, the epochs of our
+  default (``max_iter``), and ``MPerClassSampler`` batches of the shape our sampler draws.
+  Not the same losses as ours: pml's "semihard" keeps every triplet with
+  ``d(a,p) < d(a,n) < d(a,p) + margin``, where ours keeps, per positive pair, the closest negative
+  farther than the positive (FaceNet); pml's contrastive loss is on unsquared distances and
+  averages over the pairs with a non-zero loss, ours (Hadsell et al.) squares them and averages over
+  all pairs;
 - ``TripletEmbedder`` and ``SiameseEmbedder`` with default parameters (``max_iter`` aside in quick
   mode), and ``(tuned)``: chosen by a ``GridSearchCV`` over ``margin`` and ``mining`` on one
   stratified 75/25 split of the training split (scored by the embedder's own leave-one-out MAP@R on
@@ -32,11 +38,11 @@ Tasks:
 
 Figures, medians over the seeds: KNN accuracy (k=5) of test samples against the training set, and
 precision@1 and MAP@R (:mod:`sklearn_triplet.metrics`) of test queries retrieving from the training
-set; on ``unseen classes`` the training set holds none of the classes evaluated, so the evaluated set
-is its own reference, leave-one-out, for all three figures. Fit time is the transformer pipeline's
-``fit`` on the training split, transform time its ``transform`` of the evaluated (test) set; the KNN
-and the scores are not timed. Times are process CPU time (on one thread, the wall time of an idle
-core, whatever else shares the machine); the fit's wall time is shown too.
+set; on ``unseen classes`` the training set holds none of the classes evaluated, so the evaluated
+set is its own reference, leave-one-out, for all three figures. Fit time is the transformer
+pipeline's ``fit`` on the training split, transform time its ``transform`` of the evaluated (test)
+set; the KNN and the scores are not timed. Times are process CPU time (on one thread, the wall time
+of an idle core, whatever else shares the machine); the fit's wall time is shown too.
 
     python benchmarks/peers.py --quick          # one seed, 10 epochs, small grids: about a minute
     python benchmarks/peers.py                  # three seeds: under 15 minutes on 2 idle cores
@@ -72,7 +78,6 @@ from threadpoolctl import threadpool_limits
 import sklearn_triplet
 from sklearn_triplet import SiameseEmbedder, TripletEmbedder
 from sklearn_triplet.metrics import retrieval_scores
-from sklearn_triplet.sampling import class_index
 
 N_COMPONENTS = 32
 N_NEIGHBORS = 5
@@ -110,7 +115,7 @@ QUICK = dataclasses.replace(
 )
 
 
-# -- tasks -------------------------------------------------------------------------------------------
+# -- tasks -----------------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass
@@ -160,8 +165,8 @@ def make_many_classes(n_classes, n_per_class, *, n_latent=16, n_features=64, spr
     """Gaussian clusters in ``n_latent`` dimensions seen through a random map ``tanh(z W1) W2``.
 
     With ``spread=0.7`` the nearest true centre in the latent space names the class of about 91% of
-    the samples, while KNN (k=5) on the standardised 64 features gets about 48% (500 classes, 8 each,
-    a 75/25 split).
+    the samples, while KNN (k=5) on the standardised 64 features gets about 48% (500 classes, 8
+    each, a 75/25 split).
     """
     rng = np.random.default_rng(seed)
     y = np.repeat(np.arange(n_classes), n_per_class)
@@ -185,11 +190,11 @@ TASKS = {
 }
 
 
-# -- the pytorch-metric-learning contestant ----------------------------------------------------------
+# -- the pytorch-metric-learning contestant --------------------------------------------------------
 
 
 def batch_shape(n_classes, batch_size, samples_per_class):
-    """``(P, K)``: classes per batch and samples per class, as :mod:`sklearn_triplet.sampling` draws.
+    """``(P, K)``: classes per batch and samples per class, as ``sklearn_triplet.sampling`` draws.
 
     >>> batch_shape(10, 128, 4), batch_shape(500, 128, 4)
     ((10, 12), (32, 4))
@@ -261,7 +266,10 @@ class PMLEmbedder(TransformerMixin, BaseEstimator):
                     torch.nn.Linear(256, N_COMPONENTS),
                 )
                 sampler = samplers.MPerClassSampler(
-                    y, m=k, batch_size=n_per_batch * k, length_before_new_iter=n_batches * n_per_batch * k
+                    y,
+                    m=k,
+                    batch_size=n_per_batch * k,
+                    length_before_new_iter=n_batches * n_per_batch * k,
                 )
                 optimizer = torch.optim.Adam(self.module_.parameters(), lr=self.learning_rate_init)
                 self.module_.train()
@@ -286,7 +294,7 @@ class PMLEmbedder(TransformerMixin, BaseEstimator):
             return torch.nn.functional.normalize(out, dim=1).numpy()
 
 
-# -- contestants ---------------------------------------------------------------------------------------
+# -- contestants -----------------------------------------------------------------------------------
 
 
 class NotAvailable(Exception):
@@ -388,7 +396,7 @@ def evaluate(name, build, task, config, seed):
             with _clock() as transform_time:
                 E_test = model.transform(task.X_test)
             E_train = None if task.leave_one_out else model.transform(task.X_train)
-    except Exception as exc:  # a peer that does not run with these library versions
+    except Exception as exc:  # noqa: BLE001 (a peer that does not run with these versions)
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return {"status": "failed", "error": f"{type(exc).__name__}: {message}"}
     reference = {} if task.leave_one_out else {"X_reference": E_train, "y_reference": task.y_train}
@@ -548,17 +556,19 @@ def markdown(results):
 
 def rst(results, config, meta):
     """The rst fragment: how it was measured, then one table per task with its notes."""
-    grid = lambda g: ", ".join(f"``{k}`` in {v}" for k, v in g.items())  # noqa: E731
-    lines = [
-        ".. This file is written by benchmarks/peers.py; edit the script, not this file.",
-        "",
+
+    def grid(g):
+        return ", ".join(f"``{k}`` in {v}" for k, v in g.items())
+
+    measured = (
         f"Measured on {meta['date']} with ``{meta['command']}`` ({config.name} mode: "
-        f"{len(config.seeds)} seed{'s' if len(config.seeds) > 1 else ''}, {config.max_iter} epochs "
-        "for every network), on "
-        f"{meta['cpu']} ({meta['cores']} cores, load average {meta['load']} at the start), one "
-        f"thread for every contestant, {meta['n_jobs']} (task, seed) jobs side by side; "
-        f"{meta['total']:.0f} s in all. Versions: " + ", ".join(meta["versions"]) + ".",
-        "",
+        f"{_count(len(config.seeds), 'seed')}, {_count(config.max_iter, 'epoch')} for every "
+        f"network), on {meta['cpu']} ({meta['cores']} cores, load average {meta['load']} at the "
+        "start), one thread for every contestant, "
+        f"{_count(meta['n_jobs'], 'process', 'processes')} running (task, seed) jobs side by side; "
+        f"{meta['total']:.0f} s in all. Versions: {', '.join(meta['versions'])}."
+    )
+    protocol = (
         "Every contestant standardises the features (``StandardScaler`` fitted on the training "
         f"split) and embeds in {N_COMPONENTS} dimensions. KNN accuracy (k={N_NEIGHBORS}), "
         "precision@1 and MAP@R are those of test queries against the training set, except on "
@@ -567,10 +577,30 @@ def rst(results, config, meta):
         "(for the tuned embedders, the whole grid search and refit); transform time embeds the "
         "evaluated set. Times are process CPU time, which on one thread is the wall time of an "
         "idle core; the fit's wall time, which also counts waiting for a core held by other "
-        "processes, is shown too. Tuned: ``GridSearchCV`` on one stratified 75/25 split of the training "
-        "split, scored by the embedder's leave-one-out MAP@R on the validation quarter, then "
-        f"refitted on the whole training split, over TripletEmbedder {grid(config.triplet_grid)} and "
-        f"SiameseEmbedder {grid(config.siamese_grid)}.",
+        "processes, is shown too. Tuned: ``GridSearchCV`` on one stratified 75/25 split of the "
+        "training split, scored by the embedder's leave-one-out MAP@R on the validation quarter, "
+        "then refitted on the whole training split, over TripletEmbedder "
+        f"{grid(config.triplet_grid)} and SiameseEmbedder {grid(config.siamese_grid)}."
+    )
+    peers = (
+        "*pml triplet* and *pml contrastive* train our default network (Linear(d, 256)-ReLU-"
+        "Linear(256, 32), L2-normalised) with a plain loop on pytorch-metric-learning's "
+        "``TripletMarginLoss(margin=0.2)`` and ``TripletMarginMiner(margin=0.2, "
+        'type_of_triplets="semihard")``, or its ``ContrastiveLoss(pos_margin=0, neg_margin=1)``: '
+        "the same epochs, Adam at 1e-3 and ``MPerClassSampler`` batches of the shape ours draw. "
+        "Their rules differ from ours: pml's semi-hard miner keeps every triplet with "
+        "d(a, p) < d(a, n) < d(a, p) + margin, ours the closest such negative per positive pair "
+        "(FaceNet); pml's contrastive loss takes unsquared distances and averages over the pairs "
+        "with a non-zero loss, ours squares them (Hadsell et al.) and averages over all pairs."
+    )
+    lines = [
+        ".. This file is written by benchmarks/peers.py; edit the script, not this file.",
+        "",
+        measured,
+        "",
+        protocol,
+        "",
+        peers,
         "",
     ]
     for task, (rows, notes) in summarise(results).items():
@@ -583,6 +613,10 @@ def rst(results, config, meta):
     return "\n".join(lines)
 
 
+def _count(n, singular, plural=None):
+    return f"{n} {singular if n == 1 else plural or singular + 's'}"
+
+
 def metadata(argv):
     def version(module):
         try:
@@ -593,7 +627,9 @@ def metadata(argv):
     try:
         lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
         cpu = next(
-            line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name")
+            line.split(":", 1)[1].strip()
+            for line in lscpu.splitlines()
+            if line.startswith("Model name")
         )
     except (OSError, subprocess.CalledProcessError, StopIteration):
         cpu = platform.processor() or platform.machine()
@@ -610,7 +646,7 @@ def metadata(argv):
         "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
         "command": " ".join(["python", "benchmarks/peers.py", *argv]),
         "cpu": cpu,
-        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cores": len(os.sched_getaffinity(0)),
         "load": ", ".join(f"{x:.2f}" for x in os.getloadavg()),
         "versions": [f"{k} {v}" for k, v in versions.items()],
     }
