@@ -104,10 +104,11 @@ def train(
         for epoch in epochs:
             snapshot = _copy_state(module)
             logs = _train_epoch(module, optimizer, batch_loss, X, y, batches(), device, autocast)
-            if not math.isfinite(logs["loss"]):
+            problem = _divergence(logs, module)
+            if problem:
                 module.load_state_dict(snapshot)
                 raise FloatingPointError(
-                    f"The training loss became {logs['loss']} in epoch {epoch}; the weights were "
+                    f"Training diverged in epoch {epoch}: {problem}; the weights were "
                     "restored to those before that epoch. Likely fixes: a smaller learning rate "
                     "(learning_rate_init), standardised input features (e.g. StandardScaler), "
                     "normalize=True, or mixed_precision=False."
@@ -138,6 +139,7 @@ def train(
 def _train_epoch(module, optimizer, batch_loss, X, y, batches, device, autocast):
     module.train()
     loss_sum = torch.zeros((), device=device)
+    finite = torch.ones((), dtype=torch.bool, device=device)
     totals = {}
     n_batches = 0
     last_embeddings = None
@@ -152,16 +154,30 @@ def _train_epoch(module, optimizer, batch_loss, X, y, batches, device, autocast)
         loss.backward()
         optimizer.step()
         loss_sum += loss.detach()
+        # NaN embeddings make every comparison false, so a loss alone can read 0: check both.
+        finite &= torch.isfinite(embeddings.detach()).all()
         for key, value in stats.items():
             totals[key] = totals[key] + value if key in totals else value
         n_batches += 1
         last_embeddings = embeddings.detach()
-    logs = {"loss": (loss_sum / max(n_batches, 1)).item()}
+    logs = {"loss": (loss_sum / max(n_batches, 1)).item(), "_finite_embeddings": bool(finite)}
     counts = {key: int(value) for key, value in totals.items()}
     logs.update(counts)
     logs.update(_fractions(counts))
     logs["mean_distance"] = _mean_distance(last_embeddings)
     return logs
+
+
+def _divergence(logs, module):
+    """What went non-finite in the epoch, or an empty string (pops the private flag from logs)."""
+    finite_embeddings = logs.pop("_finite_embeddings")
+    if not math.isfinite(logs["loss"]):
+        return f"the loss became {logs['loss']}"
+    if not finite_embeddings:
+        return "the embeddings became non-finite (the loss cannot see NaN and may read 0)"
+    if not all(torch.isfinite(p).all() for p in module.parameters()):
+        return "the weights became non-finite"
+    return ""
 
 
 def _fractions(counts):

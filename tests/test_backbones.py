@@ -139,9 +139,9 @@ def test_cnn_learns_digits_at_least_as_well_as_mlp(digits):
     scores = {}
     for name, kwargs in {
         "mlp": {},
-        "cnn": {"backbone": "cnn", "backbone_params": {"input_shape": (1, 8, 8)}},
+        "cnn": {"backbone": "cnn", "backbone_params": {"input_shape": (1, 8, 8), "channels": (16, 32)}},
     }.items():
-        emb = TripletEmbedder(max_iter=30, random_state=0, **kwargs)
+        emb = TripletEmbedder(max_iter=20, random_state=0, **kwargs)
         model = Pipeline([("emb", emb), ("knn", KNeighborsClassifier())])
         scores[name] = model.fit(X_train, y_train).score(X_test, y_test)
     assert scores["cnn"] >= scores["mlp"], scores
