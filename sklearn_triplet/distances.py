@@ -46,12 +46,13 @@ def pairwise_distances(x, y=None, *, metric="euclidean"):
 
     Notes
     -----
-    The Euclidean metrics use the expansion ``||x||² + ||y||² - 2 <x, y>``
-    (as :func:`torch.cdist` does for large inputs), which rounds: two equal
-    rows of ``x`` and ``y`` come out at a distance of the order of
-    ``sqrt(eps) * ||x||`` rather than exactly 0. The gradient stays finite
-    there as well: a rounded squared distance is either exactly 0 or at least
-    of the order of ``eps * ||x||²``.
+    All three metrics use the expansion ``||x||² + ||y||² - 2 <x, y>`` (as
+    :func:`torch.cdist` does for large inputs), cosine on the rows scaled to
+    unit norm, with a hand-written backward of two matrix products. The
+    expansion rounds: two equal non-integer rows come out at a distance of
+    the order of ``sqrt(eps) * ||x||`` rather than exactly 0. The gradient
+    stays finite there as well, since a rounded squared distance is either
+    exactly 0 or at least of the order of ``eps * ||x||²``.
 
     Examples
     --------
@@ -179,7 +180,77 @@ class _ExpandedDistances(torch.autograd.Function):
         return grad_x * factor, grad_y * factor, None, None, None
 
 
-def _symmetrize_(square, block_size=512):
+def _with_distance_gradient(x, distances, weights, value, *, metric, symmetric=False):
+    """``value`` as a tensor whose gradient is that of ``sum(weights * D(x))``.
+
+    The losses are piecewise smooth functions of the distance matrix ``D`` of
+    the batch. They compute their value and its derivative ``weights`` with
+    respect to each distance on the detached matrix (the mining decisions
+    are constant in a neighbourhood), and this one autograd node maps the
+    weights back to the embeddings with two matrix products (one when
+    ``weights`` is symmetric), as the backward of :func:`torch.cdist` does,
+    without keeping any other (B, B) tensor alive for the backward pass.
+
+    Parameters
+    ----------
+    x : Tensor of shape (B, d)
+        The embeddings, attached to the graph.
+    distances : Tensor of shape (B, B)
+        ``pairwise_distances(x, metric=metric)``, detached.
+    weights : Tensor of shape (B, B)
+        ``d value / d distances``, detached; overwritten.
+    value : Tensor of shape ()
+        The loss, detached; returned in the dtype of ``x``.
+    metric : str
+        One of :data:`METRICS`.
+    symmetric : bool, default=False
+        Whether ``weights`` is symmetric, which saves one matrix product.
+
+    Returns
+    -------
+    loss : Tensor of shape ()
+    """
+    if metric == "cosine":  # D = ||u_i - u_j||² / 2 for the rows u of _unit_rows(x)
+        points, factor = _unit_rows(x), 1.0
+    elif metric == "sqeuclidean":
+        points, factor = x, 2.0
+    else:  # d ||x_i - x_j|| / d x_i = (x_i - x_j) / d, taken as 0 at d = 0
+        points, factor = x, 1.0
+        weights.div_(distances).masked_fill_(distances == 0, 0)
+    weights.fill_diagonal_(0)
+    return _DistanceGradient.apply(points, weights, value.to(x.dtype), factor, symmetric)
+
+
+class _DistanceGradient(torch.autograd.Function):
+    """Returns ``value``; backward gives ``sum_ij W_ij (p_i - p_j)`` to each point ``p_i``.
+
+    With ``W`` the prepared weights times ``factor``, that is
+    ``grad_p = rowsum(W + W.T) * p - (W + W.T) @ p``.
+    """
+
+    @staticmethod
+    def forward(points, weights, value, factor, symmetric):
+        return value.clone()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        points, weights, _, factor, symmetric = inputs
+        ctx.factor, ctx.symmetric = factor, symmetric
+        ctx.save_for_backward(points, weights)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        points, weights = ctx.saved_tensors
+        if ctx.symmetric:
+            grad_points = (weights.sum(dim=1)[:, None] * points - weights @ points) * 2
+        else:
+            row_weights = weights.sum(dim=1) + weights.sum(dim=0)
+            grad_points = row_weights[:, None] * points - weights @ points - weights.mT @ points
+        return grad_points * (grad * ctx.factor), None, None, None, None
+
+
+def _symmetrize_(square, block_size=256):
     """Replace a square matrix by the mean of itself and its transpose, in place.
 
     ``a + b == b + a`` holds exactly in floating point, so the result is
@@ -189,12 +260,13 @@ def _symmetrize_(square, block_size=512):
     """
     n = square.shape[0]
     for start in range(0, n, block_size):
-        for other in range(start, n, block_size):
+        diagonal = square[start : start + block_size, start : start + block_size]
+        diagonal.copy_((diagonal + diagonal.mT).mul_(0.5))
+        for other in range(start + block_size, n, block_size):
             upper = square[start : start + block_size, other : other + block_size]
             lower = square[other : other + block_size, start : start + block_size]
-            mean = (upper + lower.mT).mul_(0.5)
-            upper.copy_(mean)
-            lower.copy_(mean.mT)
+            upper.add_(lower.mT).mul_(0.5)
+            lower.copy_(upper.mT)
 
 
 _METRIC_FUNCTIONS = {

@@ -22,8 +22,8 @@ nothing to train on should give a zero attached to the graph (for example
 
 The functions here also take ``return_stats=True`` and then return
 ``(loss, stats)``: ``stats`` maps names to 0-dim int64 tensors on the device
-of the embeddings, computed without any host synchronisation, so that a
-training loop can add them up over an epoch and read them once:
+of the embeddings, computed without host synchronisation on accelerators, so
+that a training loop can add them up over an epoch and read them once:
 
 - FaceNet's taxonomy over all the valid triplets ``(a, p, n)`` of the batch
   (``a != p``, ``labels[a] == labels[p] != labels[n]``), counted with the
@@ -36,13 +36,23 @@ training loop can add them up over an epoch and read them once:
 - For :func:`contrastive_loss` also ``n_pairs``, ``n_positive_pairs``,
   ``n_negative_pairs`` and ``n_active_pairs``, over all the unordered pairs.
 
-Every mode takes O(B²) memory and O(B² log B) time at most.
+How the gradient is computed
+----------------------------
+Every loss here is a piecewise smooth function of the (B, B) distance matrix
+``D`` of the batch. The functions compute ``D``, mine and evaluate the loss
+without autograd, along with the derivative of the loss with respect to each
+distance; a single autograd node then turns those derivatives into the
+gradient of the embeddings with one or two (B, B) x (B, d) matrix products,
+as the backward of :func:`torch.cdist` does. So the backward pass keeps one
+(B, B) matrix alive, and every mode takes O(B²) memory and O(B² log B) time
+at most. The price: the losses are differentiable once (no
+``create_graph=True`` double backward).
 """
 
 import torch
 
-from .distances import METRICS, pairwise_distances
-from .mining import _check_labels, _check_margin, _hard_pair_mask, _TripletIndex
+from .distances import METRICS, _with_distance_gradient, pairwise_distances
+from .mining import _check_labels, _check_margin, _hard_pair_mask, _TripletIndex, _widen
 
 __all__ = ["contrastive_loss", "triplet_loss"]
 
@@ -114,11 +124,14 @@ def triplet_loss(
     Batch-all sums ``max(0, d(a, p) + m - d(a, n))`` over up to B³ triplets
     without enumerating them: for each positive pair it counts the ``k``
     negatives below ``d(a, p) + m`` with a search in the anchor's sorted
-    negative distances, and for each anchor-negative pair the positive pairs
-    it is active with; the sum is then ``sum k (d(a, p) + m) - sum w d(a, n)``
-    with exact integer weights ``k`` and ``w`` (which are also its exact
-    gradient), accumulated in float64 (float32 on devices without float64)
-    to keep the cancellation between the two sums harmless at B = 8192.
+    negative distances, and for each anchor-negative pair the ``w`` positive
+    pairs it is active with; the sum is then
+    ``sum k (d(a, p) + m) - sum w d(a, n)``, with exact integer weights that
+    are also its exact derivatives. The two sums are taken row by row, then
+    subtracted and added up in float64, which keeps their cancellation
+    harmless in float32 at B = 8192.
+
+    The loss is differentiable once; see :mod:`sklearn_triplet.losses`.
 
     References
     ----------
@@ -135,16 +148,16 @@ def triplet_loss(
     >>> embeddings = torch.tensor([[0.0], [1.0], [3.0], [2.0]], requires_grad=True)
     >>> labels = torch.tensor([0, 0, 1, 1])
     >>> loss = triplet_loss(embeddings, labels, margin=1.0, mining="hard")
-    >>> loss
-    tensor(0.5000, grad_fn=<DivBackward0>)
+    >>> loss.item()
+    0.5
     >>> loss.backward()
     >>> embeddings.grad.flatten()
     tensor([-0.2500,  0.7500,  0.2500, -0.7500])
     >>> loss, stats = triplet_loss(
     ...     embeddings, labels, margin=1.0, mining="all", return_stats=True
     ... )
-    >>> loss
-    tensor(1., grad_fn=<ToCopyBackward0>)
+    >>> loss.item()
+    1.0
     >>> {key: int(value) for key, value in stats.items()}  # doctest: +NORMALIZE_WHITESPACE
     {'n_triplets': 8, 'n_easy': 2, 'n_semi_hard': 4, 'n_hard': 2, 'n_active': 2,
      'n_mined': 2, 'n_mined_active': 2}
@@ -156,12 +169,15 @@ def triplet_loss(
     if len(labels) < 2:
         return _nothing_to_train_on(embeddings, _TRIPLET_STATS, return_stats)
 
-    distances = pairwise_distances(embeddings, metric=metric)
-    index = _TripletIndex(distances, labels)
-    loss, n_mined, n_mined_active = mine(distances, index, margin)
+    with torch.no_grad():
+        distances = pairwise_distances(embeddings.detach(), metric=metric)
+        index = _TripletIndex(distances, labels)
+        # Counted first: batch-all then reuses the sorted negatives' memory.
+        stats = index.type_counts(margin) if return_stats else {}
+        value, weights, n_mined, n_mined_active = mine(index, margin)
+    loss = _with_distance_gradient(embeddings, distances, weights, value, metric=metric)
     if not return_stats:
         return loss
-    stats = index.type_counts(margin)
     stats.update(n_mined=n_mined, n_mined_active=n_mined_active)
     return loss, stats
 
@@ -229,8 +245,9 @@ def contrastive_loss(
     >>> from sklearn_triplet.losses import contrastive_loss
     >>> embeddings = torch.tensor([[0.0], [1.0], [3.0], [2.0]], requires_grad=True)
     >>> labels = torch.tensor([0, 0, 1, 1])
-    >>> contrastive_loss(embeddings, labels, margin=2.5)
-    tensor(0.7917, grad_fn=<DivBackward0>)
+    >>> loss = contrastive_loss(embeddings, labels, margin=2.5)
+    >>> round(loss.item(), 4), loss.requires_grad
+    (0.7917, True)
     >>> loss, stats = contrastive_loss(embeddings, labels, margin=2.5, return_stats=True)
     >>> {key: int(stats[key]) for key in ("n_pairs", "n_active_pairs", "n_mined")}
     {'n_pairs': 6, 'n_active_pairs': 5, 'n_mined': 6}
@@ -242,89 +259,106 @@ def contrastive_loss(
     if len(labels) < 2:
         return _nothing_to_train_on(embeddings, _CONTRASTIVE_STATS, return_stats)
 
-    distances = pairwise_distances(embeddings, metric=metric)
-    same = labels[:, None] == labels[None, :]
-    pairs = torch.ones_like(same).triu_(1)
-    selected = select(distances.detach(), labels, pairs)
-    terms = torch.where(same, distances.square(), (margin - distances).clamp_min(0).square())
-    active = pairs & torch.where(same, distances > 0, distances < margin)
-    n_mined = selected.sum()
-    loss = torch.where(selected, terms, 0).sum() / n_mined.clamp_min(1)
+    with torch.no_grad():
+        distances = pairwise_distances(embeddings.detach(), metric=metric)
+        same = labels[:, None] == labels[None, :]
+        # Half the derivative of each pair's loss: D for a positive pair,
+        # -max(0, margin - D) for a negative one. It is nonzero exactly where
+        # the pair's loss, its square, is above 0.
+        half_slopes = torch.sub(distances, margin).clamp_max_(0)
+        torch.where(same, distances, half_slopes, out=half_slopes)
+        n_active_pairs = torch.count_nonzero(half_slopes) // 2
+        selected = select(distances, labels, same)
+        if selected is not None:
+            torch.where(selected, half_slopes, half_slopes.new_zeros(()), out=half_slopes)
+            n_mined = torch.count_nonzero(selected) // 2
+        else:
+            n_mined = _n_pairs(len(labels), same.device)
+        n_mined_active = torch.count_nonzero(half_slopes) // 2
+        # Both triangles hold every pair, hence the halves.
+        count = n_mined.clamp_min(1).to(distances.dtype)
+        row_norms = torch.linalg.vector_norm(half_slopes, dim=1)
+        value = _widen(row_norms).square().sum() / (2 * count)
+        weights = half_slopes.div_(count)
+    loss = _with_distance_gradient(
+        embeddings, distances, weights, value, metric=metric, symmetric=True
+    )
     if not return_stats:
         return loss
 
     stats = _TripletIndex(distances, labels).type_counts(margin)
-    n_pairs = pairs.sum()
-    n_positive_pairs = (same & pairs).sum()
+    n_pairs = _n_pairs(len(labels), same.device)
+    n_positive_pairs = (torch.count_nonzero(same) - len(labels)) // 2
     stats.update(
         n_mined=n_mined,
-        n_mined_active=(selected & active).sum(),
+        n_mined_active=n_mined_active,
         n_pairs=n_pairs,
         n_positive_pairs=n_positive_pairs,
         n_negative_pairs=n_pairs - n_positive_pairs,
-        n_active_pairs=active.sum(),
+        n_active_pairs=n_active_pairs,
     )
     return loss, stats
 
 
-def _batch_all(distances, index, margin):
+def _n_pairs(n_samples, device):
+    return torch.tensor(n_samples * (n_samples - 1) // 2, device=device)
+
+
+def _batch_all(index, margin):
     """Mean hinge loss over the active triplets; see :func:`triplet_loss`."""
-    positive_weights, negative_weights = index.batch_all_weights(margin)
-    positive_distances = distances.gather(1, index.positive_columns)
-    accumulate = _accumulation_dtype(distances.device)
-    total = (positive_weights * (positive_distances + margin)).sum(dtype=accumulate) - (
-        negative_weights * distances
-    ).sum(dtype=accumulate)
-    n_active = torch.where(
-        index.positive_mask, index.negatives_below(margin, inclusive=False), 0
-    ).sum()
-    loss = (total / n_active.clamp_min(1)).to(distances.dtype)
-    return loss, n_active, n_active
+    total, weights, n_active = index.batch_all(margin)
+    count = n_active.clamp_min(1)
+    return total / count, weights.div_(count), n_active, n_active
 
 
-def _batch_hard(distances, index, margin):
+def _batch_hard(index, margin):
     """Mean over anchors of the hardest positive and negative's hinge loss."""
     positives, negatives, selected = index.hardest()
-    pair_distances = distances.gather(1, torch.stack([positives, negatives], dim=1))
-    positive_distances, negative_distances = pair_distances.unbind(dim=1)
-    return _mean_hinge(positive_distances, negative_distances, selected, margin)
+    return _mean_hinge(index, positives[:, None], negatives[:, None], selected[:, None], margin)
 
 
-def _semi_hard(distances, index, margin):
+def _semi_hard(index, margin):
     """Mean over positive pairs of the semi-hard negative's hinge loss."""
     negatives, selected = index.semi_hard_negatives()
-    # One gather, so that the backward builds one (B, B) gradient, not two.
-    pair_distances = distances.gather(1, torch.cat([index.positive_columns, negatives], dim=1))
-    positive_distances, negative_distances = pair_distances.chunk(2, dim=1)
-    return _mean_hinge(positive_distances, negative_distances, selected, margin)
+    return _mean_hinge(index, index.positive_columns, negatives, selected, margin)
 
 
-def _mean_hinge(positive_distances, negative_distances, selected, margin):
-    """Mean of ``max(0, d_ap + margin - d_an)`` where ``selected``, and counts.
+def _mean_hinge(index, positives, negatives, selected, margin):
+    """Mean of ``max(0, d(a, p) + margin - d(a, n))`` over the selected triplets.
 
     Parameters
     ----------
-    positive_distances, negative_distances : Tensors of the same shape
-    selected : bool Tensor of that shape
+    index : _TripletIndex
+    positives, negatives : int64 Tensors of shape (B, K)
+        Row ``a`` holds the triplets ``(a, positives[a, k], negatives[a, k])``.
+    selected : bool Tensor of shape (B, K)
 
     Returns
     -------
-    loss : Tensor of shape (), 0 (attached) when nothing is selected
+    value : Tensor of shape (), 0 when nothing is selected
+    weights : Tensor of shape (B, B), the derivative of ``value`` in each distance
     n_selected, n_active : int64 Tensors of shape ()
     """
+    distances = index.distances
+    positive_distances = distances.gather(1, positives)
     threshold = positive_distances + margin
+    negative_distances = distances.gather(1, negatives)
     active = selected & (negative_distances < threshold)
     n_selected = selected.sum()
-    loss = torch.where(active, threshold - negative_distances, 0).sum() / n_selected.clamp_min(1)
-    return loss, n_selected, active.sum()
+    count = n_selected.clamp_min(1).to(distances.dtype)
+    value = torch.where(active, threshold - negative_distances, 0).sum() / count
+    slopes = active.to(distances.dtype) / count
+    weights = torch.zeros_like(distances).scatter_add_(1, positives, slopes)
+    weights.scatter_add_(1, negatives, slopes.neg_())
+    return value, weights, n_selected, active.sum()
 
 
-def _all_pairs(distances, labels, pairs):
-    return pairs
+def _all_pairs(distances, labels, same):
+    return None
 
 
-def _hard_pairs(distances, labels, pairs):
-    return _hard_pair_mask(distances, labels)
+def _hard_pairs(distances, labels, same):
+    return _hard_pair_mask(distances, labels, same)
 
 
 _TRIPLET_MINING = {"all": _batch_all, "hard": _batch_hard, "semi-hard": _semi_hard}
@@ -354,10 +388,6 @@ def _nothing_to_train_on(embeddings, stat_names, return_stats):
         return loss
     zero = torch.zeros((), dtype=torch.int64, device=embeddings.device)
     return loss, {name: zero.clone() for name in stat_names}
-
-
-def _accumulation_dtype(device):
-    return torch.float32 if device.type == "mps" else torch.float64
 
 
 def _check_option(name, value, allowed):

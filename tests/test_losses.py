@@ -336,3 +336,50 @@ def test_large_batch_semi_hard_trains():
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(x.grad).all()
     assert int(stats["n_mined"]) == int((labels[:, None] == labels[None, :]).sum()) - 8192
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int16, torch.uint8])
+def test_label_dtypes(dtype):
+    x, labels = make_batch("integer", torch.float32, 2)
+    labels = labels - labels.min()
+    for mode in ["all", "hard", "semi-hard"]:
+        expected, expected_stats = triplet_loss(x, labels, mining=mode, margin=1.0,
+                                                return_stats=True)
+        loss, stats = triplet_loss(x, labels.to(dtype), mining=mode, margin=1.0,
+                                   return_stats=True)
+        assert torch.equal(loss, expected)
+        assert {k: int(v) for k, v in stats.items()} == {k: int(v) for k, v in
+                                                         expected_stats.items()}
+
+
+def test_backward_twice_with_retained_graph():
+    x, labels = make_batch("normal", torch.float64, 0)
+    x.requires_grad_()
+    loss = triplet_loss(x, labels, mining="all")
+    loss.backward(retain_graph=True)
+    first = x.grad.clone()
+    loss.backward()
+    torch.testing.assert_close(x.grad, 2 * first)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("metric", METRICS)
+def test_cuda_matches_cpu(metric):
+    x, labels = make_batch("integer", torch.float32, 0)
+    cases = [(triplet_loss, mode) for mode in ["all", "hard", "semi-hard"]]
+    cases += [(contrastive_loss, mode) for mode in ["all", "hard"]]
+    for loss_function, mode in cases:
+        results = []
+        for device in ["cpu", "cuda"]:
+            embeddings = x.to(device).requires_grad_()
+            loss, stats = loss_function(embeddings, labels.to(device), mining=mode,
+                                        metric=metric, margin=1.0, return_stats=True)
+            loss.backward()
+            assert all(value.device == embeddings.device for value in stats.values())
+            results.append((loss.item(), embeddings.grad.cpu(),
+                            {k: int(v) for k, v in stats.items()}))
+        (cpu_loss, cpu_grad, cpu_stats), (cuda_loss, cuda_grad, cuda_stats) = results
+        assert cuda_loss == pytest.approx(cpu_loss, rel=1e-5, abs=1e-6)
+        torch.testing.assert_close(cuda_grad, cpu_grad, rtol=1e-4, atol=1e-5)
+        assert cuda_stats == cpu_stats

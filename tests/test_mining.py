@@ -160,6 +160,17 @@ def test_packed_sort_agrees_with_torch_sort(seed):
     for inclusive in [False, True]:
         assert torch.equal(packed.count(thresholds, inclusive=inclusive),
                            plain.count(thresholds, inclusive=inclusive))
+    below = packed.count(thresholds, inclusive=False)
+    at_most = plain.count(thresholds, inclusive=True)
+    assert torch.equal(packed.count_ties(thresholds, below), at_most)
+    assert torch.equal(plain.count_ties(thresholds, below), at_most)
+    # Many equal entries: past the few steps, a second search.
+    many = mining._PackedSortedRows(torch.zeros(9, 9), torch.eye(9, dtype=torch.bool))
+    zeros = torch.zeros(9, 2)
+    assert torch.equal(many.count_ties(zeros, many.count(zeros, inclusive=False)),
+                       torch.full((9, 2), 8))
+    positions = torch.randint(0, len(labels), (len(labels), 5))
+    assert torch.equal(packed.first_equal(positions), plain.first_equal(positions))
 
 
 def test_empty_batch():
