@@ -1,0 +1,691 @@
+"""TripletEmbedder and SiameseEmbedder against the methods users would otherwise pick.
+
+Contestants, each a transformer followed by the same k-nearest-neighbour evaluation:
+
+- ``KNN (raw)``: the standardised features themselves;
+- ``PCA + KNN``: :class:`~sklearn.decomposition.PCA` to 32 components;
+- ``NCA + KNN``: :class:`~sklearn.neighbors.NeighborhoodComponentsAnalysis` to 32 components;
+- ``LMNN + KNN``: metric-learn's ``LMNN`` to 32 components, where metric-learn installs and runs;
+- ``pml triplet`` and ``pml contrastive``: the MLP of our default backbone (Linear(d, 256)-ReLU-
+  Linear(256, 32), L2-normalised output) trained by a hand-written loop with
+  pytorch-metric-learning's ``TripletMarginLoss(margin=0.2)`` and
+  ``TripletMarginMiner(margin=0.2, type_of_triplets="semihard")``, or its
+  ``ContrastiveLoss(pos_margin=0, neg_margin=1)`` over all pairs; Adam at 1e-3, the epochs of our
+  default (``max_iter``), and ``MPerClassSampler`` batches of the shape our sampler draws.
+  Not the same losses as ours: pml's "semihard" keeps every triplet with
+  ``d(a,p) < d(a,n) < d(a,p) + margin``, where ours keeps, per positive pair, the closest negative
+  farther than the positive (FaceNet); pml's contrastive loss is on unsquared distances and
+  averages over the pairs with a non-zero loss, ours (Hadsell et al.) squares them and averages over
+  all pairs;
+- ``TripletEmbedder`` and ``SiameseEmbedder`` with default parameters (``max_iter`` aside in quick
+  mode), and ``(tuned)``: chosen by a ``GridSearchCV`` over ``margin`` and ``mining`` on one
+  stratified 75/25 split of the training split (scored by the embedder's own leave-one-out MAP@R on
+  the validation quarter), then refitted on the whole training split; its fit time includes the
+  search.
+
+Every contestant is a pipeline ``StandardScaler -> transformer`` fitted on the training split (the
+same standardisation for all: the raw digits' pixel scale would otherwise drown the noise task's
+features, or the reverse), on the CPU with one thread (``torch.set_num_threads(1)``, BLAS and OpenMP
+limited to one thread too). ``--n-jobs`` (task, seed) jobs run side by side in separate processes.
+
+Tasks:
+
+- ``digits``: scikit-learn's ``load_digits``, stratified 75/25 split;
+- ``digits + noise``: the same with 200 added standard Gaussian features;
+- ``unseen classes``: trained on all digits 0-6, evaluated on all digits 7-9 (leave-one-out);
+- ``500 classes``: Gaussian clusters in 16 dimensions seen through a fixed random non-linear map
+  into 64, 8 samples per class, stratified 75/25 split (3,000 training samples).
+
+Figures, medians over the seeds: KNN accuracy (k=5) of test samples against the training set, and
+precision@1 and MAP@R (:mod:`sklearn_triplet.metrics`) of test queries retrieving from the training
+set; on ``unseen classes`` the training set holds none of the classes evaluated, so the evaluated
+set is its own reference, leave-one-out, for all three figures. Fit time is the transformer
+pipeline's ``fit`` on the training split, transform time its ``transform`` of the evaluated (test)
+set; the KNN and the scores are not timed. Times are process CPU time (on one thread, the wall time
+of an idle core, whatever else shares the machine); the fit's wall time is shown too.
+
+    python benchmarks/peers.py --quick          # one seed, 10 epochs, small grids: about a minute
+    python benchmarks/peers.py                  # three seeds: under 15 minutes on 2 idle cores
+    python benchmarks/peers.py --output docs/benchmarks_peers.rst
+"""
+
+import argparse
+import contextlib
+import dataclasses
+import datetime
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from collections import Counter
+
+import numpy as np
+import sklearn
+import torch
+from joblib import Parallel, delayed
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.datasets import load_digits
+from sklearn.decomposition import PCA
+from sklearn.model_selection import GridSearchCV, StratifiedShuffleSplit, train_test_split
+from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors, NeighborhoodComponentsAnalysis
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+
+import sklearn_triplet
+from sklearn_triplet import SiameseEmbedder, TripletEmbedder
+from sklearn_triplet.metrics import retrieval_scores
+
+N_COMPONENTS = 32
+N_NEIGHBORS = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """One size of the benchmark."""
+
+    name: str
+    seeds: tuple
+    max_iter: int  # epochs of every network, ours and pytorch-metric-learning's
+    triplet_grid: dict
+    siamese_grid: dict
+    n_noise_features: int = 200
+    synthetic_classes: int = 500
+    synthetic_per_class: int = 8
+    max_samples: int = None  # stratified subsample of each task's data set (for smoke tests)
+
+
+FULL = Config(
+    name="full",
+    seeds=(0, 1, 2),
+    max_iter=50,
+    triplet_grid={"margin": [0.1, 0.2, 0.5], "mining": ["semi-hard", "hard"]},
+    siamese_grid={"margin": [0.5, 1.0], "mining": ["all", "hard"]},
+)
+QUICK = dataclasses.replace(
+    FULL,
+    name="quick",
+    seeds=(0,),
+    max_iter=10,
+    triplet_grid={"margin": [0.1, 0.2], "mining": ["semi-hard"]},
+    siamese_grid={"margin": [0.5, 1.0], "mining": ["all"]},
+)
+
+
+# -- tasks -----------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Task:
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    leave_one_out: bool  # evaluate the test set against itself rather than against the training set
+
+
+def _subsample(X, y, max_samples, seed):
+    if max_samples is None or max_samples >= y.shape[0]:
+        return X, y
+    keep, _ = train_test_split(
+        np.arange(y.shape[0]), train_size=max_samples, stratify=y, random_state=seed
+    )
+    keep = np.sort(keep)
+    return X[keep], y[keep]
+
+
+def _split(X, y, seed):
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=0.25, stratify=y, random_state=seed
+    )
+    return Task(X_train, y_train, X_test, y_test, leave_one_out=False)
+
+
+def make_digits(config, seed):
+    X, y = load_digits(return_X_y=True)
+    return _split(*_subsample(X, y, config.max_samples, seed), seed)
+
+
+def make_noisy_digits(config, seed):
+    X, y = load_digits(return_X_y=True)
+    noise = np.random.default_rng(seed).standard_normal((X.shape[0], config.n_noise_features))
+    return _split(*_subsample(np.hstack([X, noise]), y, config.max_samples, seed), seed)
+
+
+def make_unseen_classes(config, seed):
+    X, y = _subsample(*load_digits(return_X_y=True), config.max_samples, seed)
+    seen = y <= 6
+    return Task(X[seen], y[seen], X[~seen], y[~seen], leave_one_out=True)
+
+
+def make_many_classes(n_classes, n_per_class, *, n_latent=16, n_features=64, spread=0.7, seed=0):
+    """Gaussian clusters in ``n_latent`` dimensions seen through a random map ``tanh(z W1) W2``.
+
+    With ``spread=0.7`` the nearest true centre in the latent space names the class of about 91% of
+    the samples, while KNN (k=5) on the standardised 64 features gets about 48% (500 classes, 8
+    each, a 75/25 split).
+    """
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(n_classes), n_per_class)
+    centres = rng.standard_normal((n_classes, n_latent))
+    z = centres[y] + spread * rng.standard_normal((y.shape[0], n_latent))
+    W1 = rng.standard_normal((n_latent, n_features)) * 2.0 / np.sqrt(n_latent)
+    W2 = rng.standard_normal((n_features, n_features)) / np.sqrt(n_features)
+    return np.tanh(z @ W1) @ W2, y
+
+
+def make_synthetic(config, seed):
+    X, y = make_many_classes(config.synthetic_classes, config.synthetic_per_class, seed=seed)
+    return _split(*_subsample(X, y, config.max_samples, seed), seed)
+
+
+TASKS = {
+    "digits": make_digits,
+    "digits + noise": make_noisy_digits,
+    "unseen classes": make_unseen_classes,
+    "500 classes": make_synthetic,
+}
+
+
+# -- the pytorch-metric-learning contestant --------------------------------------------------------
+
+
+def batch_shape(n_classes, batch_size, samples_per_class):
+    """``(P, K)``: classes per batch and samples per class, as ``sklearn_triplet.sampling`` draws.
+
+    >>> batch_shape(10, 128, 4), batch_shape(500, 128, 4)
+    ((10, 12), (32, 4))
+    """
+    n_per_batch = int(min(n_classes, max(2, batch_size // samples_per_class)))
+    return n_per_batch, max(2, batch_size // n_per_batch)
+
+
+class PMLEmbedder(TransformerMixin, BaseEstimator):
+    """Our default MLP trained by a plain loop on a pytorch-metric-learning loss.
+
+    Parameters
+    ----------
+    loss : {"triplet", "contrastive"}, default="triplet"
+        ``TripletMarginLoss(margin=0.2)`` with ``TripletMarginMiner(margin=0.2,
+        type_of_triplets="semihard")``, or ``ContrastiveLoss(pos_margin=0, neg_margin=1)`` over all
+        pairs of the batch.
+    max_iter, batch_size, samples_per_class, learning_rate_init, random_state
+        As in :class:`~sklearn_triplet.TripletEmbedder`: epochs of ``ceil(n_samples / batch_size)``
+        batches of P classes x K samples from ``MPerClassSampler``, Adam.
+    """
+
+    def __init__(
+        self,
+        loss="triplet",
+        *,
+        max_iter=50,
+        batch_size=128,
+        samples_per_class=4,
+        learning_rate_init=1e-3,
+        random_state=None,
+    ):
+        self.loss = loss
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.samples_per_class = samples_per_class
+        self.learning_rate_init = learning_rate_init
+        self.random_state = random_state
+
+    def fit(self, X, y):
+        from pytorch_metric_learning import losses, miners, samplers
+        from pytorch_metric_learning.utils import common_functions
+
+        X = torch.as_tensor(np.asarray(X, dtype=np.float32))
+        _, y = np.unique(y, return_inverse=True)
+        y_t = torch.as_tensor(y)
+        make_loss = {
+            "triplet": lambda: (
+                losses.TripletMarginLoss(margin=0.2),
+                miners.TripletMarginMiner(margin=0.2, type_of_triplets="semihard"),
+            ),
+            "contrastive": lambda: (losses.ContrastiveLoss(pos_margin=0, neg_margin=1), None),
+        }
+        if self.loss not in make_loss:
+            raise ValueError(f"loss must be one of {sorted(make_loss)}; got {self.loss!r}.")
+        loss_fn, miner = make_loss[self.loss]()
+        n_classes = int(y.max()) + 1
+        n_per_batch, k = batch_shape(n_classes, self.batch_size, self.samples_per_class)
+        n_batches = max(1, -(-X.shape[0] // self.batch_size))
+        numpy_random = common_functions.NUMPY_RANDOM
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.random_state or 0)
+            # pytorch-metric-learning samples from this module-level generator; seed a private one.
+            common_functions.NUMPY_RANDOM = np.random.RandomState(self.random_state)
+            try:
+                self.module_ = torch.nn.Sequential(
+                    torch.nn.Linear(X.shape[1], 256),
+                    torch.nn.ReLU(),
+                    torch.nn.Linear(256, N_COMPONENTS),
+                )
+                sampler = samplers.MPerClassSampler(
+                    y,
+                    m=k,
+                    batch_size=n_per_batch * k,
+                    length_before_new_iter=n_batches * n_per_batch * k,
+                )
+                optimizer = torch.optim.Adam(self.module_.parameters(), lr=self.learning_rate_init)
+                self.module_.train()
+                for _ in range(self.max_iter):
+                    order = torch.as_tensor(list(iter(sampler))).view(-1, n_per_batch * k)
+                    for idx in order:
+                        embeddings = torch.nn.functional.normalize(self.module_(X[idx]), dim=1)
+                        labels = y_t[idx]
+                        pairs = miner(embeddings, labels) if miner is not None else None
+                        loss = loss_fn(embeddings, labels, pairs)
+                        optimizer.zero_grad()
+                        loss.backward()
+                        optimizer.step()
+            finally:
+                common_functions.NUMPY_RANDOM = numpy_random
+        self.module_.eval()
+        return self
+
+    def transform(self, X):
+        with torch.inference_mode():
+            out = self.module_(torch.as_tensor(np.asarray(X, dtype=np.float32)))
+            return torch.nn.functional.normalize(out, dim=1).numpy()
+
+
+# -- contestants -----------------------------------------------------------------------------------
+
+
+class NotAvailable(Exception):
+    """A contestant whose library is not installed."""
+
+
+def _lmnn(config, seed):
+    try:
+        from metric_learn import LMNN
+    except ImportError as exc:
+        raise NotAvailable("metric-learn is not installed") from exc
+    return LMNN(n_components=N_COMPONENTS, random_state=seed)
+
+
+def _pml(loss):
+    def build(config, seed):
+        try:
+            import pytorch_metric_learning  # noqa: F401
+        except ImportError as exc:
+            raise NotAvailable("pytorch-metric-learning is not installed") from exc
+        return PMLEmbedder(loss, max_iter=config.max_iter, random_state=seed)
+
+    return build
+
+
+def _ours(cls, tuned):
+    def build(config, seed):
+        embedder = cls(max_iter=config.max_iter, device="cpu", random_state=seed)
+        if not tuned:
+            return embedder
+        grid = config.triplet_grid if cls is TripletEmbedder else config.siamese_grid
+        step = type(embedder).__name__.lower()
+        return GridSearchCV(
+            make_pipeline(StandardScaler(), embedder),
+            {f"{step}__{name}": values for name, values in grid.items()},
+            # One stratified 75/25 split of the training split: k-fold would multiply the cost.
+            cv=StratifiedShuffleSplit(n_splits=1, test_size=0.25, random_state=seed),
+            error_score="raise",
+        )
+
+    return build
+
+
+CONTESTANTS = {
+    "KNN (raw)": lambda config, seed: None,
+    "PCA + KNN": lambda config, seed: PCA(n_components=N_COMPONENTS, random_state=seed),
+    "NCA + KNN": lambda config, seed: NeighborhoodComponentsAnalysis(
+        n_components=N_COMPONENTS, random_state=seed
+    ),
+    "LMNN + KNN": _lmnn,
+    "pml triplet": _pml("triplet"),
+    "pml contrastive": _pml("contrastive"),
+    "TripletEmbedder": _ours(TripletEmbedder, tuned=False),
+    "TripletEmbedder (tuned)": _ours(TripletEmbedder, tuned=True),
+    "SiameseEmbedder": _ours(SiameseEmbedder, tuned=False),
+    "SiameseEmbedder (tuned)": _ours(SiameseEmbedder, tuned=True),
+}
+
+
+def _pipeline(step):
+    """Standardise first; a grid search already holds its own scaler."""
+    if isinstance(step, GridSearchCV):
+        return step
+    return make_pipeline(StandardScaler(), *([step] if step is not None else []))
+
+
+# -- evaluation ------------------------------------------------------------------------------------
+
+
+def knn_accuracy(E_test, y_test, E_train=None, y_train=None, *, n_neighbors=N_NEIGHBORS):
+    """KNN accuracy of the test set against the training set, or leave-one-out within it.
+
+    Leave-one-out drops each query from its own neighbours (by index, so duplicates still count)
+    and votes like :class:`~sklearn.neighbors.KNeighborsClassifier` (ties go to the smallest label).
+    """
+    if E_train is not None:
+        knn = KNeighborsClassifier(n_neighbors=n_neighbors).fit(E_train, y_train)
+        return float(knn.score(E_test, y_test))
+    classes, codes = np.unique(y_test, return_inverse=True)
+    neighbours = (
+        NearestNeighbors(n_neighbors=n_neighbors + 1).fit(E_test).kneighbors(return_distance=False)
+    )
+    votes = np.zeros((codes.shape[0], classes.shape[0]), dtype=np.int64)
+    np.add.at(votes, (np.arange(codes.shape[0])[:, None], codes[neighbours[:, :n_neighbors]]), 1)
+    return float(np.mean(votes.argmax(axis=1) == codes))
+
+
+def evaluate(name, build, task, config, seed):
+    """Fit one contestant on one task; a dict of its figures, or of why it could not run."""
+    try:
+        model = _pipeline(build(config, seed))
+    except NotAvailable as exc:
+        return {"status": "not installed", "error": str(exc)}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # convergence chatter; the figures tell the story
+            with _clock() as fit_time:
+                model.fit(task.X_train, task.y_train)
+            with _clock() as transform_time:
+                E_test = model.transform(task.X_test)
+            E_train = None if task.leave_one_out else model.transform(task.X_train)
+    except Exception as exc:  # noqa: BLE001 (a peer that does not run with these versions)
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return {"status": "failed", "error": f"{type(exc).__name__}: {message}"}
+    reference = {} if task.leave_one_out else {"X_reference": E_train, "y_reference": task.y_train}
+    scores = retrieval_scores(E_test, task.y_test, **reference)
+    result = {
+        "status": "ok",
+        "knn_accuracy": knn_accuracy(E_test, task.y_test, E_train, task.y_train),
+        "precision_at_1": scores["precision_at_1"],
+        "map_at_r": scores["map_at_r"],
+        "fit_cpu": fit_time["cpu"],
+        "fit_wall": fit_time["wall"],
+        "transform_cpu": transform_time["cpu"],
+        "transform_wall": transform_time["wall"],
+    }
+    if isinstance(model, GridSearchCV):
+        result["best_params"] = {k.split("__", 1)[1]: v for k, v in model.best_params_.items()}
+    return result
+
+
+def run(config, *, tasks=None, contestants=None, n_jobs=1, log=print):
+    """Run the benchmark; ``{task: {contestant: [result per seed]}}``.
+
+    Each (task, seed) pair is one job; ``n_jobs`` processes run jobs side by side, each contestant
+    on one thread, the longest jobs first.
+    """
+    tasks = list(TASKS) if tasks is None else tasks
+    contestants = list(CONTESTANTS) if contestants is None else contestants
+    jobs = sorted(
+        ((task, seed) for task in tasks for seed in config.seeds),
+        key=lambda job: job[0] != "500 classes",
+    )
+    if n_jobs == 1:
+        outputs = (_run_job(config, task, seed, contestants) for task, seed in jobs)
+    else:
+        outputs = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+            delayed(_run_job)(config, task, seed, contestants) for task, seed in jobs
+        )
+    by_seed = {task: {name: {} for name in contestants} for task in tasks}
+    for task, seed, job_results in outputs:
+        for name, result in job_results.items():
+            by_seed[task][name][seed] = result
+            log(f"{task:<15} seed {seed}  {name:<24} {_short(result)}")
+    return {
+        task: {name: [runs[seed] for seed in config.seeds] for name, runs in by_name.items()}
+        for task, by_name in by_seed.items()
+    }
+
+
+def _run_job(config, task_name, seed, contestants):
+    with threadpool_limits(1), _torch_threads(1):
+        _warm_up()
+        task = TASKS[task_name](config, seed)
+        return task_name, seed, {
+            name: evaluate(name, CONTESTANTS[name], task, config, seed) for name in contestants
+        }
+
+
+@contextlib.contextmanager
+def _clock():
+    """Measure a block: ``{"cpu": process CPU seconds, "wall": seconds}``.
+
+    Every contestant runs on one thread, so its CPU time is what the wall time would be on an idle
+    core; the wall time also counts waiting for a core that other processes hold.
+    """
+    times = {}
+    wall, cpu = time.perf_counter(), time.process_time()
+    yield times
+    times["wall"] = time.perf_counter() - wall
+    times["cpu"] = time.process_time() - cpu
+
+
+def _warm_up():
+    """Pay the one-time costs of a process before any clock starts.
+
+    The first optimiser built in a process imports ``torch._dynamo`` (seconds); without this, the
+    first network contestant would be charged for it.
+    """
+    weights = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.Adam([weights])
+    weights.sum().backward()
+    optimizer.step()
+
+
+@contextlib.contextmanager
+def _torch_threads(n):
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _short(result):
+    if result["status"] != "ok":
+        return f"{result['status']}: {result['error']}"
+    return (
+        f"acc {result['knn_accuracy']:.3f}  P@1 {result['precision_at_1']:.3f}  "
+        f"MAP@R {result['map_at_r']:.3f}  fit {result['fit_cpu']:.2f}s CPU "
+        f"({result['fit_wall']:.2f}s wall)  transform {1e3 * result['transform_cpu']:.1f}ms CPU"
+    )
+
+
+# -- tables ----------------------------------------------------------------------------------------
+
+COLUMNS = (
+    ("knn_accuracy", f"KNN acc. (k={N_NEIGHBORS})", "{:.3f}"),
+    ("precision_at_1", "P@1", "{:.3f}"),
+    ("map_at_r", "MAP@R", "{:.3f}"),
+    ("fit_cpu", "fit CPU (s)", "{:.2f}"),
+    ("fit_wall", "fit wall (s)", "{:.2f}"),
+    ("transform_cpu", "transform CPU (ms)", "{:.1f}"),
+)
+
+
+def summarise(results):
+    """``{task: (rows, notes)}``: median figures per contestant; notes ``(text, code)`` on failures
+    (``code`` the error message) and on the parameters the grid searches chose."""
+    tables = {}
+    for task, by_contestant in results.items():
+        rows, notes = [], []
+        for name, runs in by_contestant.items():
+            ok = [r for r in runs if r["status"] == "ok"]
+            for error in sorted({r["error"] for r in runs if r["status"] != "ok"}):
+                n_failed = sum(r.get("error") == error for r in runs)
+                status = next(r["status"] for r in runs if r.get("error") == error)
+                notes.append((f"{name}: {status} ({n_failed} of {len(runs)} seeds):", error))
+            if not ok:
+                rows.append([name, runs[0]["status"]] + ["n/a"] * (len(COLUMNS) - 1))
+                continue
+            cells = []
+            for key, _, fmt in COLUMNS:
+                value = statistics.median(r[key] for r in ok)
+                cells.append(fmt.format(1e3 * value if key == "transform_cpu" else value))
+            rows.append([name] + cells)
+            if "best_params" in ok[0]:
+                chosen = Counter(
+                    ", ".join(f"{k}={v!r}" for k, v in sorted(r["best_params"].items())) for r in ok
+                )
+                for params, n in chosen.items():
+                    notes.append((f"{name}: chose ({n} of {len(ok)} seeds)", params))
+        tables[task] = (rows, notes)
+    return tables
+
+
+def markdown(results):
+    """One Markdown table per task, with its notes."""
+    lines = []
+    for task, (rows, notes) in summarise(results).items():
+        header = ["contestant"] + [title for _, title, _ in COLUMNS]
+        lines += [f"### {task}", "", "| " + " | ".join(header) + " |"]
+        lines.append("|" + "|".join(["---"] + ["---:"] * len(COLUMNS)) + "|")
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        lines += [""] + [f"- {text} `{code}`" for text, code in notes] + ([""] if notes else [])
+    return "\n".join(lines)
+
+
+def rst(results, config, meta):
+    """The rst fragment: how it was measured, then one table per task with its notes."""
+
+    def grid(g):
+        return ", ".join(f"``{k}`` in {v}" for k, v in g.items())
+
+    measured = (
+        f"Measured on {meta['date']} with ``{meta['command']}`` ({config.name} mode: "
+        f"{_count(len(config.seeds), 'seed')}, {_count(config.max_iter, 'epoch')} for every "
+        f"network), on {meta['cpu']} ({meta['cores']} cores, load average {meta['load']} at the "
+        "start), one thread for every contestant, "
+        f"{_count(meta['n_jobs'], 'process', 'processes')} running (task, seed) jobs side by side; "
+        f"{meta['total']:.0f} s in all. Versions: {', '.join(meta['versions'])}."
+    )
+    protocol = (
+        "Every contestant standardises the features (``StandardScaler`` fitted on the training "
+        f"split) and embeds in {N_COMPONENTS} dimensions. KNN accuracy (k={N_NEIGHBORS}), "
+        "precision@1 and MAP@R are those of test queries against the training set, except on "
+        "*unseen classes* (trained on digits 0-6, evaluated on all of 7-9 leave-one-out). Figures "
+        "are medians over the seeds. Fit time is the fit of the transformer on the training split "
+        "(for the tuned embedders, the whole grid search and refit); transform time embeds the "
+        "evaluated set. Times are process CPU time, which on one thread is the wall time of an "
+        "idle core; the fit's wall time, which also counts waiting for a core held by other "
+        "processes, is shown too. Tuned: ``GridSearchCV`` on one stratified 75/25 split of the "
+        "training split, scored by the embedder's leave-one-out MAP@R on the validation quarter, "
+        "then refitted on the whole training split, over TripletEmbedder "
+        f"{grid(config.triplet_grid)} and SiameseEmbedder {grid(config.siamese_grid)}."
+    )
+    peers = (
+        "*pml triplet* and *pml contrastive* train our default network (Linear(d, 256)-ReLU-"
+        "Linear(256, 32), L2-normalised) with a plain loop on pytorch-metric-learning's "
+        "``TripletMarginLoss(margin=0.2)`` and ``TripletMarginMiner(margin=0.2, "
+        'type_of_triplets="semihard")``, or its ``ContrastiveLoss(pos_margin=0, neg_margin=1)``: '
+        "the same epochs, Adam at 1e-3 and ``MPerClassSampler`` batches of the shape ours draw. "
+        "Their rules differ from ours: pml's semi-hard miner keeps every triplet with "
+        "d(a, p) < d(a, n) < d(a, p) + margin, ours the closest such negative per positive pair "
+        "(FaceNet); pml's contrastive loss takes unsquared distances and averages over the pairs "
+        "with a non-zero loss, ours squares them (Hadsell et al.) and averages over all pairs."
+    )
+    lines = [
+        ".. This file is written by benchmarks/peers.py; edit the script, not this file.",
+        "",
+        measured,
+        "",
+        protocol,
+        "",
+        peers,
+        "",
+    ]
+    for task, (rows, notes) in summarise(results).items():
+        lines += [f".. rubric:: {task}", "", ".. list-table::", "   :header-rows: 1", ""]
+        for row in [["contestant"] + [title for _, title, _ in COLUMNS]] + rows:
+            lines.append(f"   * - {row[0]}")
+            lines += [f"     - {cell}" for cell in row[1:]]
+        lines.append("")
+        lines += [f"- {text} ``{code}``" for text, code in notes] + ([""] if notes else [])
+    return "\n".join(lines)
+
+
+def _count(n, singular, plural=None):
+    return f"{n} {singular if n == 1 else plural or singular + 's'}"
+
+
+def metadata(argv):
+    def version(module):
+        try:
+            return __import__(module).__version__
+        except ImportError:
+            return "not installed"
+
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in lscpu.splitlines()
+            if line.startswith("Model name")
+        )
+    except (OSError, subprocess.CalledProcessError, StopIteration):
+        cpu = platform.processor() or platform.machine()
+    versions = {
+        "sklearn-triplet": sklearn_triplet.__version__,
+        "Python": platform.python_version(),
+        "torch": torch.__version__,
+        "scikit-learn": sklearn.__version__,
+        "numpy": np.__version__,
+        "pytorch-metric-learning": version("pytorch_metric_learning"),
+        "metric-learn": version("metric_learn"),
+    }
+    return {
+        "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        "command": " ".join(["python", "benchmarks/peers.py", *argv]),
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)),
+        "load": ", ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "versions": [f"{k} {v}" for k, v in versions.items()],
+    }
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one seed, 10 epochs, small grids")
+    parser.add_argument("--tasks", default=None, help=f"comma-separated subset of {list(TASKS)}")
+    parser.add_argument("--output", default=None, help="write the rst fragment here")
+    parser.add_argument(
+        "--n-jobs", type=int, default=2, help="(task, seed) jobs run side by side, one thread each"
+    )
+    args = parser.parse_args(argv)
+    tasks = None
+    if args.tasks:
+        tasks = [t.strip() for t in args.tasks.split(",")]
+        unknown = sorted(set(tasks) - set(TASKS))
+        if unknown:
+            parser.error(f"unknown tasks {unknown}; expected some of {list(TASKS)}")
+    config = QUICK if args.quick else FULL
+    meta = metadata(argv)
+    meta["n_jobs"] = args.n_jobs
+    print(
+        f"# {meta['date']}  {meta['command']}  {meta['cpu']} ({meta['cores']} cores, "
+        f"load {meta['load']}), {args.n_jobs} jobs side by side"
+    )
+    print("# " + ", ".join(meta["versions"]), flush=True)
+    start = time.perf_counter()
+    results = run(config, tasks=tasks, n_jobs=args.n_jobs, log=lambda line: print(line, flush=True))
+    meta["total"] = time.perf_counter() - start
+    print(f"# total {meta['total']:.0f} s\n")
+    print(markdown(results))
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(rst(results, config, meta))
+        print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Smoke test of benchmarks/peers.py: its quick configuration, in-process, on a tiny subset."""
+
+import dataclasses
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.neighbors import KNeighborsClassifier
+
+from sklearn_triplet.sampling import class_balanced_batches
+
+pytest.importorskip("pytorch_metric_learning")
+
+
+@pytest.fixture(scope="module")
+def peers():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "peers.py"
+    spec = importlib.util.spec_from_file_location("peers", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("n_classes", [7, 10, 500])
+def test_pml_batches_have_the_shape_of_ours(peers, n_classes):
+    # The pytorch-metric-learning contestant must train on batches of the shape our sampler draws.
+    y = np.repeat(np.arange(n_classes), 20)
+    batch = next(
+        class_balanced_batches(
+            y, batch_size=128, samples_per_class=4, n_batches=1, rng=np.random.default_rng(0)
+        )
+    )
+    counts = np.bincount(y[batch])
+    n_per_batch, k = peers.batch_shape(n_classes, 128, 4)
+    assert (np.count_nonzero(counts), counts.max()) == (n_per_batch, k)
+
+
+def test_leave_one_out_knn_accuracy_matches_refitting_without_the_query(peers):
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 3)), rng.integers(3, size=40)
+    # The brute-force reference: refit the classifier without each query in turn.
+    predictions = [
+        KNeighborsClassifier(n_neighbors=5).fit(np.delete(X, i, 0), np.delete(y, i)).predict(X[[i]])
+        for i in range(len(y))
+    ]
+    expected = np.mean(np.concatenate(predictions) == y)
+    assert peers.knn_accuracy(X, y) == pytest.approx(expected)
+
+
+def test_unseen_classes_task_keeps_the_evaluated_classes_out_of_training(peers):
+    task = peers.make_unseen_classes(peers.QUICK, seed=0)
+    assert set(np.unique(task.y_train)) == set(range(7))
+    assert set(np.unique(task.y_test)) == {7, 8, 9}
+    assert task.leave_one_out
+
+
+def test_quick_configuration_runs_on_a_tiny_subset(peers):
+    config = dataclasses.replace(
+        peers.QUICK, max_iter=1, max_samples=200, synthetic_classes=20, synthetic_per_class=8
+    )
+    results = peers.run(config, log=lambda line: None)
+
+    assert list(results) == list(peers.TASKS)
+    for by_contestant in results.values():
+        assert list(by_contestant) == list(peers.CONTESTANTS)
+        for name, runs in by_contestant.items():
+            assert len(runs) == len(config.seeds)
+            for result in runs:
+                if name == "LMNN + KNN" and result["status"] != "ok":
+                    # metric-learn may be missing or may not run with this scikit-learn: recorded.
+                    assert result["status"] in {"not installed", "failed"}
+                    assert result["error"]
+                    continue
+                assert result["status"] == "ok", (name, result)
+                for key in ("knn_accuracy", "precision_at_1", "map_at_r"):
+                    assert 0.0 <= result[key] <= 1.0
+                for key in ("fit_cpu", "fit_wall", "transform_cpu", "transform_wall"):
+                    assert result[key] >= 0.0
+            if name.endswith("(tuned)"):
+                assert set(runs[0]["best_params"]) == {"margin", "mining"}
+
+    meta = {**peers.metadata(["--quick"]), "n_jobs": 1, "total": 1.0}
+    fragment = peers.rst(results, config, meta)
+    assert fragment.count(".. list-table::") == len(peers.TASKS)
+    assert "python benchmarks/peers.py --quick" in fragment
+    table = peers.markdown(results)
+    assert table.count("| TripletEmbedder (tuned) |") == len(peers.TASKS)
