@@ -161,6 +161,8 @@ class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         )
         if self._optimizer_state is not None:
             optimizer.load_state_dict(self._optimizer_state)
+            for group in optimizer.param_groups:  # the moments carry over, the settings are today's
+                group.update(lr=self.learning_rate_init, weight_decay=self.weight_decay)
         X_t, y_t = _to_device(X, y, self.device_)
         n_batches = max(1, -(-X.shape[0] // self.batch_size))
         batches = lambda: class_balanced_batches(  # noqa: E731
@@ -184,6 +186,7 @@ class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             self.n_iter_ = epoch
             return bool(self.callback(self, epoch, logs)) if self.callback is not None else False
 
+        keep_optimizer_state = True
         try:
             return _training.train(
                 module=module,
@@ -205,13 +208,12 @@ class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
                 start_time=start_time,
             )
         except FloatingPointError:
-            self._optimizer_state = None  # its moments may hold NaN; a warm start begins afresh
+            keep_optimizer_state = False  # its moments may hold NaN; a warm start begins afresh
             raise
         finally:
             # Also on KeyboardInterrupt: the estimator keeps the weights and history trained so far.
             module.eval()
-            if self._optimizer_state is not None or optimizer.state:
-                self._optimizer_state = optimizer.state_dict()
+            self._optimizer_state = optimizer.state_dict() if keep_optimizer_state else None
 
     def _warn_after_training(self, stop_reason, early_stopping):
         if early_stopping and stop_reason == _training.STOP_MAX_ITER:

@@ -163,6 +163,16 @@ def test_warm_start_continues(data):
     assert cold.n_iter_ == 3
 
 
+def test_warm_start_uses_the_current_learning_rate(data):
+    X, y = data
+    est = TripletEmbedder(**FAST, warm_start=True).fit(X, y)
+    before = est.export_module().state_dict()
+    est.set_params(learning_rate_init=1e-12, max_iter=1).fit(X, y)
+    after = est.export_module().state_dict()
+    # a negligible learning rate barely moves the weights (Adam steps are about lr in size)
+    assert max((after[k] - before[k]).abs().max().item() for k in before) < 1e-9
+
+
 def test_partial_fit_trains_one_epoch_at_a_time(data):
     X, y = data
     est = TripletEmbedder(**FAST)
@@ -189,6 +199,7 @@ def test_non_finite_loss_raises_and_keeps_finite_weights(data):
         est.fit(X * 1e6, y)
     assert all(math.isfinite(row["loss"]) for row in est.history_)
     assert np.isfinite(est.transform(X)).all()
+    assert est._optimizer_state is None  # Adam's moments may hold NaN: a warm start begins afresh
 
 
 class _Dead(torch.nn.Module):
