@@ -126,11 +126,15 @@ class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         return self
 
     def _initialise(self, n_features):
-        """Resolve the device, seed, build the network and the optimiser state for a fresh fit."""
-        self.device_ = _resolve_device(self.device)
-        self._rng = _make_rng(self.random_state)
+        """Resolve the device, seed, build the network and the optimiser state for a fresh fit.
+
+        The fitted attributes are set only once the network has passed its probe, so a backbone that
+        fails leaves no half-fitted estimator behind.
+        """
+        device = _resolve_device(self.device)
+        rng = _make_rng(self.random_state)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(self._rng.integers(2**31)))
+            torch.manual_seed(int(rng.integers(2**31)))
             backbone = build_backbone(
                 self.backbone,
                 n_features,
@@ -139,16 +143,15 @@ class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
                 params=self.backbone_params,
             )
         normalize = L2Normalize() if self.normalize else torch.nn.Identity()
-        self.module_ = torch.nn.Sequential(
-            OrderedDict(backbone=backbone, normalize=normalize)
-        ).to(self.device_)
+        module = torch.nn.Sequential(OrderedDict(backbone=backbone, normalize=normalize)).to(device)
         with torch.inference_mode():
-            probe = self.module_.eval()(torch.zeros(2, n_features, device=self.device_))
+            probe = module.eval()(torch.zeros(2, n_features, device=device))
         if probe.ndim != 2:
             raise ValueError(
                 "The backbone must map (batch, n_features) to (batch, n_components); got output "
                 f"shape {tuple(probe.shape)} for input shape (2, {n_features})."
             )
+        self.device_, self._rng, self.module_ = device, rng, module
         self.n_components_ = int(probe.shape[1])
         self._optimizer_state = None
         self.history_ = []

@@ -121,8 +121,10 @@ def test_backbone_params_are_searchable(data):
 )
 def test_backbone_errors(kwargs, error, message, data):
     X, y = data
+    est = TripletEmbedder(**{**FAST, **kwargs})
     with pytest.raises(error, match=re.escape(message)):
-        TripletEmbedder(**{**FAST, **kwargs}).fit(X, y)
+        est.fit(X, y)
+    assert not hasattr(est, "module_") and not hasattr(est, "device_")
 
 
 def test_build_backbone_unknown_name():
