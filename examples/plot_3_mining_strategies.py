@@ -85,7 +85,7 @@ plt.show()
 # With ``"hard"`` mining, nearly every triplet turns semi-hard within two epochs and stays so for
 # several more: the negative is farther than the positive, but by less than the margin, for almost
 # all of them. The spread of the embeddings tells why: ``mean_distance``, the mean distance
-# between the embeddings of the epoch's last batch, falls to about the margin, a tenth of what the
+# between embeddings of different classes in the epoch's last batch, falls to about the margin, a tenth of what the
 # other two runs keep. The network has squeezed all the digits into a small region where every
 # distance is about the same, the collapse FaceNet reports when training on the hardest negatives
 # from the start. Here it finds its way out after about ten epochs; an embedding still collapsed
@@ -98,7 +98,7 @@ for mining, embedder in embedders.items():
     ax.plot(history["epoch"], history["mean_distance"], marker=".", label=f'mining="{mining}"')
 ax.axhline(0.2, color="k", ls="--", lw=1, label="margin")
 ax.set_xlabel("epoch")
-ax.set_ylabel("mean distance in the last batch")
+ax.set_ylabel("mean distance between classes")
 ax.set_ylim(0, None)
 ax.legend(fontsize="small")
 plt.show()

@@ -230,8 +230,8 @@ class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         if spread < 0.5 * self.margin:
             warnings.warn(
                 f"The embeddings collapsed towards a single point: the mean {self.metric} distance "
-                f"between the embeddings of the last batch is {spread:.3g}, less than half the "
-                f"margin={self.margin}, so most negatives sit inside the margin and the loss stays "
+                f"between embeddings of different classes in the last batch is {spread:.3g}, less "
+                f"than half the margin={self.margin}, so most negatives sit inside the margin and the loss stays "
                 "near it. Likely causes: a learning rate too high "
                 f"(learning_rate_init={self.learning_rate_init}); a margin too large for the metric "
                 f"(metric={self.metric!r}); hard mining from the start (mining='hard': try "

@@ -70,8 +70,9 @@ ATTRIBUTES = """\
         One row per epoch: ``epoch``, ``loss``, the epoch's triplet counts (``n_triplets``,
         ``n_easy``, ``n_semi_hard``, ``n_hard``, ``n_active``, ``n_mined``, ``n_mined_active``), their
         fractions (``easy_fraction``, ``semi_hard_fraction``, ``hard_fraction``,
-        ``active_fraction``), ``mean_distance`` (mean distance between the embeddings of the last batch, in
-        units of ``metric``; below half the margin at the end of training, a collapse is warned), ``validation_score`` (with early stopping) and ``time`` (seconds since the fit
+        ``active_fraction``), ``mean_distance`` (mean distance between embeddings of different classes in the last
+        batch, in units of ``metric``; below half the margin at the end of training, a collapse
+        is warned), ``validation_score`` (with early stopping) and ``time`` (seconds since the fit
         began). A fraction is NaN when the epoch held no triplet at all.
     n_iter_ : int
         Number of epochs trained.

@@ -147,7 +147,7 @@ def _train_epoch(module, optimizer, batch_loss, X, y, batches, device, autocast,
     finite = torch.ones((), dtype=torch.bool, device=device)
     totals = {}
     n_batches = 0
-    last_embeddings = None
+    last_batch = None
     for indices in batches:
         indices = torch.as_tensor(indices, device=X.device)
         xb = X[indices].to(device, non_blocking=True)
@@ -164,12 +164,12 @@ def _train_epoch(module, optimizer, batch_loss, X, y, batches, device, autocast,
         for key, value in stats.items():
             totals[key] = totals[key] + value if key in totals else value
         n_batches += 1
-        last_embeddings = embeddings.detach()
+        last_batch = (embeddings.detach(), yb)
     logs = {"loss": (loss_sum / max(n_batches, 1)).item(), "_finite_embeddings": bool(finite)}
     counts = {key: int(value) for key, value in totals.items()}
     logs.update(counts)
     logs.update(_fractions(counts))
-    logs["mean_distance"] = _mean_distance(last_embeddings, metric)
+    logs["mean_distance"] = _mean_negative_distance(last_batch, metric)
     return logs
 
 
@@ -200,14 +200,21 @@ def _fractions(counts):
     return out
 
 
-def _mean_distance(embeddings, metric):
-    """Mean distance between the embeddings of a batch, in units of ``metric`` (collapse: ~0)."""
-    if embeddings is None or embeddings.shape[0] < 2:
+def _mean_negative_distance(batch, metric):
+    """Mean distance between embeddings of different classes in a batch, in units of ``metric``.
+
+    Negatives only: same-class pairs rightly sit close together, and counting them would make a
+    healthy two-class embedding look collapsed. A collapse drives this towards 0.
+    """
+    if batch is None:
         return math.nan
-    n = embeddings.shape[0]
+    embeddings, labels = batch
     with torch.no_grad():
-        total = pairwise_distances(embeddings.float(), metric=metric).sum()
-    return float(total.item() / (n * (n - 1)))
+        distances = pairwise_distances(embeddings.float(), metric=metric)
+        negatives = labels[:, None] != labels[None, :]
+        n_negatives = negatives.sum()
+        total = (distances * negatives).sum()
+    return float(total.item() / n_negatives.item()) if n_negatives.item() else math.nan
 
 
 def _copy_state(module):

@@ -1,5 +1,6 @@
 """scikit-learn's own estimator checks over both embedders."""
 
+import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_triplet import SiameseEmbedder, TripletEmbedder
@@ -12,6 +13,9 @@ def _expected_failed_checks(estimator):
     return {}
 
 
+# Two epochs of a tiny network on the checks' data (some of it unscaled, e.g. centred at 100) leave
+# the embeddings bunched together, and the estimators rightly say so; that is not under test here.
+@pytest.mark.filterwarnings("ignore::sklearn_triplet.EmbeddingCollapseWarning")
 @parametrize_with_checks(
     [TripletEmbedder(**TINY), SiameseEmbedder(**TINY)],
     expected_failed_checks=_expected_failed_checks,
