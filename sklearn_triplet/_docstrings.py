@@ -5,15 +5,17 @@ BACKBONE_PARAMETERS = """\
         The network mapping a sample to its embedding. ``"mlp"``: fully connected layers of
         ``hidden_layer_sizes`` with ReLU. ``"linear"``: a learned linear map, the deep analogue of
         :class:`~sklearn.neighbors.NeighborhoodComponentsAnalysis`. ``"cnn"``: a small convolutional
-        network for images passed as flattened pixels; needs
-        ``backbone_params={"input_shape": (channels, height, width)}``. A module instance is deep-copied
-        at fit (the given one is never changed); a class or factory is called as
-        ``backbone(n_features, n_components, **backbone_params)``.
+        network for images passed as flattened pixels, with
+        ``backbone_params={"input_shape": (channels, height, width)}``, or for 1-D signals (time
+        series, spectra), with ``backbone_params={"input_shape": (channels, length)}``. A module
+        instance is deep-copied at fit (the given one is never changed); a class or factory is
+        called as ``backbone(n_features, n_components, **backbone_params)``.
     hidden_layer_sizes : int or tuple of int, default=(256,)
         Hidden widths of the ``"mlp"`` backbone.
     backbone_params : dict, default=None
         Extra settings of the backbone builder, searchable by grid search as whole dicts (for
-        ``"cnn"``: ``input_shape``, ``channels``, ``hidden_size``; for ``"mlp"``: ``activation``).
+        ``"cnn"``: ``input_shape``, ``channels``, ``hidden_size``, ``kernel_size``; for ``"mlp"``:
+        ``activation``).
     normalize : bool, default=True
         Scale each embedding to unit Euclidean norm (as in FaceNet), in training and in ``transform``.
     metric : {"euclidean", "sqeuclidean", "cosine"}, default="euclidean"

@@ -7,7 +7,8 @@ A backbone maps a batch of flattened samples ``(batch, n_features)`` to embeddin
 - ``"linear"``: :func:`make_linear`, a learned linear map (the deep analogue of scikit-learn's
   :class:`~sklearn.neighbors.NeighborhoodComponentsAnalysis`);
 - ``"cnn"``: :func:`make_cnn`, a small convolutional network for images given as flattened pixels,
-  with ``backbone_params={"input_shape": (channels, height, width)}``;
+  with ``backbone_params={"input_shape": (channels, height, width)}``, or for 1-D signals, with
+  ``backbone_params={"input_shape": (channels, length)}``;
 - a :class:`torch.nn.Module` instance, deep-copied at fit so the user's module is never changed;
 - a class or factory, called as ``factory(n_features, n_components, **backbone_params)``.
 """
@@ -15,7 +16,6 @@ A backbone maps a batch of flattened samples ``(batch, n_features)`` to embeddin
 import copy
 import math
 
-import torch
 from torch import nn
 
 
@@ -80,25 +80,39 @@ def make_linear(n_features, n_components):
     return nn.Linear(n_features, n_components, bias=False)
 
 
-def make_cnn(n_features, n_components, *, input_shape, channels=(32, 64), hidden_size=128):
-    """Small convolutional network for images passed as flattened pixel rows.
+def make_cnn(
+    n_features, n_components, *, input_shape, channels=(32, 64), hidden_size=128, kernel_size=None
+):
+    """Small convolutional network for images or 1-D signals passed as flattened rows.
 
-    Each entry of ``channels`` adds a block ``Conv3x3 -> ReLU -> Conv3x3 -> ReLU -> MaxPool2`` (the pool
-    only while the image is at least 4 pixels wide), followed by global average pooling to 2x2, a
-    hidden linear layer with ReLU and the output layer.
+    ``input_shape=(channels, height, width)`` builds 2-D convolutions (images);
+    ``input_shape=(channels, length)`` builds 1-D convolutions (time series, spectra, sensor data).
+    Each entry of ``channels`` adds a block ``Conv -> ReLU -> Conv -> ReLU -> MaxPool2`` (the pool
+    only while the image or signal is at least 4 steps wide along every axis), followed by average
+    pooling to 2 x 2 cells (4 cells for a signal), a hidden linear layer with ReLU and the output
+    layer. The convolutions are padded to keep the width.
 
     Parameters
     ----------
     n_features : int
-        Must equal ``channels * height * width`` of ``input_shape``.
+        Must equal the product of ``input_shape``.
     n_components : int
         Embedding width.
     input_shape : tuple of int
-        ``(channels, height, width)`` of one sample; rows of X are reshaped to it (C order).
+        ``(channels, height, width)`` of an image or ``(channels, length)`` of a signal; rows of X
+        are reshaped to it (C order: for a signal, all the steps of the first channel come first).
     channels : tuple of int, default=(32, 64)
         Output channels of each convolutional block.
     hidden_size : int, default=128
         Width of the hidden fully connected layer.
+    kernel_size : int, default=None
+        Width of the (odd) convolution kernels along each axis; ``None`` means 3 for images (3 x 3
+        kernels) and 7 for signals, whose features (peaks, edges, oscillations) usually span more
+        steps than an image's span pixels.
+
+    Returns
+    -------
+    module : torch.nn.Sequential
 
     Examples
     --------
@@ -106,34 +120,55 @@ def make_cnn(n_features, n_components, *, input_shape, channels=(32, 64), hidden
     >>> net = make_cnn(64, 16, input_shape=(1, 8, 8))
     >>> net(torch.zeros(5, 64)).shape
     torch.Size([5, 16])
+    >>> signal_net = make_cnn(3 * 50, 16, input_shape=(3, 50), kernel_size=5)
+    >>> signal_net(torch.zeros(5, 150)).shape
+    torch.Size([5, 16])
     """
     shape = tuple(int(s) for s in input_shape)
-    if len(shape) != 3 or math.prod(shape) != n_features:
+    if len(shape) not in (2, 3) or min(shape) < 1 or math.prod(shape) != n_features:
         raise ValueError(
-            f"input_shape must be (channels, height, width) with channels * height * width equal to "
-            f"n_features={n_features}; got input_shape={tuple(input_shape)}."
+            "input_shape must be (channels, height, width) or (channels, length), with a product "
+            f"equal to n_features={n_features}; got input_shape={tuple(input_shape)}."
         )
-    in_channels, height, width = shape
+    if kernel_size is None:
+        kernel_size = 3 if len(shape) == 3 else 7
+    if int(kernel_size) < 1 or int(kernel_size) % 2 == 0:
+        raise ValueError(f"kernel_size must be an odd positive integer; got {kernel_size!r}.")
+    conv, pool, average = _CONV_LAYERS[len(shape) - 1]
+    in_channels, sizes = shape[0], list(shape[1:])
     layers = [nn.Unflatten(1, shape)]
     for out_channels in channels:
         layers += [
-            nn.Conv2d(in_channels, int(out_channels), 3, padding=1),
+            conv(in_channels, int(out_channels), int(kernel_size), padding=int(kernel_size) // 2),
             nn.ReLU(),
-            nn.Conv2d(int(out_channels), int(out_channels), 3, padding=1),
+            conv(
+                int(out_channels),
+                int(out_channels),
+                int(kernel_size),
+                padding=int(kernel_size) // 2,
+            ),
             nn.ReLU(),
         ]
-        if min(height, width) >= 4:
-            layers.append(nn.MaxPool2d(2))
-            height, width = height // 2, width // 2
+        if min(sizes) >= 4:
+            layers.append(pool(2))
+            sizes = [size // 2 for size in sizes]
         in_channels = int(out_channels)
+    cells = (2, 2) if len(sizes) == 2 else (4,)
     layers += [
-        nn.AdaptiveAvgPool2d((2, 2)),
+        average(cells),
         nn.Flatten(),
-        nn.Linear(in_channels * 4, hidden_size),
+        nn.Linear(in_channels * math.prod(cells), hidden_size),
         nn.ReLU(),
         nn.Linear(hidden_size, n_components),
     ]
     return nn.Sequential(*layers)
+
+
+# Convolution, max pooling and adaptive average pooling, for signals (1) and images (2).
+_CONV_LAYERS = {
+    1: (nn.Conv1d, nn.MaxPool1d, nn.AdaptiveAvgPool1d),
+    2: (nn.Conv2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d),
+}
 
 
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
@@ -165,7 +200,7 @@ def build_backbone(backbone, n_features, n_components, *, hidden_layer_sizes=(25
         Used by ``"mlp"`` only.
     params : dict, default=None
         Extra keyword arguments of the builder (for ``"cnn"``: ``input_shape``, ``channels``,
-        ``hidden_size``; for ``"mlp"``: ``activation``).
+        ``hidden_size``, ``kernel_size``; for ``"mlp"``: ``activation``).
 
     Returns
     -------
@@ -191,7 +226,8 @@ def build_backbone(backbone, n_features, n_components, *, hidden_layer_sizes=(25
             params.setdefault("hidden_layer_sizes", tuple(hidden_layer_sizes))
         if backbone == "cnn" and "input_shape" not in params:
             raise ValueError(
-                "backbone='cnn' needs backbone_params={'input_shape': (channels, height, width)}."
+                "backbone='cnn' needs backbone_params={'input_shape': (channels, height, width)} "
+                "for images or {'input_shape': (channels, length)} for 1-D signals."
             )
         backbone = _BUILTIN[backbone]
     module = backbone(n_features, n_components, **params)

@@ -12,7 +12,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 
 from sklearn_triplet import SiameseEmbedder, TripletEmbedder
-from sklearn_triplet.backbones import build_backbone, make_mlp
+from sklearn_triplet.backbones import build_backbone, make_cnn, make_mlp
 
 FAST = dict(n_components=8, hidden_layer_sizes=(32,), max_iter=2, batch_size=64, random_state=0)
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -28,7 +28,9 @@ class TwoLayer(torch.nn.Module):
     def __init__(self, n_features, n_components, width=16):
         super().__init__()
         self.net = torch.nn.Sequential(
-            torch.nn.Linear(n_features, width), torch.nn.ReLU(), torch.nn.Linear(width, n_components)
+            torch.nn.Linear(n_features, width),
+            torch.nn.ReLU(),
+            torch.nn.Linear(width, n_components),
         )
 
     def forward(self, x):
@@ -46,11 +48,12 @@ def factory(n_features, n_components):
         ("mlp", {"activation": "gelu"}, 8),
         ("linear", None, 8),
         ("cnn", {"input_shape": (1, 8, 8), "channels": (4,), "hidden_size": 16}, 8),
+        ("cnn", {"input_shape": (2, 32), "channels": (4,), "hidden_size": 16}, 8),
         (TwoLayer(64, 5), None, 5),
         (TwoLayer, {"width": 8}, 8),
         (factory, None, 8),
     ],
-    ids=["mlp", "mlp-gelu", "linear", "cnn", "module", "class", "factory"],
+    ids=["mlp", "mlp-gelu", "linear", "cnn", "cnn-1d", "module", "class", "factory"],
 )
 def test_each_backbone_fits_and_transforms(backbone, params, n_out, data):
     X, y = data
@@ -100,24 +103,69 @@ def test_backbone_params_are_searchable(data):
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
-        (dict(backbone="cnn"), ValueError,
-         "backbone='cnn' needs backbone_params={'input_shape': (channels, height, width)}."),
-        (dict(backbone="cnn", backbone_params={"input_shape": (1, 7, 7)}), ValueError,
-         "input_shape must be (channels, height, width) with channels * height * width equal to "
-         "n_features=64; got input_shape=(1, 7, 7)."),
-        (dict(backbone=TwoLayer(64, 8), backbone_params={"width": 3}), ValueError,
-         "backbone_params cannot be used with a backbone given as a module instance; got "
-         "backbone_params={'width': 3}. Pass a class or factory instead."),
-        (dict(backbone=lambda n, k: "not a module"), TypeError,
-         "The backbone factory must return a torch.nn.Module; got str."),
-        (dict(backbone_params={"activation": "swish"}), ValueError,
-         "Unknown activation 'swish'; expected one of ['gelu', 'relu', 'tanh']."),
-        (dict(backbone=torch.nn.Unflatten(1, (8, 8))), ValueError,
-         "The backbone must map (batch, n_features) to (batch, n_components); got output shape "
-         "(2, 8, 8) for input shape (2, 64)."),
+        (
+            dict(backbone="cnn"),
+            ValueError,
+            "backbone='cnn' needs backbone_params={'input_shape': (channels, height, width)} for "
+            "images or {'input_shape': (channels, length)} for 1-D signals.",
+        ),
+        (
+            dict(backbone="cnn", backbone_params={"input_shape": (1, 7, 7)}),
+            ValueError,
+            "input_shape must be (channels, height, width) or (channels, length), with a product "
+            "equal to n_features=64; got input_shape=(1, 7, 7).",
+        ),
+        (
+            dict(backbone="cnn", backbone_params={"input_shape": (2, 30)}),
+            ValueError,
+            "input_shape must be (channels, height, width) or (channels, length), with a product "
+            "equal to n_features=64; got input_shape=(2, 30).",
+        ),
+        (
+            dict(backbone="cnn", backbone_params={"input_shape": (1, 1, 8, 8)}),
+            ValueError,
+            "input_shape must be (channels, height, width) or (channels, length), with a product "
+            "equal to n_features=64; got input_shape=(1, 1, 8, 8).",
+        ),
+        (
+            dict(backbone="cnn", backbone_params={"input_shape": (2, 32), "kernel_size": 4}),
+            ValueError,
+            "kernel_size must be an odd positive integer; got 4.",
+        ),
+        (
+            dict(backbone=TwoLayer(64, 8), backbone_params={"width": 3}),
+            ValueError,
+            "backbone_params cannot be used with a backbone given as a module instance; got "
+            "backbone_params={'width': 3}. Pass a class or factory instead.",
+        ),
+        (
+            dict(backbone=lambda n, k: "not a module"),
+            TypeError,
+            "The backbone factory must return a torch.nn.Module; got str.",
+        ),
+        (
+            dict(backbone_params={"activation": "swish"}),
+            ValueError,
+            "Unknown activation 'swish'; expected one of ['gelu', 'relu', 'tanh'].",
+        ),
+        (
+            dict(backbone=torch.nn.Unflatten(1, (8, 8))),
+            ValueError,
+            "The backbone must map (batch, n_features) to (batch, n_components); got output shape "
+            "(2, 8, 8) for input shape (2, 64).",
+        ),
     ],
-    ids=["cnn-no-shape", "cnn-bad-shape", "module-with-params", "factory-not-module",
-         "bad-activation", "3d-output"],
+    ids=[
+        "cnn-no-shape",
+        "cnn-bad-shape",
+        "cnn-bad-signal-shape",
+        "cnn-4d-shape",
+        "cnn-even-kernel",
+        "module-with-params",
+        "factory-not-module",
+        "bad-activation",
+        "3d-output",
+    ],
 )
 def test_backbone_errors(kwargs, error, message, data):
     X, y = data
@@ -128,7 +176,10 @@ def test_backbone_errors(kwargs, error, message, data):
 
 
 def test_build_backbone_unknown_name():
-    with pytest.raises(ValueError, match=re.escape("Unknown backbone 'rnn'; expected one of ['cnn', 'linear', 'mlp'].")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape("Unknown backbone 'rnn'; expected one of ['cnn', 'linear', 'mlp']."),
+    ):
         build_backbone("rnn", 4, 2)
 
 
@@ -141,12 +192,90 @@ def test_cnn_learns_digits_at_least_as_well_as_mlp(digits):
     scores = {}
     for name, kwargs in {
         "mlp": {},
-        "cnn": {"backbone": "cnn", "backbone_params": {"input_shape": (1, 8, 8), "channels": (16, 32)}},
+        "cnn": {
+            "backbone": "cnn",
+            "backbone_params": {"input_shape": (1, 8, 8), "channels": (16, 32)},
+        },
     }.items():
         emb = TripletEmbedder(max_iter=20, random_state=0, **kwargs)
         model = Pipeline([("emb", emb), ("knn", KNeighborsClassifier())])
         scores[name] = model.fit(X_train, y_train).score(X_test, y_test)
     assert scores["cnn"] >= scores["mlp"], scores
+
+
+@pytest.mark.parametrize(
+    "input_shape, conv, pool, n_pools",
+    [
+        ((3, 20), torch.nn.Conv1d, torch.nn.MaxPool1d, 2),  # 20 -> 10 -> 5
+        ((3, 4, 5), torch.nn.Conv2d, torch.nn.MaxPool2d, 1),  # 4 x 5 -> 2 x 2, then too small
+    ],
+    ids=["signal", "image"],
+)
+def test_cnn_convolves_along_the_axes_of_its_input_shape(input_shape, conv, pool, n_pools):
+    net = make_cnn(60, 7, input_shape=input_shape, channels=(4, 6), kernel_size=5)
+    convs = [layer for layer in net if isinstance(layer, (torch.nn.Conv1d, torch.nn.Conv2d))]
+    assert [type(layer) for layer in convs] == [conv] * 4
+    assert [layer.in_channels for layer in convs] == [3, 4, 4, 6]
+    assert all(layer.kernel_size == (5,) * (len(input_shape) - 1) for layer in convs)
+    # A block pools only while every axis is at least 4 steps wide.
+    assert sum(isinstance(layer, pool) for layer in net) == n_pools
+    assert net(torch.zeros(2, 60)).shape == (2, 7)
+
+
+def test_cnn_reads_a_row_channel_by_channel():
+    # Row [x_0(t) for t] + [x_1(t) for t]: channel 0 holds the first `length` values.
+    net = make_cnn(2 * 16, 4, input_shape=(2, 16), channels=(3,))
+    row = torch.arange(32.0)[None, :]
+    np.testing.assert_array_equal(net[0](row)[0].numpy(), row.view(2, 16).numpy())
+    # A signal in channel 0 only: the first convolution sees nothing through channel 1's weights.
+    with torch.no_grad():
+        net[1].weight[:, 0].zero_()
+        net[1].bias.zero_()
+    only_first = torch.cat([torch.randn(1, 16), torch.zeros(1, 16)], dim=1)
+    assert torch.count_nonzero(net[1](net[0](only_first))) == 0
+
+
+def _shifted_signals(n_per_class, seed):
+    """Two templates per class (bumps at random places), shifted by up to 16 steps, with noise.
+
+    The templates are the same for every seed; the seed draws the samples.
+    """
+    template_rng, rng = np.random.default_rng(0), np.random.default_rng(seed)
+    t = np.arange(64)
+    templates = [
+        sum(
+            template_rng.choice([-1, 1]) * np.exp(-0.5 * ((t - c) / 3.0) ** 2)
+            for c in template_rng.uniform(10, 54, 3)
+        )
+        for _ in range(8)
+    ]
+    y = np.repeat(np.arange(4), n_per_class)
+    X = np.stack(
+        [
+            np.roll(templates[2 * c + rng.integers(2)], rng.integers(-16, 17))
+            + 0.3 * rng.normal(size=64)
+            for c in y
+        ]
+    )
+    return X.astype(np.float32), y
+
+
+@pytest.mark.slow
+def test_1d_cnn_learns_shifted_signals_better_than_mlp():
+    X_train, y_train = _shifted_signals(60, seed=0)
+    X_test, y_test = _shifted_signals(40, seed=1)  # same templates (seeded), fresh samples
+    scores = {}
+    for name, kwargs in {
+        "mlp": {},
+        "cnn": {
+            "backbone": "cnn",
+            "backbone_params": {"input_shape": (1, 64), "channels": (8, 16)},
+        },
+    }.items():
+        emb = TripletEmbedder(n_components=8, max_iter=15, random_state=0, **kwargs)
+        model = Pipeline([("emb", emb), ("knn", KNeighborsClassifier())])
+        scores[name] = model.fit(X_train, y_train).score(X_test, y_test)
+    assert scores["cnn"] > scores["mlp"], scores
 
 
 def test_mixed_precision_runs_on_cpu(data):
@@ -156,6 +285,7 @@ def test_mixed_precision_runs_on_cpu(data):
 
 
 # -- persistence across machines -----------------------------------------------------------------
+
 
 def _fake_gpu_trained(estimator):
     """Make a CPU-fitted estimator look as if it had been trained with device='cuda'."""
@@ -171,7 +301,12 @@ def test_gpu_trained_estimator_loads_on_a_cpu_machine(Estimator, data):
     est = Estimator(**FAST).fit(X, y)
     expected = est.transform(X)
     blob = pickle.dumps(_fake_gpu_trained(est))
-    with pytest.warns(UserWarning, match=re.escape("saved with device='cuda', which is not available here; it was loaded on the CPU")):
+    with pytest.warns(
+        UserWarning,
+        match=re.escape(
+            "saved with device='cuda', which is not available here; it was loaded on the CPU"
+        ),
+    ):
         loaded = pickle.loads(blob)
     assert loaded.device_ == torch.device("cpu")
     np.testing.assert_array_equal(loaded.transform(X), expected)
@@ -202,6 +337,7 @@ def test_pickled_weights_are_on_the_cpu(data):
 
 # -- export --------------------------------------------------------------------------------------
 
+
 def test_export_module_matches_transform(data):
     X, y = data
     est = TripletEmbedder(**FAST).fit(X, y)
@@ -222,7 +358,9 @@ def test_exported_module_can_be_traced_and_exported(data):
     module = est.export_module()
     example = torch.from_numpy(X[:4].astype(np.float32))
     exported = torch.export.export(module, (example,))
-    np.testing.assert_allclose(exported.module()(example).detach().numpy(), est.transform(X[:4]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        exported.module()(example).detach().numpy(), est.transform(X[:4]), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_make_mlp_shapes():
@@ -231,6 +369,7 @@ def test_make_mlp_shapes():
 
 
 # -- GPU ---------------------------------------------------------------------------------------------
+
 
 @needs_cuda
 def test_fit_and_transform_on_cuda(data):
