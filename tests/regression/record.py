@@ -42,7 +42,7 @@ COMMON = dict(
 
 
 def callable_loss(embeddings, labels):
-    """A user loss written with plain torch: mean squared distance of positives, hinge of negatives."""
+    """A user loss in plain torch: squared distances of positives, squared hinge of negatives."""
     distances = torch.cdist(embeddings, embeddings)
     same = labels[:, None] == labels[None, :]
     off_diagonal = ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
