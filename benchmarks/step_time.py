@@ -4,13 +4,20 @@ On scikit-learn's digits (scaled to [0, 1]), with the default MLP (64 -> 256 -> 
 and each estimator's default loss, one thread, on the CPU. For a class-balanced batch of 128
 target samples (10 classes x 12 on the digits), three figures per estimator:
 
-- ``step``: forward, the loss without statistics, backward and the Adam step;
-- ``step + stats``: the same with the loss's ``return_stats=True``, which is what a step cost when
-  every batch reported its statistics;
+- ``step``: forward, the loss without statistics (as ``fit`` calls it: the loss kernel, or before
+  the consolidation the public function, with ``return_stats=False``), backward and the Adam step;
+- ``step + stats``: the same with the loss and statistics as ``fit`` computes them, through the
+  estimator's batch-loss hook, over a cycle of 16 batches (a loss may count part of its statistics
+  on every 16th batch only); ``stats share`` is the part of this step the statistics take;
 - ``fit / batch``: ``fit`` with ``max_iter`` epochs, divided by the number of batches: all that a
   training step really costs inside the estimator (sampling, statistics, the epoch's bookkeeping).
 
-Times are the fastest of ``--repeats`` rounds of ``--steps`` calls, as the CPU time of the thread
+The hook is private and its signature changed with the consolidation of the package; the script
+calls either form, so that it times the code before and after alike (point ``PYTHONPATH`` at the
+other source tree).
+
+Times are the fastest of ``--repeats`` rounds of ``--steps`` calls (``step`` and ``step + stats`` in
+turn within each round), as the CPU time of the thread
 (one torch thread: the time an idle core would take, whatever else runs on the machine) and as
 wall-clock time.
 
@@ -19,6 +26,7 @@ wall-clock time.
 
 import argparse
 import datetime
+import inspect
 import os
 import platform
 import time
@@ -31,23 +39,32 @@ import sklearn_triplet
 from sklearn_triplet import SiameseEmbedder, TripletEmbedder, losses
 from sklearn_triplet.sampling import class_balanced_batches
 
+# Batches per timed cycle of "step + stats": the longest period of a sampled statistic.
+CYCLE = 16
+
 ESTIMATORS = {
     "TripletEmbedder": (TripletEmbedder, losses.triplet_loss),
     "SiameseEmbedder": (SiameseEmbedder, losses.contrastive_loss),
 }
 
 
-def _fastest(function, *, steps, repeats):
-    """(thread CPU, wall) seconds per call: the fastest of ``repeats`` rounds of ``steps`` calls."""
-    function()  # warm-up
-    best_cpu = best_wall = float("inf")
+def _fastest(functions, *, steps, repeats):
+    """(thread CPU, wall) seconds per call of each function: the fastest of ``repeats`` rounds.
+
+    A round makes ``steps`` calls of each function in turn, so that all of them see the same
+    state of a shared machine.
+    """
+    best = [[float("inf"), float("inf")] for _ in functions]
+    for function in functions:
+        function()  # warm-up
     for _ in range(repeats):
-        cpu, wall = time.thread_time(), time.perf_counter()
-        for _ in range(steps):
-            function()
-        best_cpu = min(best_cpu, (time.thread_time() - cpu) / steps)
-        best_wall = min(best_wall, (time.perf_counter() - wall) / steps)
-    return best_cpu, best_wall
+        for function, (steps_of, record) in zip(functions, zip(steps, best)):
+            cpu, wall = time.thread_time(), time.perf_counter()
+            for _ in range(steps_of):
+                function()
+            record[0] = min(record[0], (time.thread_time() - cpu) / steps_of)
+            record[1] = min(record[1], (time.perf_counter() - wall) / steps_of)
+    return [tuple(record) for record in best]
 
 
 def measure(name, *, batch_size, max_iter, steps, repeats):
@@ -71,20 +88,36 @@ def measure(name, *, batch_size, max_iter, steps, repeats):
     )
     xb, yb = torch.from_numpy(X[indices]), torch.from_numpy(y[indices])
 
-    def step(return_stats):
-        def run():
-            loss = loss_function(module(xb), yb, return_stats=return_stats, **options)
-            loss = loss[0] if return_stats else loss
+    kernel = getattr(getattr(estimator, "_loss", None), "kernel", None)
+
+    def bare():
+        if kernel is not None:  # the consolidated package: the kernel, as fit calls it
+            loss = kernel(module(xb), yb, **options).loss
+        else:  # the former package: the public function, which fit called
+            loss = loss_function(module(xb), yb, **options)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    hook = estimator._batch_loss
+    takes_flags = "taxonomy" in inspect.signature(hook).parameters
+
+    def with_stats():
+        for i in range(CYCLE):
+            embeddings = module(xb)
+            if takes_flags:  # the consolidated hook: statistics as the training loop asks
+                loss = hook(embeddings, yb, taxonomy=i == 0, spread=False)[0]
+            else:  # the former hook: every statistic on every batch
+                loss = hook(embeddings, yb)[0]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
 
-        return run
-
-    figures = {
-        "step": _fastest(step(False), steps=steps, repeats=repeats),
-        "step + stats": _fastest(step(True), steps=steps, repeats=repeats),
-    }
+    cycles = max(1, steps // CYCLE)
+    step, (cpu, wall) = _fastest(
+        [bare, with_stats], steps=[cycles * CYCLE, cycles], repeats=repeats
+    )
+    figures = {"step": step, "step + stats": (cpu / CYCLE, wall / CYCLE)}
     n_batches = -(-X.shape[0] // batch_size) * max_iter
     best = (float("inf"), float("inf"))
     for _ in range(max(1, repeats // 2)):
@@ -106,8 +139,9 @@ def main(argv=None):
     torch.set_num_threads(1)
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # torch's one-time optimiser import
     print(
-        f"sklearn-triplet {sklearn_triplet.__version__}, torch {torch.__version__}, "
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
+        f"sklearn-triplet from {os.path.dirname(sklearn_triplet.__file__)}, "
+        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, load average "
         f"{os.getloadavg()[0]:.1f}, {datetime.datetime.now():%Y-%m-%d %H:%M}"
     )
     print(f"{'estimator':<16} {'B':>4} {'figure':<13} {'CPU ms':>8} {'wall ms':>8}")

@@ -306,6 +306,21 @@ class TripletIndex:
                 self._counts[key] = self.sorted_negatives.count(thresholds, inclusive=inclusive)
         return self._counts[key]
 
+    def count_all_below(self, requests):
+        """:meth:`negatives_below` for several ``(offset, inclusive)`` requests at once.
+
+        The requests not counted yet are answered by one search of the sorted negatives (which
+        costs about what one search of them does, at the batch sizes of training), and memoised.
+        """
+        missing = [key for key in dict.fromkeys(requests) if key not in self._counts]
+        if len(missing) > 1:
+            counts = self.sorted_negatives.count_many(
+                [self.positive_distances + offset for offset, _ in missing],
+                [inclusive for _, inclusive in missing],
+            )
+            self._counts.update(zip(missing, counts))
+        return [self.negatives_below(offset, inclusive=inclusive) for offset, inclusive in requests]
+
     def semi_hard_negatives(self):
         """(B, K) semi-hard negative column of each positive pair, and a mask.
 
@@ -380,9 +395,9 @@ class TripletIndex:
     def type_counts(self, margin):
         """FaceNet's taxonomy: int64 Tensor of shape (5,), in the order of :data:`TAXONOMY`."""
         mask = self.positive_mask
-        hard = self.negatives_below(0.0, inclusive=True)
-        active = self.negatives_below(margin, inclusive=False)
-        within_margin = self.negatives_below(margin, inclusive=True)  # from `active`'s ties
+        hard, within_margin, active = self.count_all_below(
+            [(0.0, True), (margin, True), (margin, False)]
+        )
         counts = torch.stack([hard, within_margin, active])
         n_hard, n_within_margin, n_active = torch.where(mask, counts, 0).sum(dim=(1, 2)).unbind()
         n_triplets = torch.where(mask, self.n_negatives[:, None], 0).sum()
@@ -456,6 +471,10 @@ class _SortedRows:
         """
         return torch.searchsorted(self._values, thresholds, right=inclusive)
 
+    def count_many(self, thresholds, inclusive):
+        """``[count(t, inclusive=i) for t, i in zip(thresholds, inclusive)]``."""
+        return [self.count(t, inclusive=i) for t, i in zip(thresholds, inclusive)]
+
     def count_ties(self, thresholds, below):
         """``count(thresholds, inclusive=True)``, given ``below``, its ``<`` version."""
         return self.count(thresholds, inclusive=True)
@@ -499,6 +518,14 @@ class _PackedSortedRows(_SortedRows):
         if inclusive:  # above every key of the same value, whatever its column
             bits |= 0xFFFFFFFF
         return torch.searchsorted(self._keys, bits)
+
+    def count_many(self, thresholds, inclusive):
+        # One search for all: the keys of the (B, K) blocks side by side, (B, n K).
+        keys = []
+        for t, i in zip(thresholds, inclusive):
+            bits = _threshold_keys(t)
+            keys.append(bits | 0xFFFFFFFF if i else bits)
+        return torch.searchsorted(self._keys, torch.cat(keys, dim=1)).chunk(len(keys), dim=1)
 
     def count_ties(self, thresholds, below):
         # The entries equal to a threshold start at `below`: step over the few
@@ -649,9 +676,9 @@ _ACTIVE_PAIRS = Fraction(
 )
 
 # Counting the taxonomy costs a sort of each anchor's negatives, which the contrastive loss and a
-# user's loss do not need: at B = 128 about as much as the contrastive loss itself. Every 4th batch
-# keeps the statistics under a tenth of a training step.
-_SAMPLED_TAXONOMY = 4
+# user's loss do not need: at B = 128 more than the contrastive loss itself. Every 16th batch keeps
+# the statistics under about a tenth of a training step (benchmarks/step_time.py).
+_SAMPLED_TAXONOMY = 16
 
 TRIPLET_STATISTICS = Statistics(TAXONOMY + _MINED, _TAXONOMY_FRACTIONS + (_ACTIVE_TRIPLETS,))
 CONTRASTIVE_STATISTICS = Statistics(
@@ -747,14 +774,15 @@ def contrastive_kernel(
         half_slopes = torch.sub(distances, margin).clamp_max_(0)
         torch.where(same, distances, half_slopes, out=half_slopes)
         n_active_pairs = torch.count_nonzero(half_slopes) // 2 if counts else None
+        n_mined_active = n_active_pairs  # unless some pairs are left out below
         selected = _CONTRASTIVE_MINING[mining](distances, labels, same)
         n_pairs = torch.tensor(len(labels) * (len(labels) - 1) // 2, device=same.device)
         if selected is not None:
             torch.where(selected, half_slopes, half_slopes.new_zeros(()), out=half_slopes)
             n_mined = torch.count_nonzero(selected) // 2
+            n_mined_active = torch.count_nonzero(half_slopes) // 2 if counts else None
         else:
             n_mined = n_pairs
-        n_mined_active = torch.count_nonzero(half_slopes) // 2 if counts else None
         # Both triangles hold every pair, hence the halves.
         count = n_mined.clamp_min(1).to(distances.dtype)
         row_norms = torch.linalg.vector_norm(half_slopes, dim=1)
