@@ -1,5 +1,6 @@
 """The embedders as scikit-learn estimators: API, persistence, pipelines, searches, input errors."""
 
+import inspect
 import pickle
 import re
 import warnings
@@ -15,6 +16,9 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 
 from sklearn_triplet import SiameseEmbedder, TripletEmbedder
+from sklearn_triplet._base import BaseEmbedder
+from sklearn_triplet._kernels import CONTRASTIVE
+from sklearn_triplet._validation import StrOptions
 
 ESTIMATORS = [TripletEmbedder, SiameseEmbedder]
 
@@ -350,3 +354,45 @@ def test_exported_module_can_be_traced_and_exported(digits_300, fast):
     np.testing.assert_allclose(
         exported.module()(example).detach().numpy(), est.transform(X[:4]), rtol=1e-5, atol=1e-6
     )
+
+
+# -- the generated __init__ ----------------------------------------------------------------------
+
+
+def test_generated_init_has_the_explicit_signature_and_only_assigns():
+    names = list(inspect.signature(SiameseEmbedder).parameters)
+    assert names[:1] == ["n_components"] and names.index("mining") == names.index("margin") + 1
+    assert inspect.signature(SiameseEmbedder).parameters["margin"].default == 1.0
+    assert inspect.signature(TripletEmbedder).parameters["mining"].default == "semi-hard"
+    est = TripletEmbedder(8, margin=0.3)
+    assert est.get_params()["n_components"] == 8 and est.margin == 0.3 and est.mining == "semi-hard"
+    with pytest.raises(TypeError, match="^too many positional arguments$"):
+        TripletEmbedder(8, 0.3)
+    with pytest.raises(TypeError, match="^got an unexpected keyword argument 'alpha'$"):
+        TripletEmbedder(alpha=1)
+
+
+def test_a_new_estimator_declares_its_own_parameters_only(small_digits):
+    class _PairsEmbedder(BaseEmbedder):
+        """A third embedder, for the test."""
+
+        _loss = CONTRASTIVE
+        _own_parameters = {"margin": 0.5, "mining": "hard", "alpha": 2.0}
+        _parameter_constraints = {
+            **BaseEmbedder._parameter_constraints,
+            "mining": [StrOptions(set(CONTRASTIVE.minings))],
+            "alpha": [float],
+        }
+
+    parameters = inspect.signature(_PairsEmbedder).parameters
+    assert list(parameters)[list(parameters).index("margin") :][:4] == [
+        "margin",
+        "mining",
+        "alpha",
+        "loss",
+    ]
+    est = clone(_PairsEmbedder(n_components=4, max_iter=1, random_state=0, alpha=3.0))
+    assert est.alpha == 3.0 and est.mining == "hard"
+    X, y = small_digits
+    assert est.fit(X / 16, y).transform(X[:5]).shape == (5, 4)
+    assert "n_active_pairs" in est.history_[0]
