@@ -46,8 +46,9 @@ precision@1 and MAP@R (:mod:`sklearn_triplet.metrics`) of test queries retrievin
 set; on ``unseen classes`` and ``open set`` the training set holds none of the classes evaluated,
 so the evaluated set is its own reference, leave-one-out, for all three figures. Fit time is the
 transformer pipeline's ``fit`` on the training split, transform time its ``transform`` of the
-evaluated (test) set; the KNN and the scores are not timed. Times are process CPU time (on one thread, the wall time
-of an idle core, whatever else shares the machine); the fit's wall time is shown too.
+evaluated (test) set; the KNN and the scores are not timed. Times are process CPU time (on one
+thread, the wall time of an idle core, whatever else shares the machine); the fit's wall time is
+shown too.
 
     python benchmarks/peers.py --quick          # one seed, 10 epochs, small grids: a few minutes
     python benchmarks/peers.py --quick --tasks digits,signals --default-threads
@@ -88,6 +89,7 @@ import sklearn_triplet  # noqa: E402
 from sklearn_triplet import SiameseEmbedder, TripletEmbedder  # noqa: E402
 from sklearn_triplet.backbones import make_cnn, make_mlp  # noqa: E402
 from sklearn_triplet.metrics import retrieval_scores  # noqa: E402
+from sklearn_triplet.sampling import batch_shape  # noqa: E402
 
 N_COMPONENTS = 32
 N_NEIGHBORS = 5
@@ -134,16 +136,6 @@ _LONGEST_FIRST = ("500 classes", "open set")
 
 
 # -- the pytorch-metric-learning contestant --------------------------------------------------------
-
-
-def batch_shape(n_classes, batch_size, samples_per_class):
-    """``(P, K)``: classes per batch and samples per class, as ``sklearn_triplet.sampling`` draws.
-
-    >>> batch_shape(10, 128, 4), batch_shape(500, 128, 4)
-    ((10, 12), (32, 4))
-    """
-    n_per_batch = int(min(n_classes, max(2, batch_size // samples_per_class)))
-    return n_per_batch, max(2, batch_size // n_per_batch)
 
 
 class PMLEmbedder(TransformerMixin, BaseEstimator):
@@ -200,7 +192,9 @@ class PMLEmbedder(TransformerMixin, BaseEstimator):
             raise ValueError(f"loss must be one of {sorted(make_loss)}; got {self.loss!r}.")
         loss_fn, miner = make_loss[self.loss]()
         n_classes = int(y.max()) + 1
-        n_per_batch, k = batch_shape(n_classes, self.batch_size, self.samples_per_class)
+        n_per_batch, k = batch_shape(
+            n_classes, batch_size=self.batch_size, samples_per_class=self.samples_per_class
+        )
         n_batches = max(1, -(-X.shape[0] // self.batch_size))
         numpy_random = common_functions.NUMPY_RANDOM
         with torch.random.fork_rng(devices=[]):
