@@ -92,7 +92,8 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         "batch_size": 128,
         "samples_per_class": 4,
         "max_iter": 50,
-        "learning_rate_init": 1e-3,
+        "learning_rate": "cosine",
+        "learning_rate_init": 3e-3,
         "weight_decay": 0.0,
         "mixed_precision": False,
         "early_stopping": False,
@@ -123,6 +124,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         "batch_size": [Interval(Integral, 4, None, closed="left")],
         "samples_per_class": [Interval(Integral, 2, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions(set(_training.SCHEDULES))],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "mixed_precision": ["boolean"],
@@ -210,9 +212,13 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         seed = int(self._rng.integers(2**31))
         device = self.device_
         forked = [device.index or 0] if device.type == "cuda" else []
+        # The schedule spans the epochs of one fit; partial_fit trains at learning_rate_init.
+        schedule = self.learning_rate if validate else "constant"
         with torch.random.fork_rng(devices=forked):
             torch.manual_seed(seed)
-            stop_reason = self._train(X, y, X_val, y_val, n_epochs=n_epochs, start_time=start_time)
+            stop_reason = self._train(
+                X, y, X_val, y_val, n_epochs=n_epochs, schedule=schedule, start_time=start_time
+            )
         self._warn_after_training(stop_reason, X_val is not None)
         return self
 
@@ -248,7 +254,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         self.history_ = []
         self.n_iter_ = 0
 
-    def _train(self, X, y, X_val, y_val, *, n_epochs, start_time):
+    def _train(self, X, y, X_val, y_val, *, n_epochs, schedule, start_time):
         module = self.module_
         optimizer = torch.optim.Adam(
             module.parameters(), lr=self.learning_rate_init, weight_decay=self.weight_decay
@@ -259,6 +265,9 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 group.update(lr=self.learning_rate_init, weight_decay=self.weight_decay)
         X_t, y_t = _to_device(X, y, self.device_)
         n_batches = max(1, -(-X.shape[0] // self.batch_size))
+        scheduler = None
+        if schedule != "constant":
+            scheduler = _training.learning_rate_scheduler(optimizer, schedule, n_epochs * n_batches)
         batches = lambda: class_balanced_batches(  # noqa: E731
             y,
             batch_size=self.batch_size,
@@ -289,6 +298,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 n_epochs=n_epochs,
                 first_epoch=self.n_iter_ + 1,
                 history=self.history_,
+                scheduler=scheduler,
                 validation_score=validation_score,
                 n_iter_no_change=self.n_iter_no_change,
                 tol=self.tol,
@@ -363,13 +373,9 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             return callable_kernel(
                 self.loss, embeddings, labels, margin=self.margin, metric=self.metric, **options
             )
+        own = {name: getattr(self, name) for name in self._loss.options}
         return self._loss.kernel(
-            embeddings,
-            labels,
-            margin=self.margin,
-            mining=self.mining,
-            metric=self.metric,
-            **options,
+            embeddings, labels, margin=self.margin, metric=self.metric, **own, **options
         )
 
     # -- using a fitted estimator ------------------------------------------------------------------

@@ -43,8 +43,16 @@ TRAINING_PARAMETERS = """\
         The minimum K of the P x K batches.
     max_iter : int, default=50
         Number of epochs; an epoch is ``ceil(n_samples / batch_size)`` batches.
-    learning_rate_init : float, default=1e-3
-        Learning rate of the Adam optimiser.
+    learning_rate : {"cosine", "constant"}, default="cosine"
+        Schedule of Adam's learning rate over the steps (batches) of a ``fit``. ``"cosine"``: a
+        linear warm-up from ``learning_rate_init / n_warmup`` to ``learning_rate_init`` over the
+        first ``n_warmup = max(1, round(0.05 * n_steps))`` steps, then half a cosine down to just
+        above 0 at the last step, ``n_steps`` being ``max_iter`` times the batches per epoch (with
+        early stopping too). ``"constant"``: ``learning_rate_init`` throughout. Each ``fit``, a
+        warm start included, runs the whole schedule anew; ``partial_fit`` trains at
+        ``learning_rate_init``.
+    learning_rate_init : float, default=3e-3
+        Initial (peak, with ``"cosine"``) learning rate of the Adam optimiser.
     weight_decay : float, default=0.0
         L2 penalty (Adam's ``weight_decay``).
     mixed_precision : bool, default=False

@@ -18,6 +18,54 @@ STOP_MAX_ITER = "max_iter"
 STOP_NO_CHANGE = "n_iter_no_change"
 STOP_CALLBACK = "callback"
 
+# The share of a cosine schedule's steps spent warming up.
+WARMUP_FRACTION = 0.05
+
+
+def _constant(step, n_steps):
+    return 1.0
+
+
+def _cosine(step, n_steps):
+    """A linear warm-up over the first 5% of the steps, then half a cosine from 1 towards 0.
+
+    ``step`` counts from 0 and ``n_warmup = max(1, round(0.05 * n_steps))``: step ``s`` is taken
+    at ``(s + 1) / n_warmup`` of the rate while ``s < n_warmup``, then at
+    ``(1 + cos(pi * (s - n_warmup) / (n_steps - n_warmup))) / 2``, which falls from 1 to just
+    above 0 at the last step.
+    """
+    n_warmup = max(1, round(WARMUP_FRACTION * n_steps))
+    if step < n_warmup:
+        return (step + 1) / n_warmup
+    return 0.5 * (1.0 + math.cos(math.pi * (step - n_warmup) / max(1, n_steps - n_warmup)))
+
+
+#: Learning-rate schedules: ``factor(step, n_steps)``, the multiple of the initial rate at a step.
+SCHEDULES = {"constant": _constant, "cosine": _cosine}
+
+
+def learning_rate_scheduler(optimizer, schedule, n_steps):
+    """A per-step scheduler that sets the rate of every step of a training run.
+
+    Parameters
+    ----------
+    optimizer : torch.optim.Optimizer
+        Its current rates are the initial ones.
+    schedule : {"constant", "cosine"}
+        A key of :data:`SCHEDULES`.
+    n_steps : int
+        The steps of the run (epochs times batches per epoch).
+
+    Returns
+    -------
+    scheduler : torch.optim.lr_scheduler.LambdaLR
+        Step it after every optimiser step; it has set the rate of the first step already.
+    """
+    factor = SCHEDULES[schedule]
+    for group in optimizer.param_groups:  # today's rate, not one a saved optimiser started from
+        group["initial_lr"] = group["lr"]
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: factor(step, n_steps))
+
 
 def train(
     *,
@@ -31,6 +79,7 @@ def train(
     n_epochs,
     first_epoch=1,
     history,
+    scheduler=None,
     validation_score=None,
     n_iter_no_change=10,
     tol=0.0,
@@ -69,6 +118,8 @@ def train(
     history : list
         One dict per epoch is appended here as soon as the epoch ends, so a caller interrupted by
         ``KeyboardInterrupt`` keeps every completed epoch.
+    scheduler : torch.optim.lr_scheduler.LRScheduler, default=None
+        Stepped after every optimiser step (see :func:`learning_rate_scheduler`).
     validation_score : callable, default=None
         ``validation_score() -> float``, higher is better; enables early stopping on it, restoring
         the best weights at the end.
@@ -110,7 +161,16 @@ def train(
         for epoch in epochs:
             snapshot = _copy_state(module)
             logs = _train_epoch(
-                module, optimizer, batch_loss, statistics, X, y, batches(), device, autocast
+                module,
+                optimizer,
+                scheduler,
+                batch_loss,
+                statistics,
+                X,
+                y,
+                batches(),
+                device,
+                autocast,
             )
             problem = _divergence(logs, module)
             if problem:
@@ -144,7 +204,9 @@ def train(
     return stop_reason
 
 
-def _train_epoch(module, optimizer, batch_loss, statistics, X, y, batches, device, autocast):
+def _train_epoch(
+    module, optimizer, scheduler, batch_loss, statistics, X, y, batches, device, autocast
+):
     module.train()
     batches = list(batches)
     loss_sum = torch.zeros((), device=device)
@@ -165,6 +227,8 @@ def _train_epoch(module, optimizer, batch_loss, statistics, X, y, batches, devic
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         loss_sum += loss.detach()
         # NaN embeddings make every comparison false, so a loss alone can read 0: check both.
         finite &= torch.isfinite(embeddings.detach()).all()

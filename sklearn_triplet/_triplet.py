@@ -1,7 +1,7 @@
 """TripletEmbedder: a backbone trained with the triplet loss and online mining."""
 
 from ._base import BaseEmbedder
-from ._kernels import TRIPLET
+from ._kernels import AVERAGES, TRIPLET
 from ._validation import StrOptions
 
 
@@ -19,14 +19,22 @@ class TripletEmbedder(BaseEmbedder):
     Parameters
     ----------
     %(backbone)s
-    margin : float, default=0.2
+    margin : float, default=0.5
         The margin, in units of ``metric``, used by the loss and by the mining alike.
-    mining : {"semi-hard", "hard", "all"}, default="semi-hard"
-        Which triplets of a batch the loss averages over (see
+    mining : {"semi-hard", "hard", "all", "easy-positive"}, default="semi-hard"
+        Which triplets of a batch the loss is taken over (see
         :func:`sklearn_triplet.losses.triplet_loss` for the exact rules). ``"semi-hard"``: for each
         positive pair, the closest negative farther than the positive (FaceNet). ``"hard"``: for
         each anchor, its farthest positive and closest negative (batch-hard). ``"all"``: every
-        triplet with a non-zero loss (batch-all).
+        triplet with a non-zero loss (batch-all). ``"easy-positive"``: for each anchor, its
+        closest positive and closest negative (Xuan et al. 2020), which lets a class spread over
+        several clusters.
+    average : {"active", "all"}, default="active"
+        The loss is the mean of the mined triplets' hinge losses over the triplets whose loss is
+        above 0 (``"active"``), or over all the mined triplets (``"all"``, the papers' rule). As
+        training turns triplets easy, ``"all"`` shrinks the gradient with the share of active
+        ones; ``"active"`` keeps its size, so the last epochs still learn from the triplets left.
+        For ``mining="all"``, which mines only active triplets, both are the same.
     loss : callable, default=None
         A replacement for the built-in loss: ``loss(embeddings, labels) -> scalar tensor``, with
         embeddings of shape ``(batch, n_components)`` (normalised when ``normalize=True``) and
@@ -67,8 +75,9 @@ class TripletEmbedder(BaseEmbedder):
     """
 
     _loss = TRIPLET
-    _own_parameters = {"margin": 0.2, "mining": "semi-hard"}
+    _own_parameters = {"margin": 0.5, "mining": "semi-hard", "average": "active"}
     _parameter_constraints = {
         **BaseEmbedder._parameter_constraints,
         "mining": [StrOptions(set(TRIPLET.minings))],
+        "average": [StrOptions(set(AVERAGES))],
     }

@@ -220,6 +220,35 @@ def test_unknown_options(Estimator, small_digits, fast):
         Estimator(**fast, device="gpu0").fit(X, y)
 
 
+def test_unknown_average_and_schedule(small_digits, fast):
+    X, y = small_digits
+    with pytest.raises(
+        ValueError,
+        match=r"The 'average' parameter of TripletEmbedder must be a str among "
+        r"\{('active'|'all'), ('active'|'all')\}. Got 'nonzero' instead.",
+    ):
+        TripletEmbedder(**fast, average="nonzero").fit(X, y)
+    with pytest.raises(
+        ValueError,
+        match=r"The 'learning_rate' parameter of SiameseEmbedder must be a str among "
+        r"\{('constant'|'cosine'), ('constant'|'cosine')\}. Got 'adaptive' instead.",
+    ):
+        SiameseEmbedder(**fast, learning_rate="adaptive").fit(X, y)
+
+
+@pytest.mark.parametrize("mining", ["semi-hard", "easy-positive"])
+def test_average_divides_by_the_active_triplets_or_all_mined(mining, small_digits, fast):
+    X, y = small_digits
+    # One batch holding every sample (300 < batch_size) and one epoch: both fits see the same
+    # weights and the same triplets, and differ only in the denominator of the loss.
+    params = {**fast, "max_iter": 1, "batch_size": 512, "mining": mining, "margin": 0.05}
+    mean_all = TripletEmbedder(**params, average="all").fit(X, y).history_[0]
+    mean_active = TripletEmbedder(**params, average="active").fit(X, y).history_[0]
+    assert mean_all["n_mined"] == mean_active["n_mined"] > mean_active["n_mined_active"] > 0
+    share = mean_active["n_mined_active"] / mean_active["n_mined"]
+    assert mean_all["loss"] == pytest.approx(mean_active["loss"] * share, rel=1e-5)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_unavailable_device_is_an_error(small_digits, fast):
     X, y = small_digits
