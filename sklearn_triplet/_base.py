@@ -39,7 +39,9 @@ To add an estimator, write a module with the class alone::
             "mining": [StrOptions(set(PAIRS.minings))],
         }
 
-The docstring's shared sections are filled in by ``__init_subclass__`` too, and
+Every name in the declaration's ``options`` (here ``("mining",)``) must be a parameter of the
+estimator: ``fit`` hands its value to the loss kernel under that name. The docstring's shared
+sections are filled in by ``__init_subclass__`` too, and
 ``__init__.py`` exports the class. The training loop, the console report, the history plots and the
 ``history_`` documentation follow the declaration's statistics.
 """
@@ -62,7 +64,7 @@ from sklearn.utils.validation import check_array, check_is_fitted
 from . import _docstrings, _inference, _training
 from ._kernels import CALLABLE_STATISTICS, METRICS, callable_kernel
 from ._validation import Interval, StrOptions, fit_context, invalid, validate_data
-from .backbones import L2Normalize, build_backbone
+from .backbones import L2Normalize, build_backbone, initial_linear_weights
 from .metrics import map_at_r
 from .sampling import class_balanced_batches
 
@@ -85,6 +87,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         "backbone": "mlp",
         "hidden_layer_sizes": (256,),
         "backbone_params": None,
+        "init": "auto",
         "normalize": True,
         "metric": "euclidean",
         "margin": 0.2,
@@ -117,6 +120,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         "backbone": [StrOptions({"mlp", "linear", "cnn"}), torch.nn.Module, callable],
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "backbone_params": [dict, None],
+        "init": [StrOptions({"auto", "pca", "lda", "random"})],
         "normalize": ["boolean"],
         "metric": [StrOptions(set(METRICS))],
         "margin": [Interval(Real, 0, None, closed="neither")],
@@ -144,7 +148,9 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         if "__init__" not in vars(cls):
             cls.__init__ = _assigning_init(cls)
         if cls.__doc__ and cls._loss is not None:
-            cls.__doc__ = _docstrings.fill(cls.__doc__, cls._loss.statistics)
+            cls.__doc__ = _docstrings.fill(
+                cls.__doc__, cls._loss.statistics, cls._parameter_defaults()
+            )
 
     @classmethod
     def _parameter_defaults(cls):
@@ -204,11 +210,15 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         X, y = validate_data(self, X, y, reset=reset, dtype=np.float32)
         y = self._encode_labels(y)
         if reset:
+            self._check_init()
             self._initialise(X.shape[1])
         X_val = y_val = None
         if validate and self.early_stopping:
             train_idx, val_idx = _validation_split(y, self.validation_fraction, self._rng)
             X, y, X_val, y_val = X[train_idx], y[train_idx], X[val_idx], y[val_idx]
+        if reset:
+            self._initialise_from_data(X, y)
+        self._loss_options = self._resolve_loss_options()
         seed = int(self._rng.integers(2**31))
         device = self.device_
         forked = [device.index or 0] if device.type == "cuda" else []
@@ -253,6 +263,53 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         self._optimizer_state = None
         self.history_ = []
         self.n_iter_ = 0
+
+    def _check_init(self):
+        if self.init in ("pca", "lda") and not _is_builtin(self.backbone, "linear"):
+            raise ValueError(
+                f"init={self.init!r} sets the weights of backbone='linear' only; got "
+                f"backbone={self.backbone!r}. Use init='auto' or 'random'."
+            )
+
+    def _initialise_from_data(self, X, y):
+        """Set the linear backbone's weights from the training data, as ``init`` says.
+
+        ``"auto"`` follows :class:`~sklearn.neighbors.NeighborhoodComponentsAnalysis`: LDA when
+        there are more classes than components, else PCA when the data has enough samples and
+        features, else the random initialisation of the layer.
+        """
+        if not _is_builtin(self.backbone, "linear"):
+            return
+        n_samples, n_features = X.shape
+        n_classes = int(y.max()) + 1
+        n_components = self.n_components_
+        init = self.init
+        if init == "auto":
+            if n_components <= min(n_features, n_classes - 1):
+                init = "lda"
+            elif n_components <= min(n_features, n_samples):
+                init = "pca"
+            else:
+                init = "random"
+        if init == "random":
+            return
+        limit = min(n_features, n_classes - 1) if init == "lda" else min(n_features, n_samples)
+        if n_components > limit:
+            what = "n_features and n_classes - 1" if init == "lda" else "n_features and n_samples"
+            raise ValueError(
+                f"init={init!r} gives at most min({what}) = {limit} components; got "
+                f"n_components={n_components}. Use init='auto' or 'random'."
+            )
+        weights = initial_linear_weights(
+            X, y, n_components, init=init, random_state=int(self._rng.integers(2**31))
+        )
+        with torch.no_grad():
+            layer = self.module_.backbone
+            layer.weight.copy_(torch.as_tensor(weights, dtype=layer.weight.dtype))
+
+    def _resolve_loss_options(self):
+        """The built-in loss kernel's options (``self._loss.options``), ``"auto"`` resolved."""
+        return {name: getattr(self, name) for name in self._loss.options}
 
     def _train(self, X, y, X_val, y_val, *, n_epochs, schedule, start_time):
         module = self.module_
@@ -373,9 +430,13 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             return callable_kernel(
                 self.loss, embeddings, labels, margin=self.margin, metric=self.metric, **options
             )
-        own = {name: getattr(self, name) for name in self._loss.options}
         return self._loss.kernel(
-            embeddings, labels, margin=self.margin, metric=self.metric, **own, **options
+            embeddings,
+            labels,
+            margin=self.margin,
+            metric=self.metric,
+            **self._loss_options,
+            **options,
         )
 
     # -- using a fitted estimator ------------------------------------------------------------------
@@ -470,6 +531,10 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         if "module_" in state:
             self.device_ = _resolve_device(self.device, on_load=True)
             self.module_.to(self.device_)
+
+
+def _is_builtin(backbone, name):
+    return isinstance(backbone, str) and backbone == name
 
 
 def _resolve_device(device, *, on_load=False):

@@ -26,6 +26,14 @@ BACKBONE_PARAMETERS = """\
         Extra settings of the backbone builder, searchable by grid search as whole dicts (for
         ``"cnn"``: ``input_shape``, ``channels``, ``hidden_size``, ``kernel_size``; for ``"mlp"``:
         ``activation``).
+    init : {"auto", "pca", "lda", "random"}, default="auto"
+        How the weights of ``backbone="linear"`` start, as in
+        :class:`~sklearn.neighbors.NeighborhoodComponentsAnalysis`. ``"pca"``: the leading
+        principal axes of the training data; ``"lda"``: its leading linear discriminant
+        directions; ``"random"``: torch's initialisation of the layer. ``"auto"``: ``"lda"`` when
+        ``n_components <= min(n_features, n_classes - 1)``, else ``"pca"`` when ``n_components <=
+        min(n_features, n_samples)``, else ``"random"``. Other backbones always start from torch's
+        initialisation (``"auto"`` or ``"random"``).
     normalize : bool, default=True
         Scale each embedding to unit Euclidean norm (as in FaceNet), in training and in
         ``transform``.
@@ -39,7 +47,7 @@ TRAINING_PARAMETERS = """\
         samples_per_class`` classes (at most all of them), drawn with probability proportional to
         their size and always including two classes with two or more samples, then up to
         ``batch_size // P`` samples of each.
-    samples_per_class : int, default=4
+    samples_per_class : int, default=%(samples_per_class)s
         The minimum K of the P x K batches.
     max_iter : int, default=50
         Number of epochs; an epoch is ``ceil(n_samples / batch_size)`` batches.
@@ -134,15 +142,17 @@ def history_attributes(statistics, callable_statistics):
     return ATTRIBUTES % {"history": history}
 
 
-def fill(doc, statistics):
+def fill(doc, statistics, defaults):
     """Put the shared sections into ``doc`` where a line says ``%(name)s``.
 
-    The docstring is cleaned of its indentation first (as Python 3.13 does when it compiles), and
-    the sections with it, so the result does not depend on the Python version.
+    ``defaults`` maps the estimator's parameters to their defaults; the shared sections name those
+    that differ between estimators (``samples_per_class``) through it. The docstring is cleaned of
+    its indentation first (as Python 3.13 does when it compiles), and the sections with it, so the
+    result does not depend on the Python version.
     """
     sections = {
         "backbone": BACKBONE_PARAMETERS,
-        "training": TRAINING_PARAMETERS,
+        "training": TRAINING_PARAMETERS % {"samples_per_class": defaults["samples_per_class"]},
         "attributes": history_attributes(statistics, CALLABLE_STATISTICS),
     }
     return inspect.cleandoc(doc) % {

@@ -781,13 +781,23 @@ def triplet_kernel(
 
 
 def contrastive_kernel(
-    embeddings, labels, *, margin, mining, metric, counts=False, taxonomy=True, spread=False
+    embeddings,
+    labels,
+    *,
+    margin,
+    mining,
+    metric,
+    average="all",
+    squared=True,
+    counts=False,
+    taxonomy=True,
+    spread=False,
 ):
     """The contrastive loss of :func:`sklearn_triplet.losses.contrastive_loss`, unvalidated.
 
-    Parameters and returns as :func:`triplet_kernel`, with ``mining`` in ``{"all", "hard"}`` and the
-    counts of :data:`CONTRASTIVE_STATISTICS`. The taxonomy needs the sorted triplet index, which the
-    loss itself does not: ``taxonomy=False`` skips it.
+    Parameters and returns as :func:`triplet_kernel`, with ``mining`` in ``{"all", "hard"}``,
+    ``squared`` a bool and the counts of :data:`CONTRASTIVE_STATISTICS`. The taxonomy needs the
+    sorted triplet index, which the loss itself does not: ``taxonomy=False`` skips it.
     """
     if len(labels) < 2:
         return _nothing_to_train_on(embeddings, CONTRASTIVE_STATISTICS, counts, spread)
@@ -809,11 +819,14 @@ def contrastive_kernel(
             n_mined_active = torch.count_nonzero(half_slopes) // 2 if counts else None
         else:
             n_mined = n_pairs
-        # Both triangles hold every pair, hence the halves.
-        count = n_mined.clamp_min(1).to(distances.dtype)
-        row_norms = torch.linalg.vector_norm(half_slopes, dim=1)
-        value = _widen(row_norms).square().sum() / (2 * count)
-        weights = half_slopes.div_(count)
+        if squared and average == "all":  # Hadsell et al.: the mean of the squares
+            # Both triangles hold every pair, hence the halves.
+            count = n_mined.clamp_min(1).to(distances.dtype)
+            row_norms = torch.linalg.vector_norm(half_slopes, dim=1)
+            value = _widen(row_norms).square().sum() / (2 * count)
+            weights = half_slopes.div_(count)
+        else:
+            value, weights = _contrastive_terms(half_slopes, same, n_mined, average, squared)
         negatives = _negative_distances(distances, same) if spread else None
     loss = _with_distance_gradient(
         embeddings, distances, weights, value, metric=metric, symmetric=True
@@ -837,6 +850,33 @@ def contrastive_kernel(
             ]
         )
     return BatchLoss(loss, torch.cat([type_counts, pair_counts]), negatives)
+
+
+def _contrastive_terms(half_slopes, same, n_mined, average, squared):
+    """The contrastive loss and its derivative in each distance, from the signed pair slopes.
+
+    ``half_slopes`` (B, B) holds ``D`` for a positive pair and ``-max(0, margin - D)`` for a
+    negative one (0 for the pairs not mined): a pair's term is its square, or its absolute value
+    when not ``squared``, and the term's derivative in ``D`` is twice it, or its sign. With
+    ``average="all"`` the terms are summed and divided by ``n_mined``; with ``"active"`` the
+    terms of positive pairs are divided by the number of positive pairs above 0, those of
+    negative pairs by the number of negative pairs above 0 (pytorch-metric-learning's
+    reduction). Both triangles hold every pair: the sums are halved, and so are the weights.
+    """
+    if squared:
+        terms, slopes = half_slopes.square(), half_slopes * 2
+    else:
+        terms, slopes = half_slopes.abs(), half_slopes.sign()
+    if average == "all":
+        denominators = n_mined.clamp_min(1).to(half_slopes.dtype)
+    else:
+        active = half_slopes != 0
+        n_positive = torch.count_nonzero(active & same) // 2
+        n_negative = torch.count_nonzero(active & ~same) // 2
+        denominators = torch.where(same, n_positive, n_negative).clamp_min_(1)
+        denominators = denominators.to(half_slopes.dtype)
+    value = (_widen(terms) / denominators).sum() / 2
+    return value, slopes.div_(denominators * 2)
 
 
 def callable_kernel(
@@ -991,5 +1031,8 @@ TRIPLET = LossDeclaration(
     triplet_kernel, tuple(_TRIPLET_MINING), TRIPLET_STATISTICS, ("mining", "average")
 )
 CONTRASTIVE = LossDeclaration(
-    contrastive_kernel, tuple(_CONTRASTIVE_MINING), CONTRASTIVE_STATISTICS
+    contrastive_kernel,
+    tuple(_CONTRASTIVE_MINING),
+    CONTRASTIVE_STATISTICS,
+    ("mining", "average", "squared"),
 )

@@ -5,7 +5,8 @@ A backbone maps a batch of flattened samples ``(batch, n_features)`` to embeddin
 
 - ``"mlp"``: :func:`make_mlp`, fully connected layers with ReLU (the default);
 - ``"linear"``: :func:`make_linear`, a learned linear map (the deep analogue of scikit-learn's
-  :class:`~sklearn.neighbors.NeighborhoodComponentsAnalysis`);
+  :class:`~sklearn.neighbors.NeighborhoodComponentsAnalysis`), which the estimators initialise
+  from the data as NCA does (:func:`initial_linear_weights`);
 - ``"cnn"``: :func:`make_cnn`, a small convolutional network for images given as flattened pixels,
   with ``backbone_params={"input_shape": (channels, height, width)}``, or for 1-D signals, with
   ``backbone_params={"input_shape": (channels, length)}``;
@@ -16,6 +17,8 @@ A backbone maps a batch of flattened samples ``(batch, n_features)`` to embeddin
 import copy
 import math
 
+from sklearn.decomposition import PCA
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from torch import nn
 
 
@@ -67,6 +70,44 @@ def make_mlp(n_features, n_components, *, hidden_layer_sizes=(256,), activation=
         width = int(size)
     layers.append(nn.Linear(width, n_components))
     return nn.Sequential(*layers)
+
+
+def initial_linear_weights(X, y, n_components, *, init, random_state=None):
+    """Initial weights of a linear map from data, as NCA's ``init="pca"`` or ``"lda"`` gives them.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Training data.
+    y : ndarray of shape (n_samples,)
+        Its labels (used by ``"lda"``).
+    n_components : int
+        Rows of the map; at most ``min(n_samples, n_features)`` for ``"pca"`` and
+        ``min(n_features, n_classes - 1)`` for ``"lda"``.
+    init : {"pca", "lda"}
+        ``"pca"``: the leading principal axes of ``X`` (unit rows). ``"lda"``: the leading
+        discriminant directions (the ``scalings_``) of
+        :class:`~sklearn.discriminant_analysis.LinearDiscriminantAnalysis`, which separate the
+        class means.
+    random_state : int, default=None
+        Seeds PCA's randomised solver, when it uses one.
+
+    Returns
+    -------
+    weights : ndarray of shape (n_components, n_features)
+        The weight matrix ``W`` of ``x -> x @ W.T``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 0.1], [0.0, -0.1]])
+    >>> np.abs(initial_linear_weights(X, np.array([0, 0, 1, 1]), 1, init="pca")).round(6)
+    array([[1., 0.]])
+    """
+    if init == "lda":
+        lda = LinearDiscriminantAnalysis(n_components=n_components).fit(X, y)
+        return lda.scalings_.T[:n_components]
+    return PCA(n_components=n_components, random_state=random_state).fit(X).components_
 
 
 def make_linear(n_features, n_components):

@@ -238,16 +238,32 @@ def triplet_loss(
     return result.loss, TRIPLET_STATISTICS.as_dict(result.counts)
 
 
-@validate_function_params(_constraints(CONTRASTIVE.minings))
+@validate_function_params(
+    {
+        **_constraints(CONTRASTIVE.minings),
+        "average": [StrOptions(set(AVERAGES))],
+        "squared": ["boolean"],
+    }
+)
 def contrastive_loss(
-    embeddings, labels, *, margin=1.0, mining="all", metric="euclidean", return_stats=False
+    embeddings,
+    labels,
+    *,
+    margin=1.0,
+    mining="all",
+    metric="euclidean",
+    average="all",
+    squared=True,
+    return_stats=False,
 ):
     """Contrastive loss of a batch (Hadsell, Chopra and LeCun, 2006).
 
     For an unordered pair ``{i, j}`` at distance ``D = d(i, j)``, with
     ``Y = 0`` when the labels are equal and ``Y = 1`` otherwise, the loss is
-    ``(1 - Y) D² + Y max(0, margin - D)²``. It is above 0 when ``D > 0`` for a
-    positive pair and when ``D < margin`` for a negative pair.
+    ``(1 - Y) D² + Y max(0, margin - D)²``, or without the squares,
+    ``(1 - Y) D + Y max(0, margin - D)``, with ``squared=False``. It is above
+    0 when ``D > 0`` for a positive pair and when ``D < margin`` for a
+    negative pair.
 
     Parameters
     ----------
@@ -268,10 +284,22 @@ def contrastive_loss(
     metric : {"euclidean", "sqeuclidean", "cosine"}, default="euclidean"
         The distance ``D``, see
         :func:`sklearn_triplet.distances.pairwise_distances`. With
-        ``"sqeuclidean"`` the loss squares the squared distance.
+        ``"sqeuclidean"`` and ``squared=True`` the loss squares the squared
+        distance.
+    average : {"all", "active"}, default="all"
+        ``"all"``: the sum of the mined pairs' losses divided by their number
+        (Hadsell et al.). ``"active"``: the mean over the mined positive pairs
+        whose loss is above 0 plus the mean over the mined negative pairs
+        whose loss is above 0 (pytorch-metric-learning's reduction), either
+        mean 0 when it has no pair.
+    squared : bool, default=True
+        Square the terms (Hadsell et al.); False takes them as they are, as
+        pytorch-metric-learning's ``ContrastiveLoss`` does: a pull of
+        constant strength on every positive pair, and a push that does not
+        fade as a negative pair nears the margin.
     return_stats : bool, default=False
         Also return the statistics described in :mod:`sklearn_triplet.losses`;
-        ``n_mined`` counts the pairs averaged over.
+        ``n_mined`` counts the pairs mined.
 
     Returns
     -------
@@ -311,7 +339,14 @@ def contrastive_loss(
     """
     _check_batch(embeddings, labels)
     result = contrastive_kernel(
-        embeddings, labels, margin=margin, mining=mining, metric=metric, counts=return_stats
+        embeddings,
+        labels,
+        margin=margin,
+        mining=mining,
+        metric=metric,
+        average=average,
+        squared=squared,
+        counts=return_stats,
     )
     if not return_stats:
         return result.loss

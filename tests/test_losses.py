@@ -109,7 +109,7 @@ def brute_force_triplet(distances, labels, margin, mining, average="all"):
     return (sum(terms) / count if count else 0.0), stats
 
 
-def brute_force_contrastive(distances, labels, margin, mining):
+def brute_force_contrastive(distances, labels, margin, mining, average="all", squared=True):
     d, m = _as_numpy(distances, margin)
     labels = labels.tolist()
     n = len(labels)
@@ -127,22 +127,31 @@ def brute_force_contrastive(distances, labels, margin, mining):
         for j in range(i + 1, n):
             same = labels[i] == labels[j]
             if same:
-                loss = float(d[i, j]) ** 2
+                loss = float(d[i, j])
                 active = d[i, j] > 0
                 hard = d[i, j] > min(closest_negative[i], closest_negative[j])
             else:
-                loss = max(0.0, float(m - d[i, j])) ** 2
+                loss = max(0.0, float(m - d[i, j]))
                 active = d[i, j] < m
                 hard = d[i, j] < max(farthest_positive[i], farthest_positive[j])
+            if squared:
+                loss = loss**2
             stats["n_pairs"] += 1
             stats["n_positive_pairs" if same else "n_negative_pairs"] += 1
             stats["n_active_pairs"] += bool(active)
             if mining == "all" or hard:
-                terms.append((loss, active))
+                terms.append((loss, active, same))
     stats.update(brute_force_taxonomy(d, labels, m))
     stats["n_mined"] = len(terms)
-    stats["n_mined_active"] = sum(bool(active) for _, active in terms)
-    return (sum(loss for loss, _ in terms) / len(terms) if terms else 0.0), stats
+    stats["n_mined_active"] = sum(bool(active) for _, active, _ in terms)
+    if average == "all":
+        value = sum(loss for loss, _, _ in terms) / len(terms) if terms else 0.0
+    else:  # the mean over the active positive pairs plus the mean over the active negative ones
+        value = 0.0
+        for kind in (True, False):
+            active_terms = [loss for loss, active, same in terms if active and same == kind]
+            value += sum(active_terms) / len(active_terms) if active_terms else 0.0
+    return value, stats
 
 
 # ----------------------------------------------------------------------------------------
@@ -202,18 +211,30 @@ def test_triplet_loss_matches_brute_force(average, mining_mode, metric, dtype, k
     check_stats(stats, expected, x.device)
 
 
+@pytest.mark.parametrize(
+    "average,squared", [("all", True), ("active", True), ("all", False), ("active", False)]
+)
 @pytest.mark.parametrize("mining_mode", ["all", "hard"])
 @pytest.mark.parametrize("metric", METRICS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kind,seed", BATCHES)
-def test_contrastive_loss_matches_brute_force(mining_mode, metric, dtype, kind, seed):
+def test_contrastive_loss_matches_brute_force(
+    average, squared, mining_mode, metric, dtype, kind, seed
+):
     x, labels = make_batch(kind, dtype, seed)
     margin = 2.0 if kind == "integer" else 0.8
     loss, stats = contrastive_loss(
-        x, labels, margin=margin, mining=mining_mode, metric=metric, return_stats=True
+        x,
+        labels,
+        margin=margin,
+        mining=mining_mode,
+        metric=metric,
+        average=average,
+        squared=squared,
+        return_stats=True,
     )
     expected_loss, expected_stats = brute_force_contrastive(
-        pairwise_distances(x, metric=metric), labels, margin, mining_mode
+        pairwise_distances(x, metric=metric), labels, margin, mining_mode, average, squared
     )
     assert loss.dtype == dtype and loss.shape == ()
     tolerance = 1e-5 if dtype == torch.float32 else 1e-12
@@ -259,17 +280,24 @@ def test_triplet_gradcheck(average, mining_mode, metric):
     assert torch.autograd.gradcheck(lambda x: triplet_loss(x, labels, **options), (x,))
 
 
+@pytest.mark.parametrize(
+    "average,squared", [("all", True), ("active", True), ("all", False), ("active", False)]
+)
 @pytest.mark.parametrize("mining_mode", ["all", "hard"])
 @pytest.mark.parametrize("metric", METRICS)
-def test_contrastive_gradcheck(mining_mode, metric):
+def test_contrastive_gradcheck(average, squared, mining_mode, metric):
     generator = torch.Generator().manual_seed(2)
     x = torch.randn(10, 3, generator=generator, dtype=torch.float64, requires_grad=True)
     labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 3, 4])
-    assert contrastive_loss(x, labels, margin=1.5, mining=mining_mode, metric=metric) > 0
-    assert torch.autograd.gradcheck(
-        lambda x: contrastive_loss(x, labels, margin=1.5, mining=mining_mode, metric=metric),
-        (x,),
-    )
+    options = {
+        "margin": 1.5,
+        "mining": mining_mode,
+        "metric": metric,
+        "average": average,
+        "squared": squared,
+    }
+    assert contrastive_loss(x, labels, **options) > 0
+    assert torch.autograd.gradcheck(lambda x: contrastive_loss(x, labels, **options), (x,))
 
 
 def _assert_attached_zero(loss, x):
@@ -502,3 +530,22 @@ def test_cuda_matches_cpu(metric):
         assert cuda_loss == pytest.approx(cpu_loss, rel=1e-5, abs=1e-6)
         torch.testing.assert_close(cuda_grad, cpu_grad, rtol=1e-4, atol=1e-5)
         assert cuda_stats == cpu_stats
+
+
+def test_unsquared_active_contrastive_is_pytorch_metric_learnings():
+    pml_losses = pytest.importorskip("pytorch_metric_learning.losses")
+    from pytorch_metric_learning.distances import LpDistance
+
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(24, 5, generator=generator, dtype=torch.float64)
+    labels = torch.randint(0, 5, (24,), generator=generator)
+    theirs_loss = pml_losses.ContrastiveLoss(
+        pos_margin=0, neg_margin=1, distance=LpDistance(normalize_embeddings=False)
+    )
+    ours, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    loss = contrastive_loss(ours, labels, margin=1.0, average="active", squared=False)
+    expected = theirs_loss(theirs, labels)
+    loss.backward()
+    expected.backward()
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(ours.grad, theirs.grad)

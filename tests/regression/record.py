@@ -28,6 +28,7 @@ COMMON = dict(
     backbone="mlp",
     hidden_layer_sizes=(32,),
     backbone_params=None,
+    init="random",
     normalize=True,
     batch_size=64,
     samples_per_class=4,
@@ -67,11 +68,11 @@ CONFIGS = {
     ),
     "siamese_all_euclidean": (
         "SiameseEmbedder",
-        dict(metric="euclidean", margin=1.0, mining="all", loss=None),
+        dict(metric="euclidean", margin=1.0, mining="all", loss=None, average="all", squared=True),
     ),
     "siamese_hard_cosine": (
         "SiameseEmbedder",
-        dict(metric="cosine", margin=0.5, mining="hard", loss=None),
+        dict(metric="cosine", margin=0.5, mining="hard", loss=None, average="all", squared=True),
     ),
     "triplet_callable_loss": (
         "TripletEmbedder",
