@@ -6,6 +6,7 @@ devices and the scikit-learn tags live here. Subclasses add their own parameters
 scikit-learn helpers.
 """
 
+import contextlib
 import copy
 import time
 import warnings
@@ -21,7 +22,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _training, chunking
+from . import _threads, _training, chunking
 from .backbones import L2Normalize, build_backbone
 from .distances import pairwise_distances
 from .metrics import map_at_r
@@ -61,6 +62,7 @@ class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         "warm_start": ["boolean"],
         "callback": [callable, None],
         "device": [str, torch.device],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -117,10 +119,15 @@ class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             train_idx, val_idx = _validation_split(y, self.validation_fraction, self._rng)
             X, y, X_val, y_val = X[train_idx], y[train_idx], X[val_idx], y[val_idx]
         seed = int(self._rng.integers(2**31))
-        device = self.device_
-        forked = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=forked):
-            torch.manual_seed(seed)
+        # Built-in networks and losses draw from generators of this fit alone; user code may draw
+        # from torch's global generator, which is then seeded from random_state under a lock.
+        user_code = not isinstance(self.backbone, str) or self.loss is not None
+        with (
+            self._thread_limit(min(self.batch_size, X.shape[0])),
+            _threads.seeded_global_generator(seed, self.device_)
+            if user_code
+            else contextlib.nullcontext(),
+        ):
             stop_reason = self._train(X, y, X_val, y_val, n_epochs=n_epochs, start_time=start_time)
         self._warn_after_training(stop_reason, X_val is not None)
         return self
@@ -133,19 +140,17 @@ class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         """
         device = _resolve_device(self.device)
         rng = _make_rng(self.random_state)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(rng.integers(2**31)))
-            backbone = build_backbone(
-                self.backbone,
-                n_features,
-                self.n_components,
-                hidden_layer_sizes=tuple(np.atleast_1d(self.hidden_layer_sizes).tolist()),
-                params=self.backbone_params,
-            )
+        backbone = build_backbone(
+            self.backbone,
+            n_features,
+            self.n_components,
+            hidden_layer_sizes=tuple(np.atleast_1d(self.hidden_layer_sizes).tolist()),
+            params=self.backbone_params,
+            generator=torch.Generator().manual_seed(int(rng.integers(2**31))),
+        )
         normalize = L2Normalize() if self.normalize else torch.nn.Identity()
         module = torch.nn.Sequential(OrderedDict(backbone=backbone, normalize=normalize)).to(device)
-        with torch.inference_mode():
-            probe = module.eval()(torch.zeros(2, n_features, device=device))
+        probe, flops_per_row = _threads.probe(module, n_features, device)
         if probe.ndim != 2:
             raise ValueError(
                 "The backbone must map (batch, n_features) to (batch, n_components); got output "
@@ -153,6 +158,7 @@ class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             )
         self.device_, self._rng, self.module_ = device, rng, module
         self.n_components_ = int(probe.shape[1])
+        self._flops_per_row = flops_per_row
         self._optimizer_state = None
         self.history_ = []
         self.n_iter_ = 0
@@ -288,7 +294,21 @@ class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             The embeddings (unit-norm rows when ``normalize=True``).
         """
         check_is_fitted(self)
-        return chunking._embed_in_chunks(self, X, batch_size=_INFERENCE_BATCH_SIZE)
+        shape = getattr(X, "shape", None) or (_INFERENCE_BATCH_SIZE,)  # lists: a full batch
+        n_rows = shape[0] if isinstance(shape[0], Integral) else _INFERENCE_BATCH_SIZE
+        with self._thread_limit(min(n_rows, _INFERENCE_BATCH_SIZE)):
+            return chunking._embed_in_chunks(self, X, batch_size=_INFERENCE_BATCH_SIZE)
+
+    def _thread_limit(self, n_rows):
+        """PyTorch's intra-op threads in this thread for a pass of ``n_rows`` rows, then restored."""
+        n_threads = _threads.choose_n_threads(
+            self.n_threads,
+            # 0 (one thread) for an estimator saved before the work was measured
+            flops_per_row=getattr(self, "_flops_per_row", 0.0),
+            n_rows=n_rows,
+            device=self.device_,
+        )
+        return _threads.limit_threads(n_threads)
 
     def score(self, X, y):
         """MAP@R of leave-one-out retrieval among the embeddings of ``X``.

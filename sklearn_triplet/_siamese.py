@@ -96,6 +96,7 @@ class SiameseEmbedder(_BaseEmbedder):
         warm_start=False,
         callback=None,
         device="auto",
+        n_threads=None,
         random_state=None,
         verbose=0,
     ):
@@ -121,6 +122,7 @@ class SiameseEmbedder(_BaseEmbedder):
         self.warm_start = warm_start
         self.callback = callback
         self.device = device
+        self.n_threads = n_threads
         self.random_state = random_state
         self.verbose = verbose
 

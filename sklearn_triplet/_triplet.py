@@ -102,6 +102,7 @@ class TripletEmbedder(_BaseEmbedder):
         warm_start=False,
         callback=None,
         device="auto",
+        n_threads=None,
         random_state=None,
         verbose=0,
     ):
@@ -127,6 +128,7 @@ class TripletEmbedder(_BaseEmbedder):
         self.warm_start = warm_start
         self.callback = callback
         self.device = device
+        self.n_threads = n_threads
         self.random_state = random_state
         self.verbose = verbose
 

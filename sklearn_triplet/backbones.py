@@ -10,6 +10,10 @@ A backbone maps a batch of flattened samples ``(batch, n_features)`` to embeddin
   with ``backbone_params={"input_shape": (channels, height, width)}``;
 - a :class:`torch.nn.Module` instance, deep-copied at fit so the user's module is never changed;
 - a class or factory, called as ``factory(n_features, n_components, **backbone_params)``.
+
+The built-in networks take a :class:`torch.Generator` and draw their initial weights from it alone,
+exactly as PyTorch's default initialisation would from its global generator; torch's global
+random state is neither read nor changed.
 """
 
 import copy
@@ -17,6 +21,8 @@ import math
 
 import torch
 from torch import nn
+
+from ._threads import seeded_global_generator
 
 
 class L2Normalize(nn.Module):
@@ -33,7 +39,9 @@ class L2Normalize(nn.Module):
         return nn.functional.normalize(x, p=2.0, dim=1)
 
 
-def make_mlp(n_features, n_components, *, hidden_layer_sizes=(256,), activation="relu"):
+def make_mlp(
+    n_features, n_components, *, hidden_layer_sizes=(256,), activation="relu", generator=None
+):
     """Fully connected network from ``n_features`` through the hidden layers to ``n_components``.
 
     Parameters
@@ -46,6 +54,9 @@ def make_mlp(n_features, n_components, *, hidden_layer_sizes=(256,), activation=
         Width of each hidden layer; ``()`` gives a linear map with bias.
     activation : {"relu", "gelu", "tanh"}, default="relu"
         Non-linearity after each hidden layer.
+    generator : torch.Generator, default=None
+        Source of the initial weights (PyTorch's default initialisation of each layer, drawn in
+        order); None draws from torch's global generator, as ``torch.nn.Linear`` does.
 
     Returns
     -------
@@ -60,27 +71,50 @@ def make_mlp(n_features, n_components, *, hidden_layer_sizes=(256,), activation=
       (2): Linear(in_features=32, out_features=2, bias=True)
     )
     """
+    on = _where(generator)
     layers = []
     width = n_features
     for size in hidden_layer_sizes:
-        layers += [nn.Linear(width, int(size)), _activation(activation)]
+        layers += [nn.Linear(width, int(size), **on), _activation(activation)]
         width = int(size)
-    layers.append(nn.Linear(width, n_components))
-    return nn.Sequential(*layers)
+    layers.append(nn.Linear(width, n_components, **on))
+    return _initialised(nn.Sequential(*layers), generator)
 
 
-def make_linear(n_features, n_components):
+def make_linear(n_features, n_components, *, generator=None):
     """A learned linear map ``x -> x @ W.T`` without bias, like NCA's ``components_``.
+
+    Parameters
+    ----------
+    n_features : int
+        Input width.
+    n_components : int
+        Embedding width.
+    generator : torch.Generator, default=None
+        Source of the initial weights; None draws from torch's global generator.
+
+    Returns
+    -------
+    module : torch.nn.Linear
 
     Examples
     --------
     >>> make_linear(64, 2)
     Linear(in_features=64, out_features=2, bias=False)
     """
-    return nn.Linear(n_features, n_components, bias=False)
+    linear = nn.Linear(n_features, n_components, bias=False, **_where(generator))
+    return _initialised(linear, generator)
 
 
-def make_cnn(n_features, n_components, *, input_shape, channels=(32, 64), hidden_size=128):
+def make_cnn(
+    n_features,
+    n_components,
+    *,
+    input_shape,
+    channels=(32, 64),
+    hidden_size=128,
+    generator=None,
+):
     """Small convolutional network for images passed as flattened pixel rows.
 
     Each entry of ``channels`` adds a block ``Conv3x3 -> ReLU -> Conv3x3 -> ReLU -> MaxPool2`` (the pool
@@ -99,6 +133,12 @@ def make_cnn(n_features, n_components, *, input_shape, channels=(32, 64), hidden
         Output channels of each convolutional block.
     hidden_size : int, default=128
         Width of the hidden fully connected layer.
+    generator : torch.Generator, default=None
+        Source of the initial weights; None draws from torch's global generator.
+
+    Returns
+    -------
+    module : torch.nn.Sequential
 
     Examples
     --------
@@ -114,12 +154,13 @@ def make_cnn(n_features, n_components, *, input_shape, channels=(32, 64), hidden
             f"n_features={n_features}; got input_shape={tuple(input_shape)}."
         )
     in_channels, height, width = shape
+    on = _where(generator)
     layers = [nn.Unflatten(1, shape)]
     for out_channels in channels:
         layers += [
-            nn.Conv2d(in_channels, int(out_channels), 3, padding=1),
+            nn.Conv2d(in_channels, int(out_channels), 3, padding=1, **on),
             nn.ReLU(),
-            nn.Conv2d(int(out_channels), int(out_channels), 3, padding=1),
+            nn.Conv2d(int(out_channels), int(out_channels), 3, padding=1, **on),
             nn.ReLU(),
         ]
         if min(height, width) >= 4:
@@ -129,11 +170,50 @@ def make_cnn(n_features, n_components, *, input_shape, channels=(32, 64), hidden
     layers += [
         nn.AdaptiveAvgPool2d((2, 2)),
         nn.Flatten(),
-        nn.Linear(in_channels * 4, hidden_size),
+        nn.Linear(in_channels * 4, hidden_size, **on),
         nn.ReLU(),
-        nn.Linear(hidden_size, n_components),
+        nn.Linear(hidden_size, n_components, **on),
     ]
-    return nn.Sequential(*layers)
+    return _initialised(nn.Sequential(*layers), generator)
+
+
+def _where(generator):
+    """Layer keyword arguments: built without values on the meta device when a generator fills them."""
+    return {} if generator is None else {"device": "meta"}
+
+
+def _initialised(module, generator):
+    """``module`` with PyTorch's default initialisation drawn from ``generator``.
+
+    The layers were built on the meta device, which draws nothing; they get CPU memory here and are
+    filled in order, weight then bias, as the layers' ``reset_parameters`` would fill them from the
+    global generator. Normalisation layers have no random initialisation and reset themselves.
+    """
+    if generator is None:
+        return module
+    module = module.to_empty(device="cpu")
+    with torch.no_grad():
+        for layer in module.modules():
+            if isinstance(layer, _RANDOM_INIT_LAYERS):
+                nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+                if layer.bias is not None:
+                    bound = 1 / math.sqrt(layer.weight[0].numel())  # 1 / sqrt(fan_in)
+                    nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+            elif isinstance(layer, _FIXED_INIT_LAYERS):
+                layer.reset_parameters()
+            elif list(layer.parameters(recurse=False)) or list(layer.buffers(recurse=False)):
+                raise TypeError(f"No initialisation from a generator for {type(layer).__name__}.")
+    return module
+
+
+_RANDOM_INIT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_FIXED_INIT_LAYERS = (
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.LayerNorm,
+    nn.GroupNorm,
+)
 
 
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
@@ -151,7 +231,9 @@ def _activation(name):
 _BUILTIN = {"mlp": make_mlp, "linear": make_linear, "cnn": make_cnn}
 
 
-def build_backbone(backbone, n_features, n_components, *, hidden_layer_sizes=(256,), params=None):
+def build_backbone(
+    backbone, n_features, n_components, *, hidden_layer_sizes=(256,), params=None, generator=None
+):
     """Resolve a ``backbone`` parameter into a fresh module.
 
     Parameters
@@ -166,6 +248,11 @@ def build_backbone(backbone, n_features, n_components, *, hidden_layer_sizes=(25
     params : dict, default=None
         Extra keyword arguments of the builder (for ``"cnn"``: ``input_shape``, ``channels``,
         ``hidden_size``; for ``"mlp"``: ``activation``).
+    generator : torch.Generator, default=None
+        Source of the initial weights of a built-in network. A class or factory is called with
+        torch's global generator seeded from ``generator.initial_seed()`` (and restored afterwards,
+        under a lock shared by all fits of the process); a module instance is copied as it is.
+        None leaves torch's global generator to all of them.
 
     Returns
     -------
@@ -193,8 +280,12 @@ def build_backbone(backbone, n_features, n_components, *, hidden_layer_sizes=(25
             raise ValueError(
                 "backbone='cnn' needs backbone_params={'input_shape': (channels, height, width)}."
             )
-        backbone = _BUILTIN[backbone]
-    module = backbone(n_features, n_components, **params)
+        module = _BUILTIN[backbone](n_features, n_components, generator=generator, **params)
+    elif generator is None:
+        module = backbone(n_features, n_components, **params)
+    else:
+        with seeded_global_generator(generator.initial_seed(), torch.device("cpu")):
+            module = backbone(n_features, n_components, **params)
     if not isinstance(module, nn.Module):
         raise TypeError(
             f"The backbone factory must return a torch.nn.Module; got {type(module).__name__}."
