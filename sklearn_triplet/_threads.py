@@ -118,7 +118,7 @@ def limit_threads(n_threads):
 
 def _set_num_threads(n_threads):
     # The count itself is per thread, but the call also resizes a process-wide pool (used by
-    # XNNPACK operations) and writes the default of threads that have not used PyTorch yet.
+    # QNNPACK's quantised kernels) and writes the default of threads that have not used PyTorch.
     with _SET_THREADS_LOCK:
         torch.set_num_threads(n_threads)
 
