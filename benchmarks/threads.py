@@ -1,4 +1,4 @@
-"""Threads: the fit time a user gets with no thread setting, and fits and transforms run concurrently.
+"""Threads: a fit's time with no thread setting, and fits and transforms run concurrently.
 
 ``default``: the main job's fits (``TripletEmbedder()`` and ``SiameseEmbedder()`` with their
 defaults and ``random_state=0``, on a stratified 75 % of the digits), each timed in a fresh
@@ -63,7 +63,10 @@ def _fit_child(estimator, n_threads):
     X_train, _, y_train, _ = train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
     Estimator = {"triplet": TripletEmbedder, "siamese": SiameseEmbedder}[estimator]
     threads = []
-    record = lambda est, epoch, logs: threads.append(torch.get_num_threads())
+
+    def record(estimator, epoch, logs):
+        threads.append(torch.get_num_threads())
+
     # Pay torch's one-time costs (the optimiser's import, the first kernels) before the clock.
     Estimator(max_iter=1, random_state=0).fit(X_train[:200], y_train[:200])
     start = time.perf_counter()
@@ -95,7 +98,10 @@ class BusyCore:
         self.seconds = seconds
 
     def __enter__(self):
-        code = f"import time\nend = time.monotonic() + {self.seconds}\nwhile time.monotonic() < end: pass"
+        code = (
+            f"import time\nend = time.monotonic() + {self.seconds}\n"
+            "while time.monotonic() < end: pass"
+        )
         self.process = subprocess.Popen([sys.executable, "-c", code])
         time.sleep(0.5)
         return self
@@ -340,8 +346,9 @@ def write_rst(path, command, default_rows, stress):
         lines.append("")
     if stress:
         lines += [
-            f"**Concurrent fits and transforms.** {stress['n_jobs']} jobs (fits of both estimators",
-            "with eight seeds, and transforms of one shared fitted estimator) run serially, then by",
+            f"**Concurrent fits and transforms.** {stress['n_jobs']} jobs (fits of both",
+            "estimators with eight seeds, and transforms of one shared fitted estimator) run",
+            "serially, then by",
             "a pool of threads and a pool of processes, round after round; a mismatch is a result",
             (
                 "not bit-identical to the serial run's. Load average "

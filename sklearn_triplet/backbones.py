@@ -117,9 +117,9 @@ def make_cnn(
 ):
     """Small convolutional network for images passed as flattened pixel rows.
 
-    Each entry of ``channels`` adds a block ``Conv3x3 -> ReLU -> Conv3x3 -> ReLU -> MaxPool2`` (the pool
-    only while the image is at least 4 pixels wide), followed by global average pooling to 2x2, a
-    hidden linear layer with ReLU and the output layer.
+    Each entry of ``channels`` adds a block ``Conv3x3 -> ReLU -> Conv3x3 -> ReLU -> MaxPool2`` (the
+    pool only while the image is at least 4 pixels wide), followed by global average pooling to 2x2,
+    a hidden linear layer with ReLU and the output layer.
 
     Parameters
     ----------
@@ -150,8 +150,8 @@ def make_cnn(
     shape = tuple(int(s) for s in input_shape)
     if len(shape) != 3 or math.prod(shape) != n_features:
         raise ValueError(
-            f"input_shape must be (channels, height, width) with channels * height * width equal to "
-            f"n_features={n_features}; got input_shape={tuple(input_shape)}."
+            "input_shape must be (channels, height, width) with channels * height * width "
+            f"equal to n_features={n_features}; got input_shape={tuple(input_shape)}."
         )
     in_channels, height, width = shape
     on = _where(generator)
@@ -178,7 +178,7 @@ def make_cnn(
 
 
 def _where(generator):
-    """Layer keyword arguments: built without values on the meta device when a generator fills them."""
+    """Layer keyword arguments: on the meta device (no values drawn) when a generator fills them."""
     return {} if generator is None else {"device": "meta"}
 
 

@@ -215,9 +215,12 @@ def test_n_threads_is_validated(small_digits):
 
 def test_grid_search_under_the_threading_backend_equals_serial(small_digits, global_rng_untouched):
     X, y = small_digits
-    search = lambda: GridSearchCV(
-        TripletEmbedder(**TINY, random_state=0), {"margin": [0.1, 0.2, 0.5]}, cv=2
-    ).fit(X, y)
+
+    def search():
+        return GridSearchCV(
+            TripletEmbedder(**TINY, random_state=0), {"margin": [0.1, 0.2, 0.5]}, cv=2
+        ).fit(X, y)
+
     serial = search().cv_results_
     keys = ["split0_test_score", "split1_test_score", "mean_test_score"]
     for n_jobs in (2, 4):
