@@ -53,6 +53,7 @@ import numbers
 
 import numpy as np
 from scipy.spatial.distance import cdist
+from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_array, check_consistent_length, column_or_1d
 
 __all__ = [
@@ -477,6 +478,48 @@ def _final_estimator(estimator):
     return estimator
 
 
+def _embedding_part(estimator, metric=None):
+    """What embeds ``X`` for ``estimator``, and the distance its embeddings are measured in.
+
+    An estimator with ``transform`` embeds ``X`` itself. A Pipeline whose last step searches or
+    predicts (it has ``kneighbors``, or no ``transform``), such as
+    ``Pipeline([("emb", TripletEmbedder()), ("knn", KNeighborsClassifier())])``, is represented by the
+    steps before that last one: their output is the embedding the last step works on.
+
+    Parameters
+    ----------
+    estimator : estimator
+        A fitted embedder, or a Pipeline that holds one.
+    metric : str, default=None
+        The distance to use; None takes the ``metric`` attribute of the embedding part's last step
+        when it has one, else ``"euclidean"``.
+
+    Returns
+    -------
+    embedder : estimator with ``transform``
+        ``estimator`` itself, or a Pipeline of its steps before the last one (sharing the fitted
+        steps).
+    metric : {"euclidean", "sqeuclidean", "cosine"}
+    """
+    embedder = estimator
+    steps = getattr(estimator, "steps", None) or []
+    if steps and (hasattr(steps[-1][1], "kneighbors") or not hasattr(estimator, "transform")):
+        embedder = Pipeline(steps[:-1]) if len(steps) > 1 else None
+    if embedder is None or not hasattr(embedder, "transform"):
+        raise TypeError(
+            f"{type(estimator).__name__} does not embed X: it has no transform method and is not a "
+            "Pipeline whose steps before the last one embed X. Pass an embedder, or a Pipeline such "
+            "as Pipeline([('emb', TripletEmbedder()), ('knn', KNeighborsClassifier())])."
+        )
+    if metric is None:
+        final = _final_estimator(embedder)
+        metric = getattr(final, "metric", "euclidean")
+        _check_metric(metric, name=f"{type(final).__name__}.metric")
+    else:
+        _check_metric(metric)
+    return embedder, metric
+
+
 class _RetrievalScorer:
     """``scorer(estimator, X, y) -> float``; see :func:`make_retrieval_scorer`."""
 
@@ -485,19 +528,11 @@ class _RetrievalScorer:
         self.metric = metric
         self.chunk_size = chunk_size
 
-    def _resolve_metric(self, estimator):
-        if self.metric is not None:
-            return self.metric
-        final = _final_estimator(estimator)
-        metric = getattr(final, "metric", "euclidean")
-        _check_metric(metric, name=f"{type(final).__name__}.metric")
-        return metric
-
     def __call__(self, estimator, X, y):
         if y is None:
             raise ValueError(f"The {self.name} scorer needs class labels y; got y=None.")
-        metric = self._resolve_metric(estimator)
-        embedding = estimator.transform(X)
+        embedder, metric = _embedding_part(estimator, self.metric)
+        embedding = embedder.transform(X)
         return _METRIC_FUNCTIONS[self.name](
             embedding, y, metric=metric, chunk_size=self.chunk_size
         )
