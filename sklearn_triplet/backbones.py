@@ -85,7 +85,9 @@ def make_cnn(n_features, n_components, *, input_shape, channels=(32, 64), hidden
 
     Each entry of ``channels`` adds a block ``Conv3x3 -> ReLU -> Conv3x3 -> ReLU -> MaxPool2`` (the pool
     only while the image is at least 4 pixels wide), followed by global average pooling to 2x2, a
-    hidden linear layer with ReLU and the output layer.
+    hidden linear layer with ReLU and the output layer. Weights start as He et al. (2015) advise for
+    ReLU networks (normal, fan-in), biases at zero: with PyTorch's default initialisation the
+    signal fades through the layers and every image starts at nearly the same embedding.
 
     Parameters
     ----------
@@ -133,7 +135,17 @@ def make_cnn(n_features, n_components, *, input_shape, channels=(32, 64), hidden
         nn.ReLU(),
         nn.Linear(hidden_size, n_components),
     ]
-    return nn.Sequential(*layers)
+    return _relu_init(nn.Sequential(*layers))
+
+
+def _relu_init(module):
+    """He (Kaiming) normal weights, fan-in, and zero biases for each conv and linear layer."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+    return module
 
 
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}

@@ -11,8 +11,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 
-from sklearn_triplet import SiameseEmbedder, TripletEmbedder
-from sklearn_triplet.backbones import build_backbone, make_mlp
+from sklearn_triplet import EmbeddingCollapseWarning, SiameseEmbedder, TripletEmbedder
+from sklearn_triplet.backbones import build_backbone, make_cnn, make_mlp
 
 FAST = dict(n_components=8, hidden_layer_sizes=(32,), max_iter=2, batch_size=64, random_state=0)
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -59,6 +59,26 @@ def test_each_backbone_fits_and_transforms(backbone, params, n_out, data):
     assert Xt.shape == (300, n_out) and np.isfinite(Xt).all()
     assert est.n_components_ == n_out
     assert est.get_feature_names_out().shape == (n_out,)
+
+
+def test_cnn_starts_with_embeddings_apart_and_does_not_collapse(data):
+    # With PyTorch's default initialisation the CNN mapped every digit to nearly one point (mean
+    # distance between different classes about 0.02 after normalisation), and a short fit ended
+    # with an EmbeddingCollapseWarning.
+    X, y = data
+    X_t, y_t = torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y)
+    different = y_t[:, None] != y_t[None, :]
+    with torch.random.fork_rng(devices=[]):
+        for seed in range(3):
+            torch.manual_seed(seed)
+            cnn = make_cnn(64, 8, input_shape=(1, 8, 8), channels=(4,), hidden_size=16)
+            with torch.no_grad():
+                embeddings = torch.nn.functional.normalize(cnn(X_t), dim=1)
+            assert torch.cdist(embeddings, embeddings)[different].mean() > 0.2
+    params = {"input_shape": (1, 8, 8), "channels": (4,), "hidden_size": 16}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EmbeddingCollapseWarning)
+        TripletEmbedder(**FAST, backbone="cnn", backbone_params=params).fit(X, y)
 
 
 def test_linear_backbone_is_a_linear_map(data):
