@@ -13,10 +13,12 @@ import re
 import time
 from pathlib import Path
 
+README = Path(__file__).resolve().parents[1] / "README.md"
 
-def readme_example(path=Path(__file__).resolve().parents[1] / "README.md"):
+
+def readme_example():
     """The code of the first ``python`` block of the README."""
-    return re.search(r"```python\n(.*?)```", path.read_text(), re.S).group(1)
+    return re.search(r"```python\n(.*?)```", README.read_text(), re.S).group(1)
 
 
 def main():

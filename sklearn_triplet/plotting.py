@@ -15,7 +15,8 @@ from sklearn.manifold import TSNE
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_consistent_length, column_or_1d
 
-from .metrics import _embedding_part
+from ._kernels import CALLABLE_STATISTICS, CONTRASTIVE_STATISTICS, TRIPLET_STATISTICS
+from ._validation import embedding_part
 
 __all__ = ["EmbeddingDisplay", "HistoryDisplay"]
 
@@ -191,16 +192,21 @@ class EmbeddingDisplay:
         if legend:
             # Beside the axes, never over the points.
             self.legend_ = ax.legend(
-                title="class", markerscale=1.5, fontsize="small", loc="upper left",
-                bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
+                title="class",
+                markerscale=1.5,
+                fontsize="small",
+                loc="upper left",
+                bbox_to_anchor=(1.01, 1.0),
+                borderaxespad=0.0,
             )
         self.ax_ = ax
         self.figure_ = ax.figure
         return self
 
     @classmethod
-    def from_embedding(cls, embedding, y, *, projection="auto", ax=None, random_state=None,
-                       legend=None, **kwargs):
+    def from_embedding(
+        cls, embedding, y, *, projection="auto", ax=None, random_state=None, legend=None, **kwargs
+    ):
         """Plot an embedding, projected to two dimensions when wider.
 
         Parameters
@@ -258,8 +264,18 @@ class EmbeddingDisplay:
         return display.plot(ax=ax, legend=legend, **kwargs)
 
     @classmethod
-    def from_estimator(cls, estimator, X, y, *, projection="auto", ax=None, random_state=None,
-                       legend=None, **kwargs):
+    def from_estimator(
+        cls,
+        estimator,
+        X,
+        y,
+        *,
+        projection="auto",
+        ax=None,
+        random_state=None,
+        legend=None,
+        **kwargs,
+    ):
         """Embed ``X`` with ``estimator.transform`` and plot it.
 
         Parameters
@@ -312,25 +328,32 @@ class EmbeddingDisplay:
         True
         """
         _import_pyplot("EmbeddingDisplay.from_estimator")
-        embedder, _ = _embedding_part(estimator)
+        embedder, _ = embedding_part(estimator)
         return cls.from_embedding(
-            embedder.transform(X), y, projection=projection, ax=ax,
-            random_state=random_state, legend=legend, **kwargs,
+            embedder.transform(X),
+            y,
+            projection=projection,
+            ax=ax,
+            random_state=random_state,
+            legend=legend,
+            **kwargs,
         )
 
 
 # Panels of a history plot: title, y label, and the curves (history key, label).
 _HISTORY_PANELS = {
     "loss": ("Training loss", "loss", [("loss", "loss")]),
+    # The fractions the losses declare, once each.
     "triplets": (
         "Triplet types",
         "fraction",
-        [
-            ("easy_fraction", "easy"),
-            ("semi_hard_fraction", "semi-hard"),
-            ("hard_fraction", "hard"),
-            ("active_fraction", "active"),
-        ],
+        list(
+            {
+                fraction.name: (fraction.name, fraction.label)
+                for statistics in (TRIPLET_STATISTICS, CONTRASTIVE_STATISTICS, CALLABLE_STATISTICS)
+                for fraction in statistics.fractions
+            }.values()
+        ),
     ),
     # the embedders' validation score is MAP@R on the held-out split
     "validation": ("Validation", "MAP@R", [("validation_score", "validation MAP@R")]),
@@ -340,9 +363,9 @@ _X_AXES = {"epoch": "epoch", "time": "time (s)"}
 
 def _curve(history, x, key):
     """Points (x, value) of the rows that hold both (not None, not NaN), as two float arrays."""
-    points = np.array(
-        [(row.get(x), row.get(key)) for row in history], dtype=np.float64
-    ).reshape(-1, 2)  # None becomes NaN
+    points = np.array([(row.get(x), row.get(key)) for row in history], dtype=np.float64).reshape(
+        -1, 2
+    )  # None becomes NaN
     return points[~np.isnan(points).any(axis=1)].T
 
 
@@ -379,15 +402,24 @@ def _describe_history(history):
 def _mark_best(axis, history, x, line):
     """Mark the first epoch with the highest validation score; return the marker."""
     rows = [
-        row for row in history
-        if row.get(x) is not None and row.get("validation_score") is not None
-        and not np.isnan(row["validation_score"]) and not np.isnan(row[x])
+        row
+        for row in history
+        if row.get(x) is not None
+        and row.get("validation_score") is not None
+        and not np.isnan(row["validation_score"])
+        and not np.isnan(row[x])
     ]
     best = max(rows, key=lambda row: row["validation_score"])  # max keeps the first of ties
     when = f"epoch {best['epoch']:g}" if best.get("epoch") is not None else f"{best[x]:g} s"
     (marker,) = axis.plot(
-        [best[x]], [best["validation_score"]], marker="*", markersize=14, linestyle="none",
-        color=line.get_color(), markeredgecolor="black", zorder=3,
+        [best[x]],
+        [best["validation_score"]],
+        marker="*",
+        markersize=14,
+        linestyle="none",
+        color=line.get_color(),
+        markeredgecolor="black",
+        zorder=3,
         label=f"best: {best['validation_score']:.3f} at {when}",
     )
     axis.axvline(best[x], color="0.6", linestyle=":", linewidth=1, zorder=1)
@@ -466,9 +498,7 @@ class HistoryDisplay:
             panel: [(key, label, _curve(history, x, key)) for key, label in spec[2]]
             for panel, spec in _HISTORY_PANELS.items()
         }
-        panels = [
-            panel for panel, items in curves.items() if any(c.shape[1] for _, _, c in items)
-        ]
+        panels = [panel for panel, items in curves.items() if any(c.shape[1] for _, _, c in items)]
         if not panels:
             keys = [key for spec in _HISTORY_PANELS.values() for key, _ in spec[2]]
             raise ValueError(
@@ -477,7 +507,10 @@ class HistoryDisplay:
             )
         if ax is None:
             _, axes = plt.subplots(
-                1, len(panels), figsize=(5.0 * len(panels), 3.5), squeeze=False,
+                1,
+                len(panels),
+                figsize=(5.0 * len(panels), 3.5),
+                squeeze=False,
                 layout="constrained",
             )
             axes = axes[0]
@@ -485,8 +518,7 @@ class HistoryDisplay:
             axes = np.atleast_1d(np.asarray(ax, dtype=object)).ravel()
             if len(axes) != len(panels):
                 raise ValueError(
-                    f"ax must hold one Axes per panel: {len(panels)} for {panels}; "
-                    f"got {len(axes)}."
+                    f"ax must hold one Axes per panel: {len(panels)} for {panels}; got {len(axes)}."
                 )
         self.lines_ = {}
         for axis, panel in zip(axes, panels):
@@ -506,8 +538,13 @@ class HistoryDisplay:
             if panel != "loss":
                 # Below the curves, never over them.
                 axis.legend(
-                    fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.22),
-                    ncols=4, frameon=False, handlelength=1.5, columnspacing=1.0,
+                    fontsize="small",
+                    loc="upper center",
+                    bbox_to_anchor=(0.5, -0.22),
+                    ncols=4,
+                    frameon=False,
+                    handlelength=1.5,
+                    columnspacing=1.0,
                 )
         self.axes_ = np.asarray(axes, dtype=object)
         self.figure_ = self.axes_[0].figure

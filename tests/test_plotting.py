@@ -173,10 +173,14 @@ def _covers_a_point(legend, ax, points):
     ax.figure.canvas.draw()
     box = legend.get_window_extent()
     pixels = ax.transData.transform(points)
-    return bool(np.any(
-        (pixels[:, 0] >= box.x0) & (pixels[:, 0] <= box.x1)
-        & (pixels[:, 1] >= box.y0) & (pixels[:, 1] <= box.y1)
-    ))
+    return bool(
+        np.any(
+            (pixels[:, 0] >= box.x0)
+            & (pixels[:, 0] <= box.x1)
+            & (pixels[:, 1] >= box.y0)
+            & (pixels[:, 1] <= box.y1)
+        )
+    )
 
 
 def test_embedding_legend_sits_beside_the_points():
@@ -271,14 +275,23 @@ def test_history_display_full_history():
     display = HistoryDisplay.from_history(history)
     assert len(display.axes_) == 3
     assert [axis.get_title() for axis in display.axes_] == [
-        "Training loss", "Triplet types", "Validation",
+        "Training loss",
+        "Triplet types",
+        "Validation",
     ]
     # the validation panel: the curve, the best epoch's marker and its vertical line
     assert [len(axis.get_lines()) for axis in display.axes_] == [1, 4, 3]
-    assert sorted(display.lines_) == sorted([
-        "loss", "easy_fraction", "semi_hard_fraction", "hard_fraction",
-        "active_fraction", "validation_score", "best_validation_score",
-    ])
+    assert sorted(display.lines_) == sorted(
+        [
+            "loss",
+            "easy_fraction",
+            "semi_hard_fraction",
+            "hard_fraction",
+            "active_fraction",
+            "validation_score",
+            "best_validation_score",
+        ]
+    )
     for key, line in display.lines_.items():
         if key == "best_validation_score":
             continue
