@@ -13,6 +13,8 @@ Two kinds of rules, each with one message format:
 Inner functions trust what they are given: validate once, at the boundary.
 """
 
+import functools
+
 import numpy as np
 import torch
 from sklearn.base import _fit_context
@@ -22,6 +24,7 @@ from sklearn.utils._param_validation import (
     Interval,
     InvalidParameterError,
     StrOptions,
+    validate_parameter_constraints,
     validate_params,
 )
 from sklearn.utils.validation import validate_data
@@ -42,7 +45,9 @@ __all__ = [
     "final_estimator",
     "fit_context",
     "invalid",
+    "plain",
     "validate_data",
+    "validate_estimator_params",
     "validate_function_params",
 ]
 
@@ -61,8 +66,45 @@ def validate_function_params(constraints):
     Returns
     -------
     decorator : callable
+        NumPy scalars among the arguments reach the function as the Python scalars they hold, so
+        that an error shows ``Got 0``, not ``Got np.int64(0)`` (a value from a NumPy grid).
     """
-    return validate_params(constraints, prefer_skip_nested_validation=True)
+
+    def decorator(function):
+        validated = validate_params(constraints, prefer_skip_nested_validation=True)(function)
+
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            return validated(*map(plain, args), **{k: plain(v) for k, v in kwargs.items()})
+
+        return wrapper
+
+    return decorator
+
+
+def validate_estimator_params(estimator):
+    """scikit-learn's check of ``estimator``'s parameters against its ``_parameter_constraints``.
+
+    Run by ``fit`` (through :data:`fit_context`) as ``estimator._validate_params()``. The values are
+    checked as plain Python values, so that an error shows ``Got 0``, not ``Got np.int64(0)``.
+    """
+    validate_parameter_constraints(
+        estimator._parameter_constraints,
+        {name: plain(value) for name, value in estimator.get_params(deep=False).items()},
+        caller_name=type(estimator).__name__,
+    )
+
+
+def plain(value):
+    """A NumPy scalar as the Python scalar it holds, for messages; any other value as it is.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> repr(plain(np.int64(0))), repr(plain(np.float32(0.5))), plain([1])
+    ('0', '0.5', [1])
+    """
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def invalid(name, allowed, received, error=ValueError):
@@ -96,7 +138,9 @@ def check_option(name, value, allowed):
         Listing the allowed values.
     """
     if not isinstance(value, str) or value not in allowed:
-        raise invalid(name, f"one of {', '.join(repr(option) for option in allowed)}", repr(value))
+        raise invalid(
+            name, f"one of {', '.join(repr(option) for option in allowed)}", repr(plain(value))
+        )
     return allowed[value] if isinstance(allowed, dict) else value
 
 

@@ -65,7 +65,9 @@ from ._validation import (
     embedding_part,
     encode_labels,
     fit_context,
+    plain,
     validate_data,
+    validate_estimator_params,
     validate_function_params,
 )
 from .distances import METRICS, paired_distances
@@ -374,6 +376,10 @@ class PairVerifier(ClassifierMixin, BaseEstimator):
         self.threshold = threshold
         self.target_far = target_far
 
+    def _validate_params(self):
+        # scikit-learn's check, with "Got 0" rather than "Got np.int64(0)" in its messages
+        validate_estimator_params(self)
+
     def _check_options(self):
         if (self.threshold == "far") != (self.target_far is not None):
             if self.target_far is None:
@@ -382,8 +388,8 @@ class PairVerifier(ClassifierMixin, BaseEstimator):
                     "allowed; got target_far=None."
                 )
             raise ValueError(
-                f"target_far={self.target_far!r} is only used with threshold='far'; "
-                f"got threshold={self.threshold!r}."
+                f"target_far={plain(self.target_far)!r} is only used with threshold='far'; "
+                f"got threshold={plain(self.threshold)!r}."
             )
         if self.embedder is None and self.metric is not None:
             raise ValueError(

@@ -118,7 +118,11 @@ def test_backbone_params_are_searchable(digits_300, fast):
         (
             dict(backbone="cnn"),
             ValueError,
-            "backbone='cnn' needs backbone_params={'input_shape': (channels, height, width)}.",
+            "X must be images, (n_samples, channels, height, width) or (n_samples, height, "
+            "width), when backbone='cnn' has no backbone_params['input_shape']; got shape "
+            "(300, 64). Give X as images, or the shape of one sample as "
+            "backbone_params={'input_shape': (channels, height, width)}, or (channels, length) "
+            "for signals.",
         ),
         (
             dict(backbone="cnn", backbone_params={"input_shape": (1, 7, 7)}),
