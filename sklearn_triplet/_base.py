@@ -638,8 +638,11 @@ def _resolve_device(device, *, on_load=False):
 
 
 def _shape(X):
-    """The shape of an array, or of nested lists; ``()`` when it cannot be read without converting
-    ``X`` (scikit-learn's validation then reports what it finds)."""
+    """The shape of an array or of nested lists, else ``()``.
+
+    ``X`` is not converted to read it; when its shape cannot be read so, scikit-learn's validation
+    reports what it finds.
+    """
     shape = getattr(X, "shape", None)
     if shape is None and isinstance(X, (list, tuple)):
         try:
