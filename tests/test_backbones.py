@@ -127,8 +127,8 @@ def test_backbone_params_are_searchable(digits_300, fast):
         (
             dict(backbone="cnn", backbone_params={"input_shape": (1, 7, 7)}),
             ValueError,
-            "input_shape must be (channels, height, width) with channels * height * width equal to "
-            "n_features=64; got input_shape=(1, 7, 7).",
+            "input_shape must be (channels, height, width) or (channels, length), with a product "
+            "equal to n_features=64; got input_shape=(1, 7, 7).",
         ),
         (
             dict(backbone=TwoLayer(64, 8), backbone_params={"width": 3}),

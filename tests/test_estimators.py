@@ -545,6 +545,22 @@ def test_cnn_reads_images_and_their_shape_from_X(digit_images, fast):
     assert two.score(stacked, y) > 0
 
 
+def test_cnn_reads_signals_with_their_shape_given(fast):
+    # (n_samples, channels, length): a 3-D X is read as images unless input_shape says (C, L)
+    rng = np.random.default_rng(0)
+    steps = np.arange(40)
+    y = np.repeat(np.arange(3), 30)
+    signals = np.stack(
+        [np.sin(steps / (2 + c)) + 0.3 * rng.normal(size=(2, 40)) for c in y]
+    )  # (90, 2, 40)
+    params = {**SMALL_CNN, "input_shape": (2, 40)}
+    est = TripletEmbedder(**fast, backbone="cnn", backbone_params=params).fit(signals, y)
+    assert isinstance(est.module_.backbone[1], torch.nn.Conv1d) and est.n_features_in_ == 80
+    np.testing.assert_array_equal(est.transform(signals), est.transform(signals.reshape(90, 80)))
+    as_images = TripletEmbedder(**fast, backbone="cnn", backbone_params=SMALL_CNN).fit(signals, y)
+    assert tuple(as_images.module_.backbone[0].unflattened_size) == (1, 2, 40)
+
+
 def test_arrays_of_samples_need_a_convolutional_backbone(digit_images, fast):
     images, y = digit_images
     message = (
