@@ -6,13 +6,14 @@ A backbone maps a batch of flattened samples ``(batch, n_features)`` to embeddin
 - ``"mlp"``: :func:`make_mlp`, fully connected layers with ReLU (the default);
 - ``"linear"``: :func:`make_linear`, a learned linear map (the deep analogue of scikit-learn's
   :class:`~sklearn.neighbors.NeighborhoodComponentsAnalysis`);
-- ``"cnn"``: :func:`make_cnn`, a small convolutional network for images given as flattened pixels,
-  with ``backbone_params={"input_shape": (channels, height, width)}``;
+- ``"cnn"``: :func:`make_cnn`, a small convolutional network for images or signals, with
+  ``backbone_params={"input_shape": (channels, height, width)}`` or ``(channels, length)`` (the
+  estimators read the shape of images from ``X`` given as arrays);
 - a :class:`torch.nn.Module` instance, deep-copied at fit so the user's module is never changed;
 - a class or factory, called as ``factory(n_features, n_components, **backbone_params)``.
 
 The built-in networks take a :class:`torch.Generator` and draw their initial weights from it alone,
-exactly as PyTorch's default initialisation would from its global generator; torch's global
+the same weights as they would draw from torch's global generator seeded alike; torch's global
 random state is neither read nor changed.
 """
 
@@ -115,20 +116,26 @@ def make_cnn(
     hidden_size=128,
     generator=None,
 ):
-    """Small convolutional network for images passed as flattened pixel rows.
+    """Small convolutional network for images or signals passed as flattened rows.
 
-    Each entry of ``channels`` adds a block ``Conv3x3 -> ReLU -> Conv3x3 -> ReLU -> MaxPool2`` (the
-    pool only while the image is at least 4 pixels wide), followed by global average pooling to 2x2,
-    a hidden linear layer with ReLU and the output layer.
+    ``input_shape=(channels, height, width)`` builds 2-D convolutions (images),
+    ``input_shape=(channels, length)`` 1-D ones (signals). Each entry of ``channels`` adds a block
+    ``Conv3 -> ReLU -> Conv3 -> ReLU -> MaxPool2`` (3 x 3 kernels for images; the pool only while
+    the image or signal is at least 4 steps wide along every axis), followed by average pooling to
+    2 x 2 cells (2 for a signal), a hidden linear layer with ReLU and the output layer. Weights
+    start as He et al. (2015) advise for ReLU networks (normal, fan-in), biases at zero: with
+    PyTorch's default initialisation the signal fades through the layers and every image starts
+    at nearly the same embedding.
 
     Parameters
     ----------
     n_features : int
-        Must equal ``channels * height * width`` of ``input_shape``.
+        Must equal the product of ``input_shape``.
     n_components : int
         Embedding width.
     input_shape : tuple of int
-        ``(channels, height, width)`` of one sample; rows of X are reshaped to it (C order).
+        ``(channels, height, width)`` of an image or ``(channels, length)`` of a signal; rows of X
+        are reshaped to it (C order).
     channels : tuple of int, default=(32, 64)
         Output channels of each convolutional block.
     hidden_size : int, default=128
@@ -146,35 +153,65 @@ def make_cnn(
     >>> net = make_cnn(64, 16, input_shape=(1, 8, 8))
     >>> net(torch.zeros(5, 64)).shape
     torch.Size([5, 16])
+    >>> make_cnn(3 * 50, 16, input_shape=(3, 50))(torch.zeros(5, 150)).shape
+    torch.Size([5, 16])
     """
     shape = tuple(int(s) for s in input_shape)
-    if len(shape) != 3 or math.prod(shape) != n_features:
+    if len(shape) not in (2, 3) or math.prod(shape) != n_features:
         raise ValueError(
-            "input_shape must be (channels, height, width) with channels * height * width "
+            "input_shape must be (channels, height, width) or (channels, length), with a product "
             f"equal to n_features={n_features}; got input_shape={tuple(input_shape)}."
         )
-    in_channels, height, width = shape
+    conv, pool, average = _CONV_LAYERS[len(shape) - 1]
+    in_channels, sizes = shape[0], list(shape[1:])
     on = _where(generator)
     layers = [nn.Unflatten(1, shape)]
     for out_channels in channels:
         layers += [
-            nn.Conv2d(in_channels, int(out_channels), 3, padding=1, **on),
+            conv(in_channels, int(out_channels), 3, padding=1, **on),
             nn.ReLU(),
-            nn.Conv2d(int(out_channels), int(out_channels), 3, padding=1, **on),
+            conv(int(out_channels), int(out_channels), 3, padding=1, **on),
             nn.ReLU(),
         ]
-        if min(height, width) >= 4:
-            layers.append(nn.MaxPool2d(2))
-            height, width = height // 2, width // 2
+        if min(sizes) >= 4:
+            layers.append(pool(2))
+            sizes = [size // 2 for size in sizes]
         in_channels = int(out_channels)
+    cells = (2,) * len(sizes)
     layers += [
-        nn.AdaptiveAvgPool2d((2, 2)),
+        average(cells),
         nn.Flatten(),
-        nn.Linear(in_channels * 4, hidden_size, **on),
+        nn.Linear(in_channels * math.prod(cells), hidden_size, **on),
         nn.ReLU(),
         nn.Linear(hidden_size, n_components, **on),
     ]
-    return _initialised(nn.Sequential(*layers), generator)
+    # Built as PyTorch builds it (its default initialisation), then He's, from one generator.
+    return _relu_init(_initialised(nn.Sequential(*layers), generator), generator)
+
+
+# Convolution, max pooling and adaptive average pooling, for signals (1) and images (2).
+_CONV_LAYERS = {
+    1: (nn.Conv1d, nn.MaxPool1d, nn.AdaptiveAvgPool1d),
+    2: (nn.Conv2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d),
+}
+
+
+def _relu_init(module, generator=None):
+    """He (Kaiming) normal weights, fan-in, and zero biases for each conv and linear layer."""
+    for layer in module.modules():
+        if isinstance(layer, _RANDOM_INIT_LAYERS):
+            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu", generator=generator)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+    return module
+
+
+def _default_init(layer, generator):
+    """PyTorch's own ``reset_parameters`` of a linear or convolution layer, from ``generator``."""
+    nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+    if layer.bias is not None:
+        bound = 1 / math.sqrt(layer.weight[0].numel())  # 1 / sqrt(fan_in)
+        nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
 
 
 def _where(generator):
@@ -183,11 +220,12 @@ def _where(generator):
 
 
 def _initialised(module, generator):
-    """``module`` with PyTorch's default initialisation drawn from ``generator``.
+    """``module``, built on the meta device, with PyTorch's initialisation drawn from ``generator``.
 
-    The layers were built on the meta device, which draws nothing; they get CPU memory here and are
-    filled in order, weight then bias, as the layers' ``reset_parameters`` would fill them from the
-    global generator. Normalisation layers have no random initialisation and reset themselves.
+    The meta device draws nothing; the layers get CPU memory here and are filled in order, weight
+    then bias, as their ``reset_parameters`` would fill them from the global generator.
+    Normalisation layers have no random initialisation and reset themselves. None leaves the
+    module as it is (built on the CPU, from the global generator).
     """
     if generator is None:
         return module
@@ -195,10 +233,7 @@ def _initialised(module, generator):
     with torch.no_grad():
         for layer in module.modules():
             if isinstance(layer, _RANDOM_INIT_LAYERS):
-                nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
-                if layer.bias is not None:
-                    bound = 1 / math.sqrt(layer.weight[0].numel())  # 1 / sqrt(fan_in)
-                    nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+                _default_init(layer, generator)
             elif isinstance(layer, _FIXED_INIT_LAYERS):
                 layer.reset_parameters()
             elif list(layer.parameters(recurse=False)) or list(layer.buffers(recurse=False)):
