@@ -44,6 +44,7 @@ The docstring's shared sections are filled in by ``__init_subclass__`` too, and
 ``history_`` documentation follow the declaration's statistics.
 """
 
+import contextlib
 import copy
 import inspect
 import time
@@ -59,7 +60,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from . import _docstrings, _inference, _training
+from . import _docstrings, _inference, _threads, _training
 from ._kernels import CALLABLE_STATISTICS, METRICS, callable_kernel
 from ._validation import (
     Interval,
@@ -111,6 +112,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         "warm_start": False,
         "callback": None,
         "device": "auto",
+        "n_threads": None,
         "random_state": None,
         "verbose": 0,
     }
@@ -142,6 +144,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         "warm_start": ["boolean"],
         "callback": [callable, list, tuple, None],
         "device": [str, torch.device],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -229,11 +232,16 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             train_idx, val_idx = _validation_split(y, self.validation_fraction, self._rng)
             X, y, X_val, y_val = X[train_idx], y[train_idx], X[val_idx], y[val_idx]
         seed = int(self._rng.integers(2**31))
-        device = self.device_
-        forked = [device.index or 0] if device.type == "cuda" else []
+        # Built-in networks and losses draw from generators of this fit alone; user code may draw
+        # from torch's global generator, which is then seeded from random_state under a lock.
+        user_code = not isinstance(self.backbone, str) or self.loss is not None
         first_row = len(self.history_)
-        with torch.random.fork_rng(devices=forked):
-            torch.manual_seed(seed)
+        with (
+            self._thread_limit(min(self.batch_size, X.shape[0])),
+            _threads.seeded_global_generator(seed, self.device_)
+            if user_code
+            else contextlib.nullcontext(),
+        ):
             stop_reason = self._train(
                 X, y, X_val, y_val, n_epochs=n_epochs, start_time=start_time, callbacks=callbacks
             )
@@ -342,22 +350,20 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         """
         device = _resolve_device(self.device)
         rng = _make_rng(self.random_state)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(rng.integers(2**31)))
-            params = dict(self.backbone_params or {})
-            if input_shape is not None:  # read from X when not given
-                params["input_shape"] = input_shape
-            backbone = build_backbone(
-                self.backbone,
-                n_features,
-                self.n_components,
-                hidden_layer_sizes=tuple(np.atleast_1d(self.hidden_layer_sizes).tolist()),
-                params=params,
-            )
+        params = dict(self.backbone_params or {})
+        if input_shape is not None:  # read from X when not given
+            params["input_shape"] = input_shape
+        backbone = build_backbone(
+            self.backbone,
+            n_features,
+            self.n_components,
+            hidden_layer_sizes=tuple(np.atleast_1d(self.hidden_layer_sizes).tolist()),
+            params=params,
+            generator=torch.Generator().manual_seed(int(rng.integers(2**31))),
+        )
         normalize = L2Normalize() if self.normalize else torch.nn.Identity()
         module = torch.nn.Sequential(OrderedDict(backbone=backbone, normalize=normalize)).to(device)
-        with torch.inference_mode():
-            probe = module.eval()(torch.zeros(2, n_features, device=device))
+        probe, flops_per_row = _threads.probe(module, n_features, device)
         if probe.ndim != 2:
             raise ValueError(
                 "The backbone must map (batch, n_features) to (batch, n_components); got output "
@@ -366,6 +372,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         self.device_, self._rng, self.module_ = device, rng, module
         self.n_components_ = int(probe.shape[1])
         self._input_shape, self._architecture = input_shape, _architecture(self)
+        self._flops_per_row = flops_per_row
         self._optimizer_state = None
         self.history_ = []
         self.n_iter_ = 0
@@ -527,20 +534,34 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         """
         check_is_fitted(self)
         X, _ = self._rows(X, reset=False)
-        return _inference.embed_in_chunks(
-            X,
-            embed_chunk=self._embed,
-            validate=lambda X: validate_data(self, X, reset=False, dtype=np.float32),
-            check=lambda X: check_array(X, dtype=np.float32, input_name="X", estimator=self),
-            n_components=self.n_components_,
-            batch_size=_inference.INFERENCE_BATCH_SIZE,
-        )
+        shape = getattr(X, "shape", None) or (_inference.INFERENCE_BATCH_SIZE,)  # lists: a batch
+        n_rows = shape[0] if isinstance(shape[0], Integral) else _inference.INFERENCE_BATCH_SIZE
+        with self._thread_limit(min(n_rows, _inference.INFERENCE_BATCH_SIZE)):
+            return _inference.embed_in_chunks(
+                X,
+                embed_chunk=self._embed,
+                validate=lambda X: validate_data(self, X, reset=False, dtype=np.float32),
+                check=lambda X: check_array(X, dtype=np.float32, input_name="X", estimator=self),
+                n_components=self.n_components_,
+                batch_size=_inference.INFERENCE_BATCH_SIZE,
+            )
 
     def _embed(self, X):
         """Embed a validated float32 array with the network, in inference batches."""
         return _inference.embed(
             self.module_, X, batch_size=_inference.INFERENCE_BATCH_SIZE, device=self.device_
         )
+
+    def _thread_limit(self, n_rows):
+        """PyTorch's intra-op threads here for passes of ``n_rows`` rows, restored on exit."""
+        n_threads = _threads.choose_n_threads(
+            self.n_threads,
+            # 0 (one thread) for an estimator saved before the work was measured
+            flops_per_row=getattr(self, "_flops_per_row", 0.0),
+            n_rows=n_rows,
+            device=self.device_,
+        )
+        return _threads.limit_threads(n_threads)
 
     def score(self, X, y):
         """MAP@R of leave-one-out retrieval among the embeddings of ``X``.

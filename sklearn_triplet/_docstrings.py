@@ -79,9 +79,20 @@ TRAINING_PARAMETERS = """\
     device : "auto", str or torch.device, default="auto"
         Where to train and embed. ``"auto"`` picks CUDA when available, else Apple MPS, else the
         CPU, and is resolved again when a saved estimator is loaded.
+    n_threads : int, default=None
+        PyTorch's intra-op CPU threads during ``fit``, ``partial_fit`` and ``transform``, set in
+        the calling thread only and restored afterwards. None decides from the work: one thread
+        until a layer gives each thread about 50 million floating-point operations per batch
+        (the default network on small tabular data always runs on one), never more than the
+        process's cores or ``OMP_NUM_THREADS``. The choice does not depend on how busy the machine
+        is, so results stay reproducible; see :ref:`threads`.
     random_state : int, RandomState instance or None, default=None
-        Seeds weight initialisation, batch sampling and the validation split. An int gives the same
-        transform on every CPU fit; the global numpy and torch random states are left untouched.
+        Seeds weight initialisation, batch sampling and the validation split, through generators
+        owned by the fit, so concurrent fits in threads do not disturb each other. An int gives the
+        same transform on every CPU fit with the same thread count; the global numpy and torch
+        random states are left untouched. A backbone class or factory, a module that draws random
+        numbers in training and a callable ``loss`` draw from torch's global generator, which the
+        fit seeds from ``random_state`` around them and restores (see :ref:`threads`).
     verbose : int, default=0
         0 silent; 1 a progress bar over epochs with the loss and validation score; 2 one line per
         epoch."""

@@ -11,12 +11,19 @@ A backbone maps a batch of flattened samples ``(batch, n_features)`` to embeddin
   estimators read the shape of images from ``X`` given as arrays);
 - a :class:`torch.nn.Module` instance, deep-copied at fit so the user's module is never changed;
 - a class or factory, called as ``factory(n_features, n_components, **backbone_params)``.
+
+The built-in networks take a :class:`torch.Generator` and draw their initial weights from it alone,
+the same weights as they would draw from torch's global generator seeded alike; torch's global
+random state is neither read nor changed.
 """
 
 import copy
 import math
 
+import torch
 from torch import nn
+
+from ._threads import seeded_global_generator
 
 
 class L2Normalize(nn.Module):
@@ -33,7 +40,9 @@ class L2Normalize(nn.Module):
         return nn.functional.normalize(x, p=2.0, dim=1)
 
 
-def make_mlp(n_features, n_components, *, hidden_layer_sizes=(256,), activation="relu"):
+def make_mlp(
+    n_features, n_components, *, hidden_layer_sizes=(256,), activation="relu", generator=None
+):
     """Fully connected network from ``n_features`` through the hidden layers to ``n_components``.
 
     Parameters
@@ -46,6 +55,9 @@ def make_mlp(n_features, n_components, *, hidden_layer_sizes=(256,), activation=
         Width of each hidden layer; ``()`` gives a linear map with bias.
     activation : {"relu", "gelu", "tanh"}, default="relu"
         Non-linearity after each hidden layer.
+    generator : torch.Generator, default=None
+        Source of the initial weights (PyTorch's default initialisation of each layer, drawn in
+        order); None draws from torch's global generator, as ``torch.nn.Linear`` does.
 
     Returns
     -------
@@ -60,27 +72,50 @@ def make_mlp(n_features, n_components, *, hidden_layer_sizes=(256,), activation=
       (2): Linear(in_features=32, out_features=2, bias=True)
     )
     """
+    on = _where(generator)
     layers = []
     width = n_features
     for size in hidden_layer_sizes:
-        layers += [nn.Linear(width, int(size)), _activation(activation)]
+        layers += [nn.Linear(width, int(size), **on), _activation(activation)]
         width = int(size)
-    layers.append(nn.Linear(width, n_components))
-    return nn.Sequential(*layers)
+    layers.append(nn.Linear(width, n_components, **on))
+    return _initialised(nn.Sequential(*layers), generator)
 
 
-def make_linear(n_features, n_components):
+def make_linear(n_features, n_components, *, generator=None):
     """A learned linear map ``x -> x @ W.T`` without bias, like NCA's ``components_``.
+
+    Parameters
+    ----------
+    n_features : int
+        Input width.
+    n_components : int
+        Embedding width.
+    generator : torch.Generator, default=None
+        Source of the initial weights; None draws from torch's global generator.
+
+    Returns
+    -------
+    module : torch.nn.Linear
 
     Examples
     --------
     >>> make_linear(64, 2)
     Linear(in_features=64, out_features=2, bias=False)
     """
-    return nn.Linear(n_features, n_components, bias=False)
+    linear = nn.Linear(n_features, n_components, bias=False, **_where(generator))
+    return _initialised(linear, generator)
 
 
-def make_cnn(n_features, n_components, *, input_shape, channels=(32, 64), hidden_size=128):
+def make_cnn(
+    n_features,
+    n_components,
+    *,
+    input_shape,
+    channels=(32, 64),
+    hidden_size=128,
+    generator=None,
+):
     """Small convolutional network for images or signals passed as flattened rows.
 
     ``input_shape=(channels, height, width)`` builds 2-D convolutions (images),
@@ -105,6 +140,12 @@ def make_cnn(n_features, n_components, *, input_shape, channels=(32, 64), hidden
         Output channels of each convolutional block.
     hidden_size : int, default=128
         Width of the hidden fully connected layer.
+    generator : torch.Generator, default=None
+        Source of the initial weights; None draws from torch's global generator.
+
+    Returns
+    -------
+    module : torch.nn.Sequential
 
     Examples
     --------
@@ -123,12 +164,13 @@ def make_cnn(n_features, n_components, *, input_shape, channels=(32, 64), hidden
         )
     conv, pool, average = _CONV_LAYERS[len(shape) - 1]
     in_channels, sizes = shape[0], list(shape[1:])
+    on = _where(generator)
     layers = [nn.Unflatten(1, shape)]
     for out_channels in channels:
         layers += [
-            conv(in_channels, int(out_channels), 3, padding=1),
+            conv(in_channels, int(out_channels), 3, padding=1, **on),
             nn.ReLU(),
-            conv(int(out_channels), int(out_channels), 3, padding=1),
+            conv(int(out_channels), int(out_channels), 3, padding=1, **on),
             nn.ReLU(),
         ]
         if min(sizes) >= 4:
@@ -139,11 +181,12 @@ def make_cnn(n_features, n_components, *, input_shape, channels=(32, 64), hidden
     layers += [
         average(cells),
         nn.Flatten(),
-        nn.Linear(in_channels * math.prod(cells), hidden_size),
+        nn.Linear(in_channels * math.prod(cells), hidden_size, **on),
         nn.ReLU(),
-        nn.Linear(hidden_size, n_components),
+        nn.Linear(hidden_size, n_components, **on),
     ]
-    return _relu_init(nn.Sequential(*layers))
+    # Built as PyTorch builds it (its default initialisation), then He's, from one generator.
+    return _relu_init(_initialised(nn.Sequential(*layers), generator), generator)
 
 
 # Convolution, max pooling and adaptive average pooling, for signals (1) and images (2).
@@ -153,14 +196,59 @@ _CONV_LAYERS = {
 }
 
 
-def _relu_init(module):
+def _relu_init(module, generator=None):
     """He (Kaiming) normal weights, fan-in, and zero biases for each conv and linear layer."""
     for layer in module.modules():
-        if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Linear)):
-            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+        if isinstance(layer, _RANDOM_INIT_LAYERS):
+            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu", generator=generator)
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)
     return module
+
+
+def _default_init(layer, generator):
+    """PyTorch's own ``reset_parameters`` of a linear or convolution layer, from ``generator``."""
+    nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+    if layer.bias is not None:
+        bound = 1 / math.sqrt(layer.weight[0].numel())  # 1 / sqrt(fan_in)
+        nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+
+
+def _where(generator):
+    """Layer keyword arguments: on the meta device (no values drawn) when a generator fills them."""
+    return {} if generator is None else {"device": "meta"}
+
+
+def _initialised(module, generator):
+    """``module``, built on the meta device, with PyTorch's initialisation drawn from ``generator``.
+
+    The meta device draws nothing; the layers get CPU memory here and are filled in order, weight
+    then bias, as their ``reset_parameters`` would fill them from the global generator.
+    Normalisation layers have no random initialisation and reset themselves. None leaves the
+    module as it is (built on the CPU, from the global generator).
+    """
+    if generator is None:
+        return module
+    module = module.to_empty(device="cpu")
+    with torch.no_grad():
+        for layer in module.modules():
+            if isinstance(layer, _RANDOM_INIT_LAYERS):
+                _default_init(layer, generator)
+            elif isinstance(layer, _FIXED_INIT_LAYERS):
+                layer.reset_parameters()
+            elif list(layer.parameters(recurse=False)) or list(layer.buffers(recurse=False)):
+                raise TypeError(f"No initialisation from a generator for {type(layer).__name__}.")
+    return module
+
+
+_RANDOM_INIT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_FIXED_INIT_LAYERS = (
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.LayerNorm,
+    nn.GroupNorm,
+)
 
 
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
@@ -178,7 +266,9 @@ def _activation(name):
 _BUILTIN = {"mlp": make_mlp, "linear": make_linear, "cnn": make_cnn}
 
 
-def build_backbone(backbone, n_features, n_components, *, hidden_layer_sizes=(256,), params=None):
+def build_backbone(
+    backbone, n_features, n_components, *, hidden_layer_sizes=(256,), params=None, generator=None
+):
     """Resolve a ``backbone`` parameter into a fresh module.
 
     Parameters
@@ -193,6 +283,11 @@ def build_backbone(backbone, n_features, n_components, *, hidden_layer_sizes=(25
     params : dict, default=None
         Extra keyword arguments of the builder (for ``"cnn"``: ``input_shape``, ``channels``,
         ``hidden_size``; for ``"mlp"``: ``activation``).
+    generator : torch.Generator, default=None
+        Source of the initial weights of a built-in network. A class or factory is called with
+        torch's global generator seeded from ``generator.initial_seed()`` (and restored afterwards,
+        under a lock shared by all fits of the process); a module instance is copied as it is.
+        None leaves torch's global generator to all of them.
 
     Returns
     -------
@@ -220,8 +315,12 @@ def build_backbone(backbone, n_features, n_components, *, hidden_layer_sizes=(25
             raise ValueError(
                 "backbone='cnn' needs backbone_params={'input_shape': (channels, height, width)}."
             )
-        backbone = _BUILTIN[backbone]
-    module = backbone(n_features, n_components, **params)
+        module = _BUILTIN[backbone](n_features, n_components, generator=generator, **params)
+    elif generator is None:
+        module = backbone(n_features, n_components, **params)
+    else:
+        with seeded_global_generator(generator.initial_seed(), torch.device("cpu")):
+            module = backbone(n_features, n_components, **params)
     if not isinstance(module, nn.Module):
         raise TypeError(
             f"The backbone factory must return a torch.nn.Module; got {type(module).__name__}."

@@ -227,3 +227,37 @@ def test_mixed_precision_on_cuda(digits_300, fast):
     X, y = digits_300
     est = TripletEmbedder(**fast, device="cuda", mixed_precision=True).fit(X, y)
     assert np.isfinite(est.transform(X)).all()
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda g: make_mlp(64, 8, hidden_layer_sizes=(32, 16), generator=g),
+        lambda g: build_backbone("linear", 64, 8, generator=g),
+        lambda g: build_backbone("cnn", 64, 8, params={"input_shape": (1, 8, 8)}, generator=g),
+        lambda g: make_cnn(3 * 20, 8, input_shape=(3, 20), generator=g),
+    ],
+)
+def test_builtin_backbones_draw_their_init_from_their_generator(build):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        expected = build(None).state_dict()  # the same draws, from the global generator
+    torch.manual_seed(11)
+    state = torch.get_rng_state()
+    got = build(torch.Generator().manual_seed(3)).state_dict()
+    assert torch.equal(torch.get_rng_state(), state)  # the global generator was not touched
+    assert list(got) == list(expected)
+    for name in expected:
+        assert torch.equal(got[name], expected[name]), name
+        assert got[name].device == torch.device("cpu")
+
+
+def test_factory_is_seeded_from_the_generator_and_the_global_state_restored():
+    torch.manual_seed(11)
+    state = torch.get_rng_state()
+    first = build_backbone(factory, 64, 8, generator=torch.Generator().manual_seed(3))
+    second = build_backbone(factory, 64, 8, generator=torch.Generator().manual_seed(3))
+    other = build_backbone(factory, 64, 8, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(first.weight, second.weight)
+    assert not torch.equal(first.weight, other.weight)
