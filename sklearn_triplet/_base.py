@@ -14,14 +14,19 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    _fit_context,
+)
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _training, chunking
+from . import _persistence, _training, chunking
 from .backbones import L2Normalize, build_backbone
 from .distances import pairwise_distances
 from .metrics import map_at_r
@@ -135,15 +140,7 @@ class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         rng = _make_rng(self.random_state)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(rng.integers(2**31)))
-            backbone = build_backbone(
-                self.backbone,
-                n_features,
-                self.n_components,
-                hidden_layer_sizes=tuple(np.atleast_1d(self.hidden_layer_sizes).tolist()),
-                params=self.backbone_params,
-            )
-        normalize = L2Normalize() if self.normalize else torch.nn.Identity()
-        module = torch.nn.Sequential(OrderedDict(backbone=backbone, normalize=normalize)).to(device)
+            module = self._build_module(n_features).to(device)
         with torch.inference_mode():
             probe = module.eval()(torch.zeros(2, n_features, device=device))
         if probe.ndim != 2:
@@ -156,6 +153,18 @@ class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         self._optimizer_state = None
         self.history_ = []
         self.n_iter_ = 0
+
+    def _build_module(self, n_features):
+        """The network the parameters describe, freshly initialised from torch's global RNG."""
+        backbone = build_backbone(
+            self.backbone,
+            n_features,
+            self.n_components,
+            hidden_layer_sizes=tuple(np.atleast_1d(self.hidden_layer_sizes).tolist()),
+            params=self.backbone_params,
+        )
+        normalize = L2Normalize() if self.normalize else torch.nn.Identity()
+        return torch.nn.Sequential(OrderedDict(backbone=backbone, normalize=normalize))
 
     def _train(self, X, y, X_val, y_val, *, n_epochs, start_time):
         module = self.module_
@@ -322,6 +331,70 @@ class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         """
         check_is_fitted(self)
         return copy.deepcopy(self.module_).cpu().eval()
+
+    def export_onnx(self, path, *, opset_version=None):
+        """Write the fitted network, its normalisation included, to an ONNX file.
+
+        The graph has one input ``"X"``, float32 of shape ``(batch, n_features_in_)`` with a dynamic
+        batch size, and one output ``"embedding"``, float32 of shape ``(batch, n_components_)``,
+        equal to what ``transform`` returns up to float rounding. It runs under onnxruntime or any
+        ONNX runtime, without Python, PyTorch or this package. Needs the ``onnx`` extra
+        (``pip install "sklearn-triplet[onnx]"``: onnx, onnxscript and onnxruntime).
+
+        Parameters
+        ----------
+        path : str or path-like
+            Where to write the ``.onnx`` file.
+        opset_version : int, default=None
+            ONNX opset to target; None lets PyTorch choose.
+        """
+        check_is_fitted(self)
+        _persistence.export_onnx(self, path, opset_version=opset_version)
+
+    def save(self, path):
+        """Save the estimator to one file that :func:`sklearn_triplet.load` reads without running code.
+
+        The file is a `safetensors <https://huggingface.co/docs/safetensors>`_ file: the network's
+        weights, the optimiser's state and the numeric fitted arrays as tensors (on the CPU, so a
+        model trained on a GPU loads anywhere), and in its metadata one JSON document with the
+        class, the parameters, the other fitted attributes (``history_`` included), the format
+        version and a SHA-256 checksum of the whole. Functions and classes among the parameters
+        (``backbone``, ``loss``, ``callback``) are stored by their import path only; an unfitted
+        estimator saves its parameters alone. The file is written to a temporary file in the same
+        directory, flushed to disk and renamed over ``path``, so an existing file is never left
+        half-written.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Where to write (``.safetensors`` is the usual extension).
+
+        Raises
+        ------
+        TypeError
+            When a parameter or attribute cannot be stored without pickle: a lambda or a function
+            defined inside another function, an object such as a loss-module instance, or a
+            backbone given as a module instance (pass its class or a factory with
+            ``backbone_params`` instead). Pickle and joblib still store such estimators.
+
+        See Also
+        --------
+        sklearn_triplet.load : Read the file back.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> from sklearn.datasets import load_digits
+        >>> from sklearn_triplet import TripletEmbedder, load
+        >>> X, y = load_digits(return_X_y=True)
+        >>> embedder = TripletEmbedder(n_components=8, max_iter=2, random_state=0).fit(X, y)
+        >>> path = os.path.join(tempfile.mkdtemp(), "embedder.safetensors")
+        >>> embedder.save(path)
+        >>> loaded = load(path)
+        >>> bool((loaded.transform(X) == embedder.transform(X)).all())
+        True
+        """
+        _persistence.save(self, path)
 
     @property
     def _n_features_out(self):

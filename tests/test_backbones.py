@@ -1,8 +1,7 @@
-"""Backbones, devices, persistence across machines and export."""
+"""Backbones, devices and export (persistence is in test_persistence.py)."""
 
 import pickle
 import re
-import warnings
 
 import numpy as np
 import pytest
@@ -11,7 +10,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 
-from sklearn_triplet import SiameseEmbedder, TripletEmbedder
+from sklearn_triplet import TripletEmbedder
 from sklearn_triplet.backbones import build_backbone, make_mlp
 
 FAST = dict(n_components=8, hidden_layer_sizes=(32,), max_iter=2, batch_size=64, random_state=0)
@@ -153,51 +152,6 @@ def test_mixed_precision_runs_on_cpu(data):
     X, y = data
     est = TripletEmbedder(**FAST, mixed_precision=True).fit(X, y)
     assert est.transform(X).dtype == np.float32 and np.isfinite(est.history_[-1]["loss"])
-
-
-# -- persistence across machines -----------------------------------------------------------------
-
-def _fake_gpu_trained(estimator):
-    """Make a CPU-fitted estimator look as if it had been trained with device='cuda'."""
-    estimator.device = "cuda"
-    estimator.device_ = torch.device("cuda")
-    return estimator
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="fakes a machine without CUDA")
-@pytest.mark.parametrize("Estimator", [TripletEmbedder, SiameseEmbedder])
-def test_gpu_trained_estimator_loads_on_a_cpu_machine(Estimator, data):
-    X, y = data
-    est = Estimator(**FAST).fit(X, y)
-    expected = est.transform(X)
-    blob = pickle.dumps(_fake_gpu_trained(est))
-    with pytest.warns(UserWarning, match=re.escape("saved with device='cuda', which is not available here; it was loaded on the CPU")):
-        loaded = pickle.loads(blob)
-    assert loaded.device_ == torch.device("cpu")
-    np.testing.assert_array_equal(loaded.transform(X), expected)
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="fakes a machine without CUDA")
-def test_auto_device_is_resolved_again_at_load(data, monkeypatch):
-    X, y = data
-    model = Pipeline([("emb", TripletEmbedder(**FAST)), ("knn", KNeighborsClassifier())]).fit(X, y)
-    expected = model.predict(X)
-    model.named_steps["emb"].device_ = torch.device("cuda")  # as if trained on a GPU machine
-    blob = pickle.dumps(model)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        loaded = pickle.loads(blob)
-    assert loaded.named_steps["emb"].device_ == torch.device("cpu")
-    np.testing.assert_array_equal(loaded.predict(X), expected)
-
-
-def test_pickled_weights_are_on_the_cpu(data):
-    X, y = data
-    est = TripletEmbedder(**FAST).fit(X, y)
-    state = est.__getstate__()
-    assert "device_" not in state
-    assert all(p.device.type == "cpu" for p in state["module_"].parameters())
-    assert est.device_ == torch.device("cpu")  # the live estimator is untouched
 
 
 # -- export --------------------------------------------------------------------------------------

@@ -1,6 +1,5 @@
-"""The embedders as scikit-learn estimators: API, persistence, pipelines, searches and input errors."""
+"""The embedders as scikit-learn estimators: API, pipelines, searches and input errors."""
 
-import pickle
 import re
 
 import joblib
@@ -62,22 +61,6 @@ def test_clone_and_params(Estimator):
     copy = clone(est).set_params(margin=0.5)
     assert copy.margin == 0.5 and est.margin == 0.3
     assert not hasattr(clone(est), "module_")
-
-
-@pytest.mark.parametrize("Estimator", ESTIMATORS)
-@pytest.mark.parametrize("dump", ["pickle", "joblib"])
-def test_persistence_round_trip(Estimator, dump, small_digits, tmp_path):
-    X, y = small_digits
-    est = Estimator(**FAST).fit(X, y)
-    if dump == "pickle":
-        loaded = pickle.loads(pickle.dumps(est))
-    else:
-        joblib.dump(est, tmp_path / "est.joblib")
-        loaded = joblib.load(tmp_path / "est.joblib")
-    np.testing.assert_array_equal(loaded.transform(X), est.transform(X))
-    assert loaded.history_ == est.history_
-    # the original keeps working after being pickled
-    assert est.device_ == torch.device("cpu")
 
 
 def test_pandas_feature_names_and_set_output(small_digits):
