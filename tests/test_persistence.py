@@ -673,3 +673,25 @@ def test_onnx_export_without_the_extra(data, tmp_path, monkeypatch):
 def test_onnx_export_needs_a_fitted_estimator(tmp_path):
     with pytest.raises(NotFittedError):
         TripletEmbedder().export_onnx(tmp_path / "est.onnx")
+
+
+# -- the benchmark ----------------------------------------------------------------------------------
+
+
+def test_benchmark_script_runs_and_writes_its_table():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "persistence.py"
+    spec = importlib.util.spec_from_file_location("persistence_benchmark", path)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    rows, n_parameters = benchmark.run(repeats=1, onnx_repeats=1, onnx=False)
+    assert 190_000 < n_parameters < 210_000
+    assert [row[0] for row in rows] == ["pickle", "joblib", "save / load"]
+    sizes = {name: size for name, _, _, size in rows}
+    # The weights and Adam's two moments, float32, in every format that keeps the optimiser.
+    assert all(size > 3 * 4 * n_parameters for size in sizes.values())
+    table = benchmark.rst(rows, n_parameters, "python benchmarks/persistence.py")
+    assert table.count("   * - ") == 1 + len(rows)
+    assert f"An MLP of {n_parameters:,} parameters" in table
