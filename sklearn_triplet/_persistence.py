@@ -110,6 +110,12 @@ def write_file(path, document, tensors):
         "sha256": _checksum(text, tensors),
     }
     directory, name = os.path.split(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"Cannot save to {path!r}: it is a directory.")
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(
+            f"Cannot save to {path!r}: the directory {directory!r} does not exist."
+        )
     temporary = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")
     try:
         save_file(tensors, temporary, metadata=metadata)
@@ -370,6 +376,8 @@ def read_file(path):
     version; OSError (a missing file, a permission) passes through.
     """
     where = repr(os.fspath(path))
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"Cannot load {where}: it is a directory.")
     try:
         with safe_open(os.fspath(path), framework="pt", device="cpu") as f:
             metadata = f.metadata() or {}

@@ -460,6 +460,23 @@ def test_missing_file_raises_file_not_found(tmp_path):
         load(tmp_path / "missing.safetensors")
 
 
+def test_paths_that_are_not_files(tmp_path):
+    est = TripletEmbedder()
+    missing = tmp_path / "missing" / "est.safetensors"
+    message = (
+        f"Cannot save to {str(missing)!r}: the directory {str(missing.parent)!r} does not exist."
+    )
+    with pytest.raises(FileNotFoundError, match=re.escape(message)):
+        est.save(missing)
+    with pytest.raises(
+        IsADirectoryError, match=re.escape(f"Cannot save to {str(tmp_path)!r}: it is")
+    ):
+        est.save(tmp_path)
+    with pytest.raises(IsADirectoryError, match=re.escape(f"Cannot load {str(tmp_path)!r}: it is")):
+        load(tmp_path)
+    assert os.listdir(tmp_path) == []
+
+
 def test_newer_format_version_asks_for_an_upgrade(saved, monkeypatch):
     document, tensors = _persistence.read_file(saved)
     monkeypatch.setattr(_persistence, "FORMAT_VERSION", _persistence.FORMAT_VERSION + 1)
