@@ -329,7 +329,7 @@ def load(path, *, trusted=None):
     _check_trust(where, imports, trusted)
     decoder = _Decoder(where, tensors, {key: _import(where, *key) for key in imports})
     cls = decoder.decode(document["estimator"])
-    from ._base import _BaseEmbedder, _resolve_device
+    from ._base import _BaseEmbedder
 
     if not (isinstance(cls, type) and issubclass(cls, _BaseEmbedder)):
         # A ValueError, as for every other fault of the file.
@@ -363,9 +363,9 @@ def load(path, *, trusted=None):
             f"Cannot load {where}: its weights do not fit the network its parameters describe: "
             f"{exc}"
         ) from exc
-    vars(estimator).update(fitted)
-    estimator.device_ = _resolve_device(estimator.device, on_load=True)
-    estimator.module_ = module.to(estimator.device_).eval()
+    # The state an unpickled estimator gets: the device is resolved and the network moved there the
+    # same way.
+    estimator.__setstate__({**vars(estimator), **fitted, "module_": module.eval()})
     return estimator
 
 
