@@ -66,32 +66,50 @@ _TAGS = (
 
 
 def save(estimator, path):
-    """Write ``estimator`` to ``path`` (see ``_BaseEmbedder.save``)."""
-    encoder = _Encoder()
-    params = estimator.get_params(deep=False)
-    if isinstance(params.get("backbone"), torch.nn.Module):
-        cls = type(params["backbone"])
-        raise TypeError(
-            f"save() cannot store backbone={cls.__name__}(...), a module instance: the network is "
-            "rebuilt from the parameters at load time. Pass the class or a factory instead, with "
-            f"its arguments in backbone_params (backbone={cls.__name__}, backbone_params={{...}}), "
-            "or use pickle or joblib."
-        )
+    """Write ``estimator`` to ``path`` (see ``BaseEmbedder.save``)."""
+    encoder = Encoder()
+    write_file(path, document_of(estimator, encoder), encoder.tensors)
+
+
+def document_of(estimator, encoder, *, params=None, fitted=None):
+    """The JSON document of ``estimator``, its tensors collected by ``encoder``.
+
+    ``params`` replaces the encoded parameters; ``fitted`` overrides fitted attributes (a
+    checkpoint stores the optimiser's live state).
+    """
+    if params is None:
+        backbone = estimator.backbone
+        if isinstance(backbone, torch.nn.Module):
+            name = type(backbone).__name__
+            raise TypeError(
+                f"save() cannot store backbone={name}(...), a module instance: the network is "
+                "rebuilt from the parameters at load time. Pass the class or a factory instead, "
+                f"with its arguments in backbone_params (backbone={name}, backbone_params={{...}}), "
+                "or use pickle or joblib."
+            )
+        params = {
+            name: encoder.encode(value, name)
+            for name, value in estimator.get_params(deep=False).items()
+        }
     document = {
         "estimator": encoder.encode(type(estimator), "the estimator's class"),
         "sklearn_triplet_version": _package_version(),
-        "params": {name: encoder.encode(value, name) for name, value in params.items()},
+        "params": params,
         "fitted": None,
     }
     if hasattr(estimator, "module_"):
-        fitted = {
+        names = estimator._get_param_names()
+        attributes = {
             name: value
             for name, value in vars(estimator).items()
-            if name not in params and name not in _NOT_STORED
+            if name not in names and name not in _NOT_STORED
         }
-        fitted["module_"] = estimator.module_.state_dict()
-        document["fitted"] = {name: encoder.encode(value, name) for name, value in fitted.items()}
-    write_file(path, document, encoder.tensors)
+        attributes["module_"] = estimator.module_.state_dict()
+        attributes.update(fitted or {})
+        document["fitted"] = {
+            name: encoder.encode(value, name) for name, value in attributes.items()
+        }
+    return document
 
 
 def write_file(path, document, tensors):
@@ -143,7 +161,7 @@ def _fsync_directory(directory):
         os.close(fd)
 
 
-class _Encoder:
+class Encoder:
     """Turns Python values into JSON values, collecting tensors aside; see the module docstring."""
 
     def __init__(self):
@@ -327,7 +345,7 @@ def load(path, *, trusted=None):
         raise ValueError(f"Cannot load {where}: its document lacks the estimator's description.")
     imports = _find_imports(where, document)
     _check_trust(where, imports, trusted)
-    decoder = _Decoder(where, tensors, {key: _import(where, *key) for key in imports})
+    decoder = Decoder(where, tensors, {key: _import(where, *key) for key in imports})
     cls = decoder.decode(document["estimator"])
     from ._base import _BaseEmbedder
 
@@ -500,8 +518,8 @@ def _import(where, module_name, name):
     return obj
 
 
-class _Decoder:
-    """The inverse of ``_Encoder``, with imports resolved beforehand (after the trust check)."""
+class Decoder:
+    """The inverse of ``Encoder``, with imports resolved beforehand (after the trust check)."""
 
     def __init__(self, where, tensors, imports):
         self.where, self.tensors, self.imports = where, tensors, imports
