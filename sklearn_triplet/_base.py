@@ -352,7 +352,7 @@ class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         _persistence.export_onnx(self, path, opset_version=opset_version)
 
     def save(self, path):
-        """Save the estimator to one file that :func:`sklearn_triplet.load` reads without running code.
+        """Save the estimator to a file that :func:`sklearn_triplet.load` reads without running code.
 
         The file is a `safetensors <https://huggingface.co/docs/safetensors>`_ file: the network's
         weights, the optimiser's state and the numeric fitted arrays as tensors (on the CPU, so a

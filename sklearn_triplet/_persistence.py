@@ -84,8 +84,8 @@ def document_of(estimator, encoder, *, params=None, fitted=None):
             raise TypeError(
                 f"save() cannot store backbone={name}(...), a module instance: the network is "
                 "rebuilt from the parameters at load time. Pass the class or a factory instead, "
-                f"with its arguments in backbone_params (backbone={name}, backbone_params={{...}}), "
-                "or use pickle or joblib."
+                f"with its arguments in backbone_params (backbone={name}, "
+                "backbone_params={...}), or use pickle or joblib."
             )
         params = {
             name: encoder.encode(value, name)

@@ -584,13 +584,11 @@ def test_gpu_trained_estimator_loads_on_a_cpu_machine(Estimator, how, data, tmp_
     expected = est.transform(X)
     if how == "pickle":
         blob = pickle.dumps(_fake_gpu_trained(est))
-        restore = lambda: pickle.loads(blob)
     else:
         _fake_gpu_trained(est).save(tmp_path / "est.safetensors")
-        restore = lambda: load(tmp_path / "est.safetensors")
     message = "saved with device='cuda', which is not available here; it was loaded on the CPU"
     with pytest.warns(UserWarning, match=re.escape(message)):
-        loaded = restore()
+        loaded = pickle.loads(blob) if how == "pickle" else load(tmp_path / "est.safetensors")
     assert loaded.device_ == torch.device("cpu")
     np.testing.assert_array_equal(loaded.transform(X), expected)
 
@@ -692,7 +690,7 @@ def test_onnx_export_needs_a_fitted_estimator(tmp_path):
         TripletEmbedder().export_onnx(tmp_path / "est.onnx")
 
 
-# -- the benchmark ----------------------------------------------------------------------------------
+# -- the benchmark ---------------------------------------------------------------------------------
 
 
 def test_benchmark_script_runs_and_writes_its_table():
