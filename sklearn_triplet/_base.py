@@ -7,6 +7,7 @@ scikit-learn helpers.
 """
 
 import copy
+import os
 import time
 import warnings
 from collections import OrderedDict
@@ -26,7 +27,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _persistence, _training, chunking
+from . import _checkpoint, _persistence, _training, chunking
 from .backbones import L2Normalize, build_backbone
 from .distances import pairwise_distances
 from .metrics import map_at_r
@@ -65,6 +66,8 @@ class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         "tol": [Interval(Real, 0, None, closed="left")],
         "warm_start": ["boolean"],
         "callback": [callable, None],
+        "checkpoint": [str, os.PathLike, None],
+        "checkpoint_every": [Interval(Integral, 1, None, closed="left")],
         "device": [str, torch.device],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -115,18 +118,42 @@ class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         reset = not (incremental and hasattr(self, "module_"))
         X, y = validate_data(self, X, y, reset=reset, dtype=np.float32)
         y = self._encode_labels(y)
+        checkpoint = None
+        if validate and self.checkpoint is not None:
+            checkpoint = _checkpoint.Checkpoint(self, X, y, fresh=reset)
         if reset:
             self._initialise(X.shape[1])
+        if checkpoint is not None:
+            checkpoint.begin(self)
         X_val = y_val = None
         if validate and self.early_stopping:
             train_idx, val_idx = _validation_split(y, self.validation_fraction, self._rng)
             X, y, X_val, y_val = X[train_idx], y[train_idx], X[val_idx], y[val_idx]
         seed = int(self._rng.integers(2**31))
+        loop_state, torch_rng = checkpoint.restore(self) if checkpoint else (None, None)
+        if loop_state is not None:  # resuming: the epochs left, the clock of the first run
+            n_epochs = max(0, checkpoint.start_epoch + n_epochs - self.n_iter_)
+            start_time -= self.history_[-1]["time"] if self.history_ else 0.0
         device = self.device_
         forked = [device.index or 0] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=forked):
             torch.manual_seed(seed)
-            stop_reason = self._train(X, y, X_val, y_val, n_epochs=n_epochs, start_time=start_time)
+            if torch_rng is not None:
+                torch.set_rng_state(torch_rng["cpu"])
+                if "cuda" in torch_rng and device.type == "cuda":
+                    torch.cuda.set_rng_state(torch_rng["cuda"], device)
+            stop_reason = self._train(
+                X,
+                y,
+                X_val,
+                y_val,
+                n_epochs=n_epochs,
+                start_time=start_time,
+                loop_state=loop_state,
+                checkpoint=checkpoint,
+            )
+        if checkpoint is not None:
+            checkpoint.finish()
         self._warn_after_training(stop_reason, X_val is not None)
         return self
 
@@ -166,7 +193,7 @@ class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         normalize = L2Normalize() if self.normalize else torch.nn.Identity()
         return torch.nn.Sequential(OrderedDict(backbone=backbone, normalize=normalize))
 
-    def _train(self, X, y, X_val, y_val, *, n_epochs, start_time):
+    def _train(self, X, y, X_val, y_val, *, n_epochs, start_time, loop_state=None, checkpoint=None):
         module = self.module_
         optimizer = torch.optim.Adam(
             module.parameters(), lr=self.learning_rate_init, weight_decay=self.weight_decay
@@ -198,6 +225,10 @@ class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             self.n_iter_ = epoch
             return bool(self.callback(self, epoch, logs)) if self.callback is not None else False
 
+        def write_checkpoint(epoch, state):
+            if checkpoint.due(epoch):
+                checkpoint.write(self, optimizer, state, self.device_)
+
         keep_optimizer_state = True
         try:
             return _training.train(
@@ -218,6 +249,8 @@ class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
                 metric=self.metric,
                 verbose=self.verbose,
                 start_time=start_time,
+                state=loop_state,
+                checkpoint=write_checkpoint if checkpoint is not None else None,
             )
         except FloatingPointError:
             keep_optimizer_state = False  # its moments may hold NaN; a warm start begins afresh

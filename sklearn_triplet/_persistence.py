@@ -59,6 +59,7 @@ _TAGS = (
     "__random_state__",
     "__tensor__",
     "__tuple__",
+    "__unstored__",
 )
 
 
@@ -593,6 +594,12 @@ class Decoder:
 
     def _import(self, value):
         return self.imports[(value["module"], value["name"])]
+
+    def _unstored(self, value):
+        raise ValueError(
+            f"Cannot load {self.where}: it is a checkpoint that records {value} by name only (a "
+            "lambda, a local function or a module instance), which load() cannot rebuild."
+        )
 
 
 # -- ONNX ------------------------------------------------------------------------------------------

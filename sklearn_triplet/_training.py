@@ -41,6 +41,8 @@ def train(
     metric="euclidean",
     verbose=0,
     start_time=None,
+    state=None,
+    checkpoint=None,
 ):
     """Train ``module`` in place for up to ``n_epochs`` epochs.
 
@@ -83,6 +85,12 @@ def train(
         0 silent, 1 a progress bar over epochs, 2 one line per epoch.
     start_time : float, default=None
         ``time.perf_counter()`` at the start of fit; the ``"time"`` column counts from it.
+    state : dict, default=None
+        Early stopping's state, ``{"best_score", "best_state", "n_no_change"}``, to resume an
+        interrupted loop from; updated in place after every epoch. None starts afresh.
+    checkpoint : callable, default=None
+        ``checkpoint(epoch, state)``, called after each epoch that training continues from, when
+        the weights, the optimiser and ``state`` are those the next epoch starts from.
 
     Returns
     -------
@@ -102,13 +110,20 @@ def train(
         if mixed_precision
         else contextlib.nullcontext()
     )
-    best_score, best_state, n_no_change = -math.inf, None, 0
+    if state is None:
+        state = {}
+    if not state:
+        state.update(best_score=-math.inf, best_state=None, n_no_change=0)
     stop_reason = STOP_MAX_ITER
     epochs = range(first_epoch, first_epoch + n_epochs)
+    if validation_score is not None and state["n_no_change"] >= n_iter_no_change:
+        stop_reason, epochs = STOP_NO_CHANGE, range(0)  # a resumed loop that had already stopped
     with _progress(epochs, verbose) as bar:
         for epoch in epochs:
             snapshot = _copy_state(module)
-            logs = _train_epoch(module, optimizer, batch_loss, X, y, batches(), device, autocast, metric)
+            logs = _train_epoch(
+                module, optimizer, batch_loss, X, y, batches(), device, autocast, metric
+            )
             problem = _divergence(logs, module)
             if problem:
                 module.load_state_dict(snapshot)
@@ -121,23 +136,26 @@ def train(
             logs = {"epoch": epoch, **logs}
             if validation_score is not None:
                 logs["validation_score"] = float(validation_score())
-                if logs["validation_score"] > best_score + tol:
-                    n_no_change = 0
+                if logs["validation_score"] > state["best_score"] + tol:
+                    state["n_no_change"] = 0
                 else:
-                    n_no_change += 1
-                if logs["validation_score"] > best_score:
-                    best_score, best_state = logs["validation_score"], _copy_state(module)
+                    state["n_no_change"] += 1
+                if logs["validation_score"] > state["best_score"]:
+                    state["best_score"] = logs["validation_score"]
+                    state["best_state"] = _copy_state(module)
             logs["time"] = time.perf_counter() - start_time
             history.append(logs)
             _report(bar, logs, verbose, first_epoch + n_epochs - 1)
             if on_epoch_end is not None and on_epoch_end(epoch, logs):
                 stop_reason = STOP_CALLBACK
                 break
-            if validation_score is not None and n_no_change >= n_iter_no_change:
+            if validation_score is not None and state["n_no_change"] >= n_iter_no_change:
                 stop_reason = STOP_NO_CHANGE
                 break
-    if best_state is not None:
-        module.load_state_dict(best_state)
+            if checkpoint is not None and epoch < epochs[-1]:
+                checkpoint(epoch, state)
+    if state["best_state"] is not None:
+        module.load_state_dict(state["best_state"])
     return stop_reason
 
 

@@ -101,6 +101,8 @@ class TripletEmbedder(_BaseEmbedder):
         tol=1e-4,
         warm_start=False,
         callback=None,
+        checkpoint=None,
+        checkpoint_every=1,
         device="auto",
         random_state=None,
         verbose=0,
@@ -126,6 +128,8 @@ class TripletEmbedder(_BaseEmbedder):
         self.tol = tol
         self.warm_start = warm_start
         self.callback = callback
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
         self.device = device
         self.random_state = random_state
         self.verbose = verbose

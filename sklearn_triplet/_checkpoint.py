@@ -1,0 +1,249 @@
+"""Checkpoints: the whole state of a fit, written atomically every few epochs, and resumed from.
+
+A checkpoint is a file in the format of ``save`` (so :func:`sklearn_triplet.load` reads it as the
+estimator at that epoch) whose document has one more entry, ``"checkpoint"``:
+
+- ``"identity"``: what the fit was: the estimator's class and its parameters when the fit began
+  (those in ``FREE_PARAMETERS`` left out), a fingerprint of ``X`` and ``y``, the epoch it started
+  from and a fingerprint of the weights it started from (for a warm start);
+- ``"start_rng"``: the state of the estimator's NumPy generator when the fit began, so that a
+  resumed fit draws the same validation split and torch seed even with ``random_state=None``;
+- ``"loop"``: early stopping's best score, best weights and count of epochs without improvement;
+- ``"torch_rng"``: torch's generator state on the CPU (and on the fit's CUDA device), which only
+  user code draws from (dropout, for one).
+
+The fitted attributes hold the live state of the fit: weights, optimiser, ``history_``,
+``n_iter_`` and the generator the batches are drawn from.
+
+A fit resumes from a checkpoint whose identity equals its own, and refuses, naming what differs,
+one that belongs to another fit. It deletes the file when it ends without an error, so that a
+checkpoint on disk always means an interrupted fit.
+"""
+
+import hashlib
+import os
+
+import numpy as np
+import torch
+
+from ._persistence import Decoder, Encoder, document_of, read_file, write_file
+
+# Parameters that do not change what a fit computes, or that a resumed fit may change: leaving
+# them out of a checkpoint's identity lets a fit be resumed on another device, with more epochs,
+# another callback or less output (where a fit starts from is part of the identity, so warm_start
+# need not be). One that save() cannot store by name (a lambda callback) is written as None.
+FREE_PARAMETERS = frozenset(
+    {
+        "callback",
+        "checkpoint",
+        "checkpoint_every",
+        "device",
+        "max_iter",
+        "n_threads",
+        "verbose",
+        "warm_start",
+    }
+)
+
+
+def fingerprint(*arrays):
+    """A hex digest of the shapes, dtypes and bytes of ``arrays``; about 1 GB/s."""
+    digest = hashlib.blake2b(digest_size=16)
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.reshape(-1).view(np.uint8))
+    return digest.hexdigest()
+
+
+def weights_fingerprint(module):
+    state = module.state_dict()
+    return fingerprint(*(state[k].detach().cpu().numpy() for k in sorted(state)))
+
+
+class Checkpoint:
+    """The checkpoint of one fit: its identity, and the state to resume from when there is one.
+
+    Parameters
+    ----------
+    estimator : BaseEmbedder
+        The estimator about to fit, before it initialises anything.
+    X, y : ndarray
+        The validated training data and the encoded labels, before any validation split.
+    fresh : bool
+        Whether the fit starts from scratch (rather than warm-starting a fitted estimator).
+    """
+
+    def __init__(self, estimator, X, y, *, fresh):
+        self.path = os.fspath(estimator.checkpoint)
+        self.every = int(estimator.checkpoint_every)
+        self.where = repr(self.path)
+        self.params, self.free = _encode_params(estimator)
+        self.identity = {
+            "params": self.params,
+            "data": fingerprint(X, y),
+            "start_epoch": 0 if fresh else int(estimator.n_iter_),
+            "start_weights": None if fresh else weights_fingerprint(estimator.module_),
+        }
+        self.estimator_class = Encoder().encode(type(estimator), "the estimator's class")
+        self.saved = self._read() if os.path.exists(self.path) else None
+        self.start_epoch = self.identity["start_epoch"]
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def _read(self):
+        try:
+            document, tensors = read_file(self.path)
+            section = document["checkpoint"]
+            saved = section["identity"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(
+                f"Cannot resume from the checkpoint {self.where}: {_reason(exc)} Delete it, or "
+                "pass another checkpoint path, to start afresh."
+            ) from exc
+        missing = object()
+        differences = [
+            label
+            for label, same in (
+                ("estimator", document.get("estimator") == self.estimator_class),
+                *(
+                    (
+                        f"parameter {name}",
+                        saved["params"].get(name, missing) == self.params.get(name),
+                    )
+                    for name in sorted(set(saved["params"]) | set(self.params))
+                ),
+                ("data (X or y)", saved.get("data") == self.identity["data"]),
+                (
+                    "starting point (a warm start from other weights)",
+                    saved.get("start_epoch") == self.identity["start_epoch"]
+                    and saved.get("start_weights") == self.identity["start_weights"],
+                ),
+            )
+            if not same
+        ]
+        if differences:
+            raise ValueError(
+                f"Cannot resume from the checkpoint {self.where}: it belongs to another fit "
+                f"(different {', '.join(differences)}). Delete it, or pass another checkpoint "
+                "path, to start afresh."
+            )
+        decoder = Decoder(self.where, tensors, {})
+        return {
+            "fitted": {name: decoder.decode(value) for name, value in document["fitted"].items()},
+            "start_rng": decoder.decode(section["start_rng"]),
+            "loop": decoder.decode(section["loop"]),
+            "torch_rng": decoder.decode(section["torch_rng"]),
+        }
+
+    # -- resuming ----------------------------------------------------------------------------------
+
+    def begin(self, estimator):
+        """Record where the fit starts; when resuming, go back to where the interrupted one did."""
+        if self.saved is not None:
+            estimator._rng.bit_generator.state = self.saved["start_rng"]
+        self.start_rng = estimator._rng.bit_generator.state
+
+    def restore(self, estimator):
+        """Set ``estimator`` to the saved state; returns the loop state and torch's generator
+        states to restore, or ``(None, None)`` when there is nothing to resume."""
+        if self.saved is None:
+            return None, None
+        fitted = self.saved["fitted"]
+        estimator.module_.load_state_dict(fitted["module_"])
+        estimator._optimizer_state = fitted["_optimizer_state"]
+        estimator.history_ = fitted["history_"]
+        estimator.n_iter_ = fitted["n_iter_"]
+        estimator._rng.bit_generator.state = fitted["_rng"].bit_generator.state
+        return self.saved["loop"], self.saved["torch_rng"]
+
+    # -- writing -----------------------------------------------------------------------------------
+
+    def due(self, epoch):
+        return (epoch - self.start_epoch) % self.every == 0
+
+    def write(self, estimator, optimizer, loop, device):
+        """Write the fit's state atomically (temporary file, fsync, rename)."""
+        encoder = Encoder()
+        params = {**self.free, **_encode_now(estimator, encoder, self.params)}
+        document = document_of(
+            estimator,
+            encoder,
+            params=params,
+            fitted={"_optimizer_state": optimizer.state_dict()},
+        )
+        torch_rng = {"cpu": torch.get_rng_state()}
+        if device.type == "cuda":
+            torch_rng["cuda"] = torch.cuda.get_rng_state(device)
+        document["checkpoint"] = {
+            "identity": self.identity,
+            "start_rng": encoder.encode(self.start_rng, "start_rng"),
+            "loop": encoder.encode(loop, "loop"),
+            "torch_rng": encoder.encode(torch_rng, "torch_rng"),
+        }
+        write_file(self.path, document, encoder.tensors)
+
+    def finish(self):
+        """The fit ended without an error: the checkpoint is no longer needed."""
+        try:
+            os.remove(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def _encode_params(estimator):
+    """``(identity params, free params)``, encoded as ``save`` would.
+
+    A parameter that ``save`` cannot store (a lambda, a module instance) is recorded by its type
+    and name in the identity, and as None among the free parameters.
+    """
+    encoder = Encoder()
+    identity, free = {}, {}
+    for name, value in estimator.get_params(deep=False).items():
+        try:
+            encoded = encoder.encode(value, name)
+        except TypeError:  # a lambda, a module instance...
+            encoded = None if name in FREE_PARAMETERS else {"__unstored__": _describe(value)}
+        if name in FREE_PARAMETERS:
+            free[name] = encoded
+        else:
+            identity[name] = encoded
+    if encoder.tensors:  # a RandomState's key: compare it by value
+        identity = _inline_tensors(identity, encoder.tensors)
+    return identity, free
+
+
+def _encode_now(estimator, encoder, identity):
+    """The identity parameters as the checkpoint's document stores them (tensors in the file)."""
+    params = {}
+    for name, value in estimator.get_params(deep=False).items():
+        if name in identity:
+            try:
+                params[name] = encoder.encode(value, name)
+            except TypeError:
+                params[name] = identity[name]
+    return params
+
+
+def _inline_tensors(node, tensors):
+    if isinstance(node, list):
+        return [_inline_tensors(item, tensors) for item in node]
+    if isinstance(node, dict):
+        if set(node) == {"__ndarray__"}:
+            return {"__inline__": tensors[node["__ndarray__"]].tolist()}
+        return {key: _inline_tensors(value, tensors) for key, value in node.items()}
+    return node
+
+
+def _describe(value):
+    """``module.qualname`` of a function or a class, or of an object's class."""
+    kind = value if hasattr(value, "__qualname__") else type(value)
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _reason(exc):
+    text = str(exc)
+    prefix = "Cannot load "
+    if text.startswith(prefix) and ": " in text:
+        return text.split(": ", 1)[1]
+    return f"it is not a checkpoint ({exc!r})."
