@@ -1,8 +1,8 @@
 """Saving an estimator to one file, loading it back without running code from it, ONNX export.
 
 The file is a safetensors file. Its tensors are the network's weights, the optimiser's state and
-the numeric fitted arrays, all on the CPU. Its metadata holds three strings: ``"format"`` (always
-``"sklearn-triplet"``), ``"format_version"`` and ``"sklearn_triplet"``, a JSON document with the
+the numeric fitted arrays, all on the CPU. Its metadata holds four strings: ``"format"`` (always
+``"sklearn-triplet"``), ``"format_version"``, ``"sklearn_triplet"``, a JSON document with the
 estimator's class, its parameters and its other fitted attributes, and ``"sha256"``, a checksum of
 the document and of every tensor.
 
@@ -11,8 +11,9 @@ Inside the document, values that JSON lacks are objects with a single key starti
 ``{"__ndarray__": name}`` (a tensor of the file), ``{"__array__": {...}}`` (a non-numeric array,
 e.g. feature names), ``{"__device__": "cuda:0"}``, ``{"__generator__": {...}}`` and
 ``{"__random_state__": {...}}`` (NumPy random states), ``{"__dict__": [[key, value], ...]}`` (a dict
-whose keys are not all plain strings) and ``{"__import__": {"module": ..., "name": ...}}``: a class
-or function, stored by its import path. Loading resolves an ``__import__`` only when its path is
+whose keys are not all plain strings), ``{"__unstored__": name}`` (in checkpoints: a function or
+module instance recorded by name only) and ``{"__import__": {"module": ..., "name": ...}}``: a
+class or function, stored by its import path. Loading resolves an ``__import__`` only when its path is
 trusted, and checks every path of the file before importing any of them; nothing else in the file
 can name code.
 """
