@@ -13,9 +13,9 @@ e.g. feature names), ``{"__device__": "cuda:0"}``, ``{"__generator__": {...}}`` 
 ``{"__random_state__": {...}}`` (NumPy random states), ``{"__dict__": [[key, value], ...]}`` (a dict
 whose keys are not all plain strings), ``{"__unstored__": name}`` (in checkpoints: a function or
 module instance recorded by name only) and ``{"__import__": {"module": ..., "name": ...}}``: a
-class or function, stored by its import path. Loading resolves an ``__import__`` only when its path is
-trusted, and checks every path of the file before importing any of them; nothing else in the file
-can name code.
+class or function, stored by its import path. Loading resolves an ``__import__`` only when its
+path is trusted, and checks every path of the file before importing any of them; nothing else in
+the file can name code.
 """
 
 import hashlib
