@@ -191,6 +191,8 @@ class Encoder:
             return self._encode_array(value, where)
         if isinstance(value, torch.device):
             return {"__device__": str(value)}
+        if isinstance(value, os.PathLike):  # a checkpoint path: loaded as a str
+            return os.fspath(value)
         if isinstance(value, np.random.Generator):
             state = value.bit_generator.state
             return {"__generator__": self.encode(state, f"{where}.bit_generator.state")}

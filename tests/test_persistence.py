@@ -145,6 +145,9 @@ def test_unfitted_estimator_saves_its_parameters(tmp_path):
     est.save(tmp_path / "est.safetensors")
     loaded = load(tmp_path / "est.safetensors")
     assert isinstance(loaded, SiameseEmbedder) and loaded.get_params() == est.get_params()
+    # A path-like parameter comes back as a str.
+    est.set_params(checkpoint=tmp_path / "fit.ckpt").save(tmp_path / "est.safetensors")
+    assert load(tmp_path / "est.safetensors").checkpoint == str(tmp_path / "fit.ckpt")
     with pytest.raises(NotFittedError):
         loaded.transform(np.zeros((1, 4)))
 
