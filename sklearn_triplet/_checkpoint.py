@@ -74,6 +74,11 @@ class Checkpoint:
         Whether the fit starts from scratch (rather than warm-starting a fitted estimator).
     """
 
+    @classmethod
+    def open(cls, estimator, X, y, *, fresh):
+        """The checkpoint of a fit about to start, or None when it has no ``checkpoint``."""
+        return None if estimator.checkpoint is None else cls(estimator, X, y, fresh=fresh)
+
     def __init__(self, estimator, X, y, *, fresh):
         self.path = os.fspath(estimator.checkpoint)
         self.every = int(estimator.checkpoint_every)
@@ -88,6 +93,7 @@ class Checkpoint:
         self.estimator_class = Encoder().encode(type(estimator), "the estimator's class")
         self.saved = self._read() if os.path.exists(self.path) else None
         self.start_epoch = self.identity["start_epoch"]
+        self.loop_state = None
 
     # -- reading -----------------------------------------------------------------------------------
 
@@ -144,18 +150,32 @@ class Checkpoint:
             estimator._rng.bit_generator.state = self.saved["start_rng"]
         self.start_rng = estimator._rng.bit_generator.state
 
-    def restore(self, estimator):
-        """Set ``estimator`` to the saved state; returns the loop state and torch's generator
-        states to restore, or ``(None, None)`` when there is nothing to resume."""
+    def restore(self, estimator, n_epochs, start_time):
+        """Give ``estimator`` the saved state, once the fit has drawn its validation split and seed.
+
+        Returns the epochs left to train of the ``n_epochs`` the fit asked for, and ``start_time``
+        moved back by the time the interrupted fit had run, so the ``"time"`` column continues.
+        """
         if self.saved is None:
-            return None, None
+            return n_epochs, start_time
         fitted = self.saved["fitted"]
         estimator.module_.load_state_dict(fitted["module_"])
         estimator._optimizer_state = fitted["_optimizer_state"]
         estimator.history_ = fitted["history_"]
         estimator.n_iter_ = fitted["n_iter_"]
         estimator._rng.bit_generator.state = fitted["_rng"].bit_generator.state
-        return self.saved["loop"], self.saved["torch_rng"]
+        self.loop_state = self.saved["loop"]
+        elapsed = estimator.history_[-1]["time"] if estimator.history_ else 0.0
+        return max(0, self.start_epoch + n_epochs - estimator.n_iter_), start_time - elapsed
+
+    def restore_torch_generators(self, device):
+        """Set torch's generators (already forked and seeded by the fit) to the saved states."""
+        if self.saved is None:
+            return
+        states = self.saved["torch_rng"]
+        torch.set_rng_state(states["cpu"])
+        if "cuda" in states and device.type == "cuda":
+            torch.cuda.set_rng_state(states["cuda"], device)
 
     # -- writing -----------------------------------------------------------------------------------
 

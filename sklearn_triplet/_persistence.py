@@ -351,9 +351,9 @@ def load(path, *, trusted=None):
     _check_trust(where, imports, trusted)
     decoder = Decoder(where, tensors, {key: _import(where, *key) for key in imports})
     cls = decoder.decode(document["estimator"])
-    from ._base import _BaseEmbedder
+    from ._base import BaseEmbedder
 
-    if not (isinstance(cls, type) and issubclass(cls, _BaseEmbedder)):
+    if not (isinstance(cls, type) and issubclass(cls, BaseEmbedder)):
         # A ValueError, as for every other fault of the file.
         raise ValueError(f"Cannot load {where}: {cls!r} is not an sklearn-triplet estimator.")  # noqa: TRY004
     params = {name: decoder.decode(value) for name, value in document["params"].items()}
@@ -485,14 +485,14 @@ def _find_imports(where, node, found=None):
 
 def _check_trust(where, imports, trusted):
     from . import __all__ as public
-    from ._base import _BaseEmbedder
+    from ._base import BaseEmbedder
 
     package = sys.modules[__package__]
     estimators = {
         f"{__package__}.{name}"
         for name in public
         if isinstance(getattr(package, name), type)
-        and issubclass(getattr(package, name), _BaseEmbedder)
+        and issubclass(getattr(package, name), BaseEmbedder)
     }
     allowed = set(_TRUSTED_BY_DEFAULT) | estimators | trusted
     untrusted = sorted({f"{module}.{name}" for module, name in imports} - allowed)

@@ -49,14 +49,47 @@ at most. The price: the losses are differentiable once (no
 ``create_graph=True`` double backward).
 """
 
+from numbers import Real
+
 import torch
 
-from .distances import METRICS, _with_distance_gradient, pairwise_distances
-from .mining import _check_labels, _check_margin, _hard_pair_mask, _TripletIndex, _widen
+from ._kernels import (
+    CONTRASTIVE,
+    CONTRASTIVE_STATISTICS,
+    METRICS,
+    TRIPLET,
+    TRIPLET_STATISTICS,
+    contrastive_kernel,
+    triplet_kernel,
+)
+from ._validation import (
+    Interval,
+    StrOptions,
+    check_embeddings,
+    check_labels,
+    validate_function_params,
+)
 
 __all__ = ["contrastive_loss", "triplet_loss"]
 
 
+def _constraints(minings):
+    return {
+        "embeddings": [torch.Tensor],
+        "labels": [torch.Tensor],
+        "margin": [Interval(Real, 0, None, closed="neither")],
+        "mining": [StrOptions(set(minings))],
+        "metric": [StrOptions(set(METRICS))],
+        "return_stats": ["boolean"],
+    }
+
+
+def _check_batch(embeddings, labels):
+    check_embeddings("embeddings", embeddings, rows="batch_size", columns="n_components")
+    check_labels(labels, embeddings.shape[0], embeddings.device)
+
+
+@validate_function_params(_constraints(TRIPLET.minings))
 def triplet_loss(
     embeddings, labels, *, margin=0.2, mining="semi-hard", metric="euclidean", return_stats=False
 ):
@@ -162,26 +195,16 @@ def triplet_loss(
     {'n_triplets': 8, 'n_easy': 2, 'n_semi_hard': 4, 'n_hard': 2, 'n_active': 2,
      'n_mined': 2, 'n_mined_active': 2}
     """
-    _check_margin(margin)
-    mine = _check_option("mining", mining, _TRIPLET_MINING)
-    _check_option("metric", metric, METRICS)
     _check_batch(embeddings, labels)
-    if len(labels) < 2:
-        return _nothing_to_train_on(embeddings, _TRIPLET_STATS, return_stats)
-
-    with torch.no_grad():
-        distances = pairwise_distances(embeddings.detach(), metric=metric)
-        index = _TripletIndex(distances, labels)
-        # Counted first: batch-all then reuses the sorted negatives' memory.
-        stats = index.type_counts(margin) if return_stats else {}
-        value, weights, n_mined, n_mined_active = mine(index, margin)
-    loss = _with_distance_gradient(embeddings, distances, weights, value, metric=metric)
+    result = triplet_kernel(
+        embeddings, labels, margin=margin, mining=mining, metric=metric, counts=return_stats
+    )
     if not return_stats:
-        return loss
-    stats.update(n_mined=n_mined, n_mined_active=n_mined_active)
-    return loss, stats
+        return result.loss
+    return result.loss, TRIPLET_STATISTICS.as_dict(result.counts)
 
 
+@validate_function_params(_constraints(CONTRASTIVE.minings))
 def contrastive_loss(
     embeddings, labels, *, margin=1.0, mining="all", metric="euclidean", return_stats=False
 ):
@@ -252,160 +275,10 @@ def contrastive_loss(
     >>> {key: int(stats[key]) for key in ("n_pairs", "n_active_pairs", "n_mined")}
     {'n_pairs': 6, 'n_active_pairs': 5, 'n_mined': 6}
     """
-    _check_margin(margin)
-    select = _check_option("mining", mining, _CONTRASTIVE_MINING)
-    _check_option("metric", metric, METRICS)
     _check_batch(embeddings, labels)
-    if len(labels) < 2:
-        return _nothing_to_train_on(embeddings, _CONTRASTIVE_STATS, return_stats)
-
-    with torch.no_grad():
-        distances = pairwise_distances(embeddings.detach(), metric=metric)
-        same = labels[:, None] == labels[None, :]
-        # Half the derivative of each pair's loss: D for a positive pair,
-        # -max(0, margin - D) for a negative one. It is nonzero exactly where
-        # the pair's loss, its square, is above 0.
-        half_slopes = torch.sub(distances, margin).clamp_max_(0)
-        torch.where(same, distances, half_slopes, out=half_slopes)
-        n_active_pairs = torch.count_nonzero(half_slopes) // 2
-        selected = select(distances, labels, same)
-        if selected is not None:
-            torch.where(selected, half_slopes, half_slopes.new_zeros(()), out=half_slopes)
-            n_mined = torch.count_nonzero(selected) // 2
-        else:
-            n_mined = _n_pairs(len(labels), same.device)
-        n_mined_active = torch.count_nonzero(half_slopes) // 2
-        # Both triangles hold every pair, hence the halves.
-        count = n_mined.clamp_min(1).to(distances.dtype)
-        row_norms = torch.linalg.vector_norm(half_slopes, dim=1)
-        value = _widen(row_norms).square().sum() / (2 * count)
-        weights = half_slopes.div_(count)
-    loss = _with_distance_gradient(
-        embeddings, distances, weights, value, metric=metric, symmetric=True
+    result = contrastive_kernel(
+        embeddings, labels, margin=margin, mining=mining, metric=metric, counts=return_stats
     )
     if not return_stats:
-        return loss
-
-    stats = _TripletIndex(distances, labels).type_counts(margin)
-    n_pairs = _n_pairs(len(labels), same.device)
-    n_positive_pairs = (torch.count_nonzero(same) - len(labels)) // 2
-    stats.update(
-        n_mined=n_mined,
-        n_mined_active=n_mined_active,
-        n_pairs=n_pairs,
-        n_positive_pairs=n_positive_pairs,
-        n_negative_pairs=n_pairs - n_positive_pairs,
-        n_active_pairs=n_active_pairs,
-    )
-    return loss, stats
-
-
-def _n_pairs(n_samples, device):
-    return torch.tensor(n_samples * (n_samples - 1) // 2, device=device)
-
-
-def _batch_all(index, margin):
-    """Mean hinge loss over the active triplets; see :func:`triplet_loss`."""
-    total, weights, n_active = index.batch_all(margin)
-    count = n_active.clamp_min(1)
-    return total / count, weights.div_(count), n_active, n_active
-
-
-def _batch_hard(index, margin):
-    """Mean over anchors of the hardest positive and negative's hinge loss."""
-    positives, negatives, selected = index.hardest()
-    return _mean_hinge(index, positives[:, None], negatives[:, None], selected[:, None], margin)
-
-
-def _semi_hard(index, margin):
-    """Mean over positive pairs of the semi-hard negative's hinge loss."""
-    negatives, selected = index.semi_hard_negatives()
-    return _mean_hinge(index, index.positive_columns, negatives, selected, margin)
-
-
-def _mean_hinge(index, positives, negatives, selected, margin):
-    """Mean of ``max(0, d(a, p) + margin - d(a, n))`` over the selected triplets.
-
-    Parameters
-    ----------
-    index : _TripletIndex
-    positives, negatives : int64 Tensors of shape (B, K)
-        Row ``a`` holds the triplets ``(a, positives[a, k], negatives[a, k])``.
-    selected : bool Tensor of shape (B, K)
-
-    Returns
-    -------
-    value : Tensor of shape (), 0 when nothing is selected
-    weights : Tensor of shape (B, B), the derivative of ``value`` in each distance
-    n_selected, n_active : int64 Tensors of shape ()
-    """
-    distances = index.distances
-    positive_distances = distances.gather(1, positives)
-    threshold = positive_distances + margin
-    negative_distances = distances.gather(1, negatives)
-    active = selected & (negative_distances < threshold)
-    n_selected = selected.sum()
-    count = n_selected.clamp_min(1).to(distances.dtype)
-    value = torch.where(active, threshold - negative_distances, 0).sum() / count
-    slopes = active.to(distances.dtype) / count
-    weights = torch.zeros_like(distances).scatter_add_(1, positives, slopes)
-    weights.scatter_add_(1, negatives, slopes.neg_())
-    return value, weights, n_selected, active.sum()
-
-
-def _all_pairs(distances, labels, same):
-    return None
-
-
-def _hard_pairs(distances, labels, same):
-    return _hard_pair_mask(distances, labels, same)
-
-
-_TRIPLET_MINING = {"all": _batch_all, "hard": _batch_hard, "semi-hard": _semi_hard}
-_CONTRASTIVE_MINING = {"all": _all_pairs, "hard": _hard_pairs}
-
-_TRIPLET_STATS = (
-    "n_triplets",
-    "n_easy",
-    "n_semi_hard",
-    "n_hard",
-    "n_active",
-    "n_mined",
-    "n_mined_active",
-)
-_CONTRASTIVE_STATS = _TRIPLET_STATS + (
-    "n_pairs",
-    "n_positive_pairs",
-    "n_negative_pairs",
-    "n_active_pairs",
-)
-
-
-def _nothing_to_train_on(embeddings, stat_names, return_stats):
-    """A zero attached to the graph (and zero statistics) for B < 2."""
-    loss = embeddings.sum() * 0
-    if not return_stats:
-        return loss
-    zero = torch.zeros((), dtype=torch.int64, device=embeddings.device)
-    return loss, {name: zero.clone() for name in stat_names}
-
-
-def _check_option(name, value, allowed):
-    """Return ``allowed[value]`` (or ``value``), or raise listing the allowed values."""
-    if not isinstance(value, str) or value not in allowed:
-        raise ValueError(
-            f"{name} must be one of {', '.join(repr(option) for option in allowed)}; "
-            f"got {value!r}."
-        )
-    return allowed[value] if isinstance(allowed, dict) else value
-
-
-def _check_batch(embeddings, labels):
-    if not isinstance(embeddings, torch.Tensor):
-        raise TypeError(f"embeddings must be a torch.Tensor; got {type(embeddings).__name__}.")
-    if embeddings.ndim != 2 or not embeddings.is_floating_point():
-        raise ValueError(
-            "embeddings must be a 2-D floating-point tensor of shape (batch_size, "
-            f"n_components); got shape {tuple(embeddings.shape)} and dtype {embeddings.dtype}."
-        )
-    _check_labels(labels, embeddings.shape[0], embeddings.device)
+        return result.loss
+    return result.loss, CONTRASTIVE_STATISTICS.as_dict(result.counts)

@@ -16,14 +16,13 @@ import torch
 from sklearn_triplet import SiameseEmbedder, TripletEmbedder, _persistence, load
 from sklearn_triplet.losses import triplet_loss
 
-FAST = {
-    "n_components": 8,
-    "hidden_layer_sizes": (16,),
-    "max_iter": 5,
-    "batch_size": 64,
-    "random_state": 0,
-}
 N_SAMPLES = 256  # 4 batches of 64 per epoch
+
+
+@pytest.fixture
+def config(fast):
+    """Five epochs of four batches: room for checkpoints before and after an interruption."""
+    return {**fast, "max_iter": 5}
 
 
 @pytest.fixture
@@ -81,7 +80,7 @@ def fit_interrupted(estimator, X, y, at):
     ids=["triplet", "siamese", "every-2", "early-stopping", "RandomState"],
 )
 def test_resumed_fit_ends_with_the_weights_of_an_uninterrupted_one(
-    Estimator, params, data, tmp_path
+    Estimator, params, data, tmp_path, config
 ):
     X, y = data
     path = tmp_path / "fit.ckpt"
@@ -89,7 +88,7 @@ def test_resumed_fit_ends_with_the_weights_of_an_uninterrupted_one(
     def make(**extra):  # a RandomState instance is consumed by a fit: a new one each time
         if "random_state" in params:
             extra["random_state"] = np.random.RandomState(7)
-        return Estimator(**{**FAST, **params, **extra})
+        return Estimator(**{**config, **params, **extra})
 
     reference = make().fit(X, y)
     fit_interrupted(make(checkpoint=path), X, y, at=4)
@@ -103,18 +102,18 @@ def test_resumed_fit_ends_with_the_weights_of_an_uninterrupted_one(
     assert not path.exists()  # a finished fit deletes its checkpoint
 
 
-def test_checkpointing_does_not_change_the_fit(data, tmp_path):
+def test_checkpointing_does_not_change_the_fit(data, tmp_path, config):
     X, y = data
-    plain = TripletEmbedder(**FAST).fit(X, y)
-    checkpointed = TripletEmbedder(**FAST, checkpoint=tmp_path / "fit.ckpt").fit(X, y)
+    plain = TripletEmbedder(**config).fit(X, y)
+    checkpointed = TripletEmbedder(**config, checkpoint=tmp_path / "fit.ckpt").fit(X, y)
     assert_same_weights(checkpointed, plain)
     assert os.listdir(tmp_path) == []
 
 
-def test_a_checkpoint_loads_as_the_estimator_at_its_epoch(data, tmp_path):
+def test_a_checkpoint_loads_as_the_estimator_at_its_epoch(data, tmp_path, config):
     X, y = data
     path = tmp_path / "fit.ckpt"
-    fit_interrupted(TripletEmbedder(**FAST, checkpoint=path), X, y, at=3)
+    fit_interrupted(TripletEmbedder(**config, checkpoint=path), X, y, at=3)
     estimator = load(path)
     assert estimator.n_iter_ == 2 and len(estimator.history_) == 2
     assert estimator.transform(X).shape == (N_SAMPLES, 8)
@@ -122,22 +121,22 @@ def test_a_checkpoint_loads_as_the_estimator_at_its_epoch(data, tmp_path):
     assert estimator.callback is None
 
 
-def test_resume_with_more_epochs_and_other_free_parameters(data, tmp_path):
+def test_resume_with_more_epochs_and_other_free_parameters(data, tmp_path, config):
     X, y = data
     path = tmp_path / "fit.ckpt"
-    reference = TripletEmbedder(**{**FAST, "max_iter": 7}).fit(X, y)
-    fit_interrupted(TripletEmbedder(**FAST, checkpoint=path), X, y, at=3)
+    reference = TripletEmbedder(**{**config, "max_iter": 7}).fit(X, y)
+    fit_interrupted(TripletEmbedder(**config, checkpoint=path), X, y, at=3)
     resumed = TripletEmbedder(
-        **{**FAST, "max_iter": 7}, checkpoint=str(path), checkpoint_every=3, verbose=0
+        **{**config, "max_iter": 7}, checkpoint=str(path), checkpoint_every=3, verbose=0
     ).fit(X, y)
     assert_same_weights(resumed, reference)
     assert resumed.n_iter_ == 7
 
 
-def test_random_state_none_resumes_from_the_checkpoint_alone(data, tmp_path):
+def test_random_state_none_resumes_from_the_checkpoint_alone(data, tmp_path, config):
     X, y = data
     path = tmp_path / "fit.ckpt"
-    params = {**FAST, "random_state": None, "early_stopping": True}
+    params = {**config, "random_state": None, "early_stopping": True}
     fit_interrupted(TripletEmbedder(**params, checkpoint=path), X, y, at=3)
     shutil.copy(path, tmp_path / "copy.ckpt")
     first = TripletEmbedder(**params, checkpoint=path).fit(X, y)
@@ -146,11 +145,11 @@ def test_random_state_none_resumes_from_the_checkpoint_alone(data, tmp_path):
     assert_same_weights(first, second)
 
 
-def test_warm_start_resumes_from_the_same_starting_point(data, tmp_path):
+def test_warm_start_resumes_from_the_same_starting_point(data, tmp_path, config):
     X, y = data
     path = tmp_path / "fit.ckpt"
-    reference = TripletEmbedder(**FAST).fit(X, y).set_params(warm_start=True).fit(X, y)
-    start = TripletEmbedder(**FAST).fit(X, y)
+    reference = TripletEmbedder(**config).fit(X, y).set_params(warm_start=True).fit(X, y)
+    start = TripletEmbedder(**config).fit(X, y)
     start.save(tmp_path / "start.safetensors")
     interrupted = load(tmp_path / "start.safetensors").set_params(warm_start=True, checkpoint=path)
     fit_interrupted(interrupted, X, y, at=8)
@@ -168,7 +167,7 @@ def test_warm_start_resumes_from_the_same_starting_point(data, tmp_path):
         at=8,
     )
     with pytest.raises(ValueError, match=re.escape("(different starting point (a warm start")):
-        TripletEmbedder(**FAST, checkpoint=path).fit(X, y)
+        TripletEmbedder(**config, checkpoint=path).fit(X, y)
 
 
 @pytest.mark.parametrize(
@@ -185,17 +184,17 @@ def test_warm_start_resumes_from_the_same_starting_point(data, tmp_path):
     ],
     ids=["margin", "two-parameters", "data", "estimator"],
 )
-def test_a_checkpoint_of_another_fit_is_refused(change, difference, data, tmp_path):
+def test_a_checkpoint_of_another_fit_is_refused(change, difference, data, tmp_path, config):
     X, y = data
     path = tmp_path / "fit.ckpt"
-    fit_interrupted(TripletEmbedder(**FAST, checkpoint=path), X, y, at=2)
+    fit_interrupted(TripletEmbedder(**config, checkpoint=path), X, y, at=2)
     before = path.read_bytes()
     change = dict(change)
     Estimator = change.pop("estimator", TripletEmbedder)
     if change.pop("data", False):
         X = X.copy()
         X[0, 0] += 1.0
-    estimator = Estimator(**{**FAST, **change}, checkpoint=path)
+    estimator = Estimator(**{**config, **change}, checkpoint=path)
     message = (
         f"Cannot resume from the checkpoint {str(path)!r}: it belongs to another fit (different "
         f"{difference}). Delete it, or pass another checkpoint path, to start afresh."
@@ -206,33 +205,33 @@ def test_a_checkpoint_of_another_fit_is_refused(change, difference, data, tmp_pa
     assert path.read_bytes() == before
 
 
-def test_a_damaged_checkpoint_is_an_error_that_says_what_to_do(data, tmp_path):
+def test_a_damaged_checkpoint_is_an_error_that_says_what_to_do(data, tmp_path, config):
     X, y = data
     path = tmp_path / "fit.ckpt"
-    fit_interrupted(TripletEmbedder(**FAST, checkpoint=path), X, y, at=2)
+    fit_interrupted(TripletEmbedder(**config, checkpoint=path), X, y, at=2)
     path.write_bytes(path.read_bytes()[:-10])
     message = (
         f"Cannot resume from the checkpoint {str(path)!r}: the file is truncated, corrupted or "
         "not a safetensors file ("
     )
     with pytest.raises(ValueError, match=re.escape(message)) as excinfo:
-        TripletEmbedder(**FAST, checkpoint=path).fit(X, y)
+        TripletEmbedder(**config, checkpoint=path).fit(X, y)
     assert str(excinfo.value).endswith(
         "Delete it, or pass another checkpoint path, to start afresh."
     )
 
 
-def test_a_saved_model_is_not_a_checkpoint(data, tmp_path):
+def test_a_saved_model_is_not_a_checkpoint(data, tmp_path, config):
     X, y = data
     path = tmp_path / "fit.ckpt"
-    TripletEmbedder(**FAST).fit(X, y).save(path)
+    TripletEmbedder(**config).fit(X, y).save(path)
     with pytest.raises(
         ValueError, match=re.escape("it is not a checkpoint (KeyError('checkpoint'))")
     ):
-        TripletEmbedder(**FAST, checkpoint=path).fit(X, y)
+        TripletEmbedder(**config, checkpoint=path).fit(X, y)
 
 
-def test_unstorable_parameters_are_compared_by_name(data, tmp_path):
+def test_unstorable_parameters_are_compared_by_name(data, tmp_path, config):
     X, y = data
     path = tmp_path / "fit.ckpt"
 
@@ -240,7 +239,7 @@ def test_unstorable_parameters_are_compared_by_name(data, tmp_path):
         backbone = torch.nn.Sequential(
             torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Linear(16, 8)
         )
-        return {**FAST, "backbone": backbone, "loss": lambda e, labels: triplet_loss(e, labels)}
+        return {**config, "backbone": backbone, "loss": lambda e, labels: triplet_loss(e, labels)}
 
     torch.manual_seed(0)
     reference = TripletEmbedder(**params()).fit(X, y)
@@ -262,9 +261,9 @@ def test_unstorable_parameters_are_compared_by_name(data, tmp_path):
     assert_same_weights(resumed, reference)
 
 
-def test_partial_fit_writes_no_checkpoint(data, tmp_path):
+def test_partial_fit_writes_no_checkpoint(data, tmp_path, config):
     X, y = data
-    TripletEmbedder(**FAST, checkpoint=tmp_path / "fit.ckpt").partial_fit(X, y).partial_fit(X, y)
+    TripletEmbedder(**config, checkpoint=tmp_path / "fit.ckpt").partial_fit(X, y).partial_fit(X, y)
     assert os.listdir(tmp_path) == []
 
 
@@ -358,12 +357,12 @@ def helper(tmp_path, monkeypatch):
     sys.modules.pop(name, None)
 
 
-def run_until_ready_and_kill(tmp_path, helper, params, *, env):
+def run_until_ready_and_kill(tmp_path, helper, params, *, env, config):
     """Start a fit in a child process, wait for its signal in a file, kill it with SIGKILL."""
     ready = tmp_path / "ready"
     script = tmp_path / "child.py"
     script.write_text(CHILD.format(helper=helper.__name__, n=N_SAMPLES))
-    child_params = {**FAST, **params, "hidden_layer_sizes": list(FAST["hidden_layer_sizes"])}
+    child_params = {**config, **params, "hidden_layer_sizes": list(config["hidden_layer_sizes"])}
     process = subprocess.Popen(
         [sys.executable, str(script), str(tmp_path), json.dumps(child_params)],
         env={**os.environ, "OMP_NUM_THREADS": "1", "READY_FILE": str(ready), **env},
@@ -386,28 +385,28 @@ def run_until_ready_and_kill(tmp_path, helper, params, *, env):
 
 
 @pytest.mark.slow
-def test_fit_killed_mid_epoch_resumes_to_the_same_weights(helper, data, tmp_path):
+def test_fit_killed_mid_epoch_resumes_to_the_same_weights(helper, data, tmp_path, config):
     X, y = data
     path = tmp_path / "fit.ckpt"
     # 4 batches an epoch: batch 11 is the third of epoch 3, after the checkpoint of epoch 2.
     params = {"checkpoint": str(path), "slow_writes": False}
-    run_until_ready_and_kill(tmp_path, helper, params, env={"FREEZE_AT_BATCH": "11"})
+    run_until_ready_and_kill(tmp_path, helper, params, env={"FREEZE_AT_BATCH": "11"}, config=config)
     trusted = [f"{helper.__name__}.Net"]
     assert load(path, trusted=trusted).n_iter_ == 2
 
-    resumed = TripletEmbedder(**FAST, backbone=helper.Net, checkpoint=path).fit(X, y)
-    reference = TripletEmbedder(**FAST, backbone=helper.Net).fit(X, y)
+    resumed = TripletEmbedder(**config, backbone=helper.Net, checkpoint=path).fit(X, y)
+    reference = TripletEmbedder(**config, backbone=helper.Net).fit(X, y)
     assert_same_weights(resumed, reference)
     assert_same_history(resumed, reference)
     assert not path.exists()
 
 
 @pytest.mark.slow
-def test_a_write_killed_midway_leaves_the_last_good_checkpoint(helper, data, tmp_path):
+def test_a_write_killed_midway_leaves_the_last_good_checkpoint(helper, data, tmp_path, config):
     X, y = data
     path = tmp_path / "fit.ckpt"
     params = {"checkpoint": str(path), "slow_writes": True}
-    run_until_ready_and_kill(tmp_path, helper, params, env={})
+    run_until_ready_and_kill(tmp_path, helper, params, env={}, config=config)
 
     # The second checkpoint was half written when the process died: the first one is in place.
     trusted = [f"{helper.__name__}.Net"]
@@ -416,8 +415,8 @@ def test_a_write_killed_midway_leaves_the_last_good_checkpoint(helper, data, tmp
     with pytest.raises(ValueError, match="the file is truncated, corrupted or not a safetensors"):
         load(stray, trusted=trusted)
 
-    resumed = TripletEmbedder(**FAST, backbone=helper.Net, checkpoint=path).fit(X, y)
-    reference = TripletEmbedder(**FAST, backbone=helper.Net).fit(X, y)
+    resumed = TripletEmbedder(**config, backbone=helper.Net, checkpoint=path).fit(X, y)
+    reference = TripletEmbedder(**config, backbone=helper.Net).fit(X, y)
     assert_same_weights(resumed, reference)
 
 
@@ -443,15 +442,15 @@ def test_write_file_replaces_the_destination_by_rename(tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_resume_on_cuda(data, tmp_path):
+def test_resume_on_cuda(data, tmp_path, config):
     X, y = data
     path = tmp_path / "fit.ckpt"
-    fit_interrupted(TripletEmbedder(**FAST, device="cuda", checkpoint=path), X, y, at=3)
-    resumed = TripletEmbedder(**FAST, device="cuda", checkpoint=path).fit(X, y)
-    assert resumed.n_iter_ == FAST["max_iter"] and not path.exists()
+    fit_interrupted(TripletEmbedder(**config, device="cuda", checkpoint=path), X, y, at=3)
+    resumed = TripletEmbedder(**config, device="cuda", checkpoint=path).fit(X, y)
+    assert resumed.n_iter_ == config["max_iter"] and not path.exists()
     np.testing.assert_allclose(
         resumed.transform(X),
-        TripletEmbedder(**FAST, device="cuda").fit(X, y).transform(X),
+        TripletEmbedder(**config, device="cuda").fit(X, y).transform(X),
         rtol=1e-4,
         atol=1e-5,
     )
