@@ -117,8 +117,6 @@ def train(
         state.update(best_score=-math.inf, best_state=None, n_no_change=0)
     stop_reason = STOP_MAX_ITER
     epochs = range(first_epoch, first_epoch + n_epochs)
-    if validation_score is not None and state["n_no_change"] >= n_iter_no_change:
-        stop_reason, epochs = STOP_NO_CHANGE, range(0)  # a resumed loop that had already stopped
     with _progress(epochs, verbose) as bar:
         for epoch in epochs:
             snapshot = _copy_state(module)
