@@ -115,7 +115,7 @@ class Checkpoint:
                 *(
                     (
                         f"parameter {name}",
-                        saved["params"].get(name, missing) == self.params.get(name),
+                        saved["params"].get(name, missing) == self.params.get(name, missing),
                     )
                     for name in sorted(set(saved["params"]) | set(self.params))
                 ),
@@ -186,6 +186,7 @@ class Checkpoint:
         """Write the fit's state atomically (temporary file, fsync, rename)."""
         encoder = Encoder()
         params = {**self.free, **_encode_now(estimator, encoder, self.params)}
+        params = {name: params[name] for name in estimator._get_param_names()}
         document = document_of(
             estimator,
             encoder,
