@@ -41,6 +41,8 @@ _TRUSTED_BY_DEFAULT = (
     "sklearn_triplet.backbones.make_cnn",
     "sklearn_triplet.backbones.make_linear",
     "sklearn_triplet.backbones.make_mlp",
+    "sklearn_triplet.losses.contrastive_loss",
+    "sklearn_triplet.losses.triplet_loss",
 )
 
 # The NumPy bit generators a file may name (looked up in numpy.random, never imported by path).

@@ -221,17 +221,21 @@ def test_user_backbone_loss_and_callback_load_when_trusted(digits_300, tmp_path,
     assert_same_fit(loaded, est, X)
 
 
-def test_builtin_backbone_factories_need_no_trust(digits_300, tmp_path, fast):
+def test_builtin_backbone_factories_and_losses_need_no_trust(digits_300, tmp_path, fast):
     from sklearn_triplet.backbones import make_linear
 
     X, y = digits_300
-    est = TripletEmbedder(**fast, backbone=make_linear).fit(X, y)
+    est = TripletEmbedder(**fast, backbone=make_linear, loss=triplet_loss).fit(X, y)
     est.save(tmp_path / "est.safetensors")
     doc, _ = _persistence.read_file(tmp_path / "est.safetensors")
     assert doc["params"]["backbone"] == {
         "__import__": {"module": "sklearn_triplet.backbones", "name": "make_linear"}
     }
-    assert load(tmp_path / "est.safetensors").backbone is make_linear
+    assert doc["params"]["loss"] == {
+        "__import__": {"module": "sklearn_triplet.losses", "name": "triplet_loss"}
+    }
+    loaded = load(tmp_path / "est.safetensors")
+    assert loaded.backbone is make_linear and loaded.loss is triplet_loss
 
 
 def test_a_class_is_stored_under_its_shortest_import_path(digits_300, tmp_path, fast):
