@@ -422,6 +422,24 @@ def test_flipped_byte_in_the_weights_is_detected(saved):
         load(saved)
 
 
+def test_a_flipped_bit_anywhere_is_a_clear_error(saved, tmp_path):
+    data = saved.read_bytes()
+    header = int.from_bytes(data[:8], "little")
+    rng = np.random.default_rng(0)
+    positions = [
+        *range(8),  # the header's length
+        *rng.integers(8, 8 + header, 60),  # the header: tensor offsets and the JSON document
+        *rng.integers(8 + header, len(data), 30),  # the tensors' bytes
+    ]
+    damaged = tmp_path / "damaged.safetensors"
+    for position in positions:
+        flipped = bytearray(data)
+        flipped[position] ^= 0x01
+        damaged.write_bytes(bytes(flipped))
+        with pytest.raises(ValueError, match=re.escape(f"Cannot load {str(damaged)!r}: ")):
+            load(damaged)
+
+
 def test_changed_character_in_the_document_is_detected(saved):
     data = saved.read_bytes()
     assert data.count(b'margin\\":0.2') == 1  # the document is a JSON string in the header
