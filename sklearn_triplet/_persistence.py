@@ -129,7 +129,7 @@ def write_file(path, document, tensors):
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
         "sklearn_triplet": text,
-        "sha256": _checksum(text, tensors),
+        "sha256": _checksum(str(FORMAT_VERSION), text, tensors),
     }
     directory, name = os.path.split(os.path.abspath(path))
     if os.path.isdir(path):
@@ -275,8 +275,10 @@ def _lookup(module, qualname):
     return obj
 
 
-def _checksum(text, tensors):
-    digest = hashlib.sha256(text.encode("utf-8"))
+def _checksum(version, text, tensors):
+    """SHA-256 of the format version, the JSON document and every tensor (name, dtype, shape,
+    bytes)."""
+    digest = hashlib.sha256(f"{version}\0{text}".encode())
     for name in sorted(tensors):
         tensor = tensors[name]
         digest.update(f"\0{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
@@ -418,7 +420,7 @@ def read_file(path):
             f"({exc}).{_pickle_hint(path)}"
         ) from exc
     text = metadata.get("sklearn_triplet", "")
-    if metadata.get("sha256") != _checksum(text, tensors):
+    if metadata.get("sha256") != _checksum(metadata["format_version"], text, tensors):
         raise ValueError(
             f"Cannot load {where}: the file is corrupted (its SHA-256 checksum does not match its "
             "contents)."

@@ -427,9 +427,10 @@ def test_a_flipped_bit_anywhere_is_a_clear_error(saved, tmp_path):
     header = int.from_bytes(data[:8], "little")
     rng = np.random.default_rng(0)
     positions = [
-        *range(8),  # the header's length
+        *range(8),  # the length of the header
         *rng.integers(8, 8 + header, 60),  # the header: tensor offsets and the JSON document
         *rng.integers(8 + header, len(data), 30),  # the tensors' bytes
+        data.index(b'"format_version":"1"') + len(b'"format_version":"'),  # "1" becomes "0"
     ]
     damaged = tmp_path / "damaged.safetensors"
     for position in positions:
