@@ -46,6 +46,11 @@ FREE_PARAMETERS = frozenset(
 )
 
 
+# The fitted attributes a resumed fit takes from its checkpoint; the others are those of the fit
+# itself (derived from the same parameters and data).
+RESTORED = ("module_", "_optimizer_state", "history_", "n_iter_", "_rng")
+
+
 def fingerprint(*arrays):
     """A hex digest of the shapes, dtypes and bytes of ``arrays``; about 1 GB/s."""
     digest = hashlib.blake2b(digest_size=16)
@@ -135,12 +140,18 @@ class Checkpoint:
                 "path, to start afresh."
             )
         decoder = Decoder(self.where, tensors, {})
-        return {
-            "fitted": {name: decoder.decode(value) for name, value in document["fitted"].items()},
-            "start_rng": decoder.decode(section["start_rng"]),
-            "loop": decoder.decode(section["loop"]),
-            "torch_rng": decoder.decode(section["torch_rng"]),
-        }
+        try:
+            return {
+                "fitted": {name: decoder.decode(document["fitted"][name]) for name in RESTORED},
+                "start_rng": decoder.decode(section["start_rng"]),
+                "loop": decoder.decode(section["loop"]),
+                "torch_rng": decoder.decode(section["torch_rng"]),
+            }
+        except (KeyError, TypeError) as exc:
+            raise ValueError(
+                f"Cannot resume from the checkpoint {self.where}: {_reason(exc)} Delete it, or "
+                "pass another checkpoint path, to start afresh."
+            ) from exc
 
     # -- resuming ----------------------------------------------------------------------------------
 
@@ -184,7 +195,7 @@ class Checkpoint:
 
     def write(self, estimator, optimizer, loop, device):
         """Write the fit's state atomically (temporary file, fsync, rename)."""
-        encoder = Encoder()
+        encoder = Encoder(lenient=True)
         params = {**self.free, **_encode_now(estimator, encoder, self.params)}
         params = {name: params[name] for name in estimator._get_param_names()}
         document = document_of(
@@ -218,32 +229,28 @@ def _encode_params(estimator):
     A parameter that ``save`` cannot store (a lambda, a module instance) is recorded by its type
     and name in the identity, and as None among the free parameters.
     """
-    encoder = Encoder()
+    lenient, strict = Encoder(lenient=True), Encoder()
     identity, free = {}, {}
     for name, value in estimator.get_params(deep=False).items():
+        if name not in FREE_PARAMETERS:
+            identity[name] = lenient.encode(value, name)
+            continue
         try:
-            encoded = encoder.encode(value, name)
-        except TypeError:  # a lambda, a module instance...
-            encoded = None if name in FREE_PARAMETERS else {"__unstored__": _describe(value)}
-        if name in FREE_PARAMETERS:
-            free[name] = encoded
-        else:
-            identity[name] = encoded
-    if encoder.tensors:  # a RandomState's key: compare it by value
-        identity = _inline_tensors(identity, encoder.tensors)
+            free[name] = strict.encode(value, name)
+        except TypeError:  # a lambda callback
+            free[name] = None
+    if lenient.tensors:  # a RandomState's key: compare it by value
+        identity = _inline_tensors(identity, lenient.tensors)
     return identity, free
 
 
 def _encode_now(estimator, encoder, identity):
     """The identity parameters as the checkpoint's document stores them (tensors in the file)."""
-    params = {}
-    for name, value in estimator.get_params(deep=False).items():
-        if name in identity:
-            try:
-                params[name] = encoder.encode(value, name)
-            except TypeError:
-                params[name] = identity[name]
-    return params
+    return {
+        name: encoder.encode(value, name)
+        for name, value in estimator.get_params(deep=False).items()
+        if name in identity
+    }
 
 
 def _inline_tensors(node, tensors):
@@ -254,12 +261,6 @@ def _inline_tensors(node, tensors):
             return {"__inline__": tensors[node["__ndarray__"]].tolist()}
         return {key: _inline_tensors(value, tensors) for key, value in node.items()}
     return node
-
-
-def _describe(value):
-    """``module.qualname`` of a function or a class, or of an object's class."""
-    kind = value if hasattr(value, "__qualname__") else type(value)
-    return f"{kind.__module__}.{kind.__qualname__}"
 
 
 def _reason(exc):

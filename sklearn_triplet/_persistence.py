@@ -166,10 +166,15 @@ def _fsync_directory(directory):
 
 
 class Encoder:
-    """Turns Python values into JSON values, collecting tensors aside; see the module docstring."""
+    """Turns Python values into JSON values, collecting tensors aside; see the module docstring.
 
-    def __init__(self):
+    A value with no JSON form (a lambda, a module instance) is a TypeError naming it, or, when
+    ``lenient`` (for checkpoints), ``{"__unstored__": name}``.
+    """
+
+    def __init__(self, *, lenient=False):
         self.tensors = {}
+        self.lenient = lenient
 
     def encode(self, value, where):
         if value is None or isinstance(value, (bool, str)):
@@ -202,8 +207,15 @@ class Encoder:
             state = value.get_state(legacy=False)
             return {"__random_state__": self.encode(state, f"{where}.state")}
         if isinstance(value, type) or callable(value):
-            module, name = _import_path(value, where)
+            try:
+                module, name = _import_path(value, where)
+            except TypeError:
+                if self.lenient:
+                    return {"__unstored__": describe(value)}
+                raise
             return {"__import__": {"module": module, "name": name}}
+        if self.lenient:
+            return {"__unstored__": describe(value)}
         raise TypeError(
             f"save() cannot store {where}, a {type(value).__module__}.{type(value).__qualname__}; "
             "use pickle or joblib for this estimator."
@@ -266,6 +278,12 @@ def _import_path(obj, where):
         f"save() cannot store {where}={obj!r}: it is not reachable as {module_name}.{qualname}. "
         "Define it at the top level of a module, or use pickle or joblib."
     )
+
+
+def describe(value):
+    """``module.qualname`` of a function or a class, or of an object's class."""
+    kind = value if hasattr(value, "__qualname__") else type(value)
+    return f"{kind.__module__}.{kind.__qualname__}"
 
 
 def _lookup(module, qualname):
@@ -381,7 +399,7 @@ def load(path, *, trusted=None):
         raise ValueError(f"Cannot load {where}: the fitted attributes {missing} are missing.")
     state_dict = fitted.pop("module_")
     with torch.random.fork_rng(devices=[]):  # the weights are replaced: leave the user's RNG be
-        module = estimator._build_module(fitted["n_features_in_"])
+        module = estimator._build_module(fitted["n_features_in_"], fitted.get("_input_shape"))
     try:
         module.load_state_dict(state_dict)
     except RuntimeError as exc:
