@@ -99,6 +99,7 @@ def test_resumed_fit_ends_with_the_weights_of_an_uninterrupted_one(
     assert_same_weights(resumed, reference)
     assert_same_history(resumed, reference)
     assert resumed.n_iter_ == reference.n_iter_
+    assert resumed.validation_scores_ == reference.validation_scores_  # the whole fit's
     assert not path.exists()  # a finished fit deletes its checkpoint
 
 
