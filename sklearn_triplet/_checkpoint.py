@@ -62,8 +62,14 @@ def fingerprint(*arrays):
 
 
 def weights_fingerprint(module):
+    """A hex digest of a network's weights (their bytes, whatever their dtype)."""
     state = module.state_dict()
-    return fingerprint(*(state[k].detach().cpu().numpy() for k in sorted(state)))
+    return fingerprint(
+        *(
+            state[k].detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+            for k in sorted(state)
+        )
+    )
 
 
 class Checkpoint:
