@@ -12,7 +12,8 @@ API_REFERENCE = [
         "module": "sklearn_triplet",
         "title": "Estimators",
         "summary": "The two embedders, scikit-learn transformers that train a PyTorch backbone, "
-        "and the warning they raise when the embeddings collapse.",
+        ":func:`~sklearn_triplet.load` for the files their ``save`` writes, and the warning they "
+        "raise when the embeddings collapse.",
     },
     {
         "module": "sklearn_triplet.losses",

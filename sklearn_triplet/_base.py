@@ -47,6 +47,7 @@ The docstring's shared sections are filled in by ``__init_subclass__`` too, and
 import contextlib
 import copy
 import inspect
+import os
 import time
 import warnings
 from collections import OrderedDict
@@ -60,7 +61,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from . import _docstrings, _inference, _threads, _training
+from . import _checkpoint, _docstrings, _inference, _persistence, _threads, _training
 from ._kernels import CALLABLE_STATISTICS, METRICS, callable_kernel
 from ._validation import (
     Interval,
@@ -111,6 +112,8 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         "tol": 1e-4,
         "warm_start": False,
         "callback": None,
+        "checkpoint": None,
+        "checkpoint_every": 1,
         "device": "auto",
         "n_threads": None,
         "random_state": None,
@@ -143,6 +146,8 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         "tol": [Interval(Real, 0, None, closed="left")],
         "warm_start": ["boolean"],
         "callback": [callable, list, tuple, None],
+        "checkpoint": [str, os.PathLike, None],
+        "checkpoint_every": [Interval(Integral, 1, None, closed="left")],
         "device": [str, torch.device],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
@@ -225,26 +230,44 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         X, input_shape = self._rows(X, reset=reset)
         X, y = validate_data(self, X, y, reset=reset, dtype=np.float32)
         y = self._encode_labels(y)
+        # fit only: a checkpoint of this fit, resumed from when the file holds one.
+        checkpoint = _checkpoint.Checkpoint.open(self, X, y, fresh=reset) if validate else None
         if reset:
             self._initialise(X.shape[1], input_shape)
+        if checkpoint:
+            checkpoint.begin(self)
         X_val = y_val = None
         if validate and self.early_stopping:
             train_idx, val_idx = _validation_split(y, self.validation_fraction, self._rng)
             X, y, X_val, y_val = X[train_idx], y[train_idx], X[val_idx], y[val_idx]
         seed = int(self._rng.integers(2**31))
-        # Built-in networks and losses draw from generators of this fit alone; user code may draw
-        # from torch's global generator, which is then seeded from random_state under a lock.
-        user_code = not isinstance(self.backbone, str) or self.loss is not None
         first_row = len(self.history_)
+        if checkpoint:
+            n_epochs, start_time = checkpoint.restore(self, n_epochs, start_time)
+        # Built-in networks and losses draw from generators of this fit alone; user code may draw
+        # from torch's global generator, which is then seeded from random_state under a lock (and,
+        # when resuming, set to the state the checkpoint saved).
+        user_code = not isinstance(self.backbone, str) or self.loss is not None
         with (
             self._thread_limit(min(self.batch_size, X.shape[0])),
             _threads.seeded_global_generator(seed, self.device_)
             if user_code
             else contextlib.nullcontext(),
         ):
+            if checkpoint and user_code:
+                checkpoint.restore_torch_generators(self.device_)
             stop_reason = self._train(
-                X, y, X_val, y_val, n_epochs=n_epochs, start_time=start_time, callbacks=callbacks
+                X,
+                y,
+                X_val,
+                y_val,
+                n_epochs=n_epochs,
+                start_time=start_time,
+                callbacks=callbacks,
+                checkpoint=checkpoint,
             )
+        if checkpoint:
+            checkpoint.finish()
         if validate or reset:  # partial_fit keeps the scores of the last fit
             scores = None
             if X_val is not None:
@@ -350,19 +373,11 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         """
         device = _resolve_device(self.device)
         rng = _make_rng(self.random_state)
-        params = dict(self.backbone_params or {})
-        if input_shape is not None:  # read from X when not given
-            params["input_shape"] = input_shape
-        backbone = build_backbone(
-            self.backbone,
+        module = self._build_module(
             n_features,
-            self.n_components,
-            hidden_layer_sizes=tuple(np.atleast_1d(self.hidden_layer_sizes).tolist()),
-            params=params,
+            input_shape,
             generator=torch.Generator().manual_seed(int(rng.integers(2**31))),
-        )
-        normalize = L2Normalize() if self.normalize else torch.nn.Identity()
-        module = torch.nn.Sequential(OrderedDict(backbone=backbone, normalize=normalize)).to(device)
+        ).to(device)
         probe, flops_per_row = _threads.probe(module, n_features, device)
         if probe.ndim != 2:
             raise ValueError(
@@ -377,7 +392,28 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         self.history_ = []
         self.n_iter_ = 0
 
-    def _train(self, X, y, X_val, y_val, *, n_epochs, start_time, callbacks):
+    def _build_module(self, n_features, input_shape=None, *, generator=None):
+        """The network the parameters describe, freshly initialised.
+
+        ``input_shape``, the shape of a sample read from ``X``, goes to the backbone when the
+        parameters do not give it. The built-in backbones draw their initial weights from
+        ``generator`` (None: torch's global generator, as ``torch.nn.Linear`` does).
+        """
+        params = dict(self.backbone_params or {})
+        if input_shape is not None:  # read from X when not given
+            params["input_shape"] = input_shape
+        backbone = build_backbone(
+            self.backbone,
+            n_features,
+            self.n_components,
+            hidden_layer_sizes=tuple(np.atleast_1d(self.hidden_layer_sizes).tolist()),
+            params=params,
+            generator=generator,
+        )
+        normalize = L2Normalize() if self.normalize else torch.nn.Identity()
+        return torch.nn.Sequential(OrderedDict(backbone=backbone, normalize=normalize))
+
+    def _train(self, X, y, X_val, y_val, *, n_epochs, start_time, callbacks, checkpoint=None):
         module = self.module_
         optimizer = torch.optim.Adam(
             module.parameters(), lr=self.learning_rate_init, weight_decay=self.weight_decay
@@ -406,6 +442,10 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             # every callback sees every epoch; any of them can stop training
             return any([bool(callback(self, epoch, logs)) for callback in callbacks])
 
+        def write_checkpoint(epoch, state):
+            if checkpoint.due(epoch):
+                checkpoint.write(self, optimizer, state, self.device_)
+
         keep_optimizer_state = True
         try:
             return _training.train(
@@ -426,6 +466,8 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 mixed_precision=self.mixed_precision,
                 verbose=self.verbose,
                 start_time=start_time,
+                state=checkpoint.loop_state if checkpoint else None,
+                checkpoint=write_checkpoint if checkpoint else None,
             )
         except FloatingPointError:
             keep_optimizer_state = False  # its moments may hold NaN; a warm start begins afresh
@@ -595,6 +637,70 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         """
         check_is_fitted(self)
         return copy.deepcopy(self.module_).cpu().eval()
+
+    def export_onnx(self, path, *, opset_version=None):
+        """Write the fitted network, its normalisation included, to an ONNX file.
+
+        The graph has one input ``"X"``, float32 of shape ``(batch, n_features_in_)`` with a dynamic
+        batch size, and one output ``"embedding"``, float32 of shape ``(batch, n_components_)``,
+        equal to what ``transform`` returns up to float rounding. It runs under onnxruntime or any
+        ONNX runtime, without Python, PyTorch or this package. Needs the ``onnx`` extra
+        (``pip install "sklearn-triplet[onnx]"``: onnx, onnxscript and onnxruntime).
+
+        Parameters
+        ----------
+        path : str or path-like
+            Where to write the ``.onnx`` file.
+        opset_version : int, default=None
+            ONNX opset to target; None lets PyTorch choose.
+        """
+        check_is_fitted(self)
+        _persistence.export_onnx(self, path, opset_version=opset_version)
+
+    def save(self, path):
+        """Save to a file that :func:`sklearn_triplet.load` loads without running code.
+
+        The file is a `safetensors <https://huggingface.co/docs/safetensors>`_ file: the network's
+        weights, the optimiser's state and the numeric fitted arrays as tensors (on the CPU, so a
+        model trained on a GPU loads anywhere), and in its metadata one JSON document with the
+        class, the parameters, the other fitted attributes (``history_`` included), the format
+        version and a SHA-256 checksum of the whole. Functions and classes among the parameters
+        (``backbone``, ``loss``, ``callback``) are stored by their import path only; an unfitted
+        estimator saves its parameters alone. The file is written to a temporary file in the same
+        directory, flushed to disk and renamed over ``path``, so an existing file is never left
+        half-written.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Where to write (``.safetensors`` is the usual extension).
+
+        Raises
+        ------
+        TypeError
+            When a parameter or attribute cannot be stored without pickle: a lambda or a function
+            defined inside another function, an object such as a loss-module instance, or a
+            backbone given as a module instance (pass its class or a factory with
+            ``backbone_params`` instead). Pickle and joblib still store such estimators.
+
+        See Also
+        --------
+        sklearn_triplet.load : Read the file back.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> from sklearn.datasets import load_digits
+        >>> from sklearn_triplet import TripletEmbedder, load
+        >>> X, y = load_digits(return_X_y=True)
+        >>> embedder = TripletEmbedder(n_components=8, max_iter=2, random_state=0).fit(X, y)
+        >>> path = os.path.join(tempfile.mkdtemp(), "embedder.safetensors")
+        >>> embedder.save(path)
+        >>> loaded = load(path)
+        >>> bool((loaded.transform(X) == embedder.transform(X)).all())
+        True
+        """
+        _persistence.save(self, path)
 
     @property
     def _n_features_out(self):

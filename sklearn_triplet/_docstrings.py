@@ -76,6 +76,16 @@ TRAINING_PARAMETERS = """\
         ``callback(estimator, epoch, logs)`` is called after each epoch with that epoch's history
         row; returning True stops training. Several are called in their order, every epoch, and
         any of them can stop training.
+    checkpoint : str or path-like, default=None
+        A file where ``fit`` saves the whole state of training every ``checkpoint_every`` epochs
+        (weights, optimiser, ``history_``, early stopping and every random generator), written
+        atomically, so that a fit killed by a crash, a pre-empted machine or a SIGKILL loses at
+        most those epochs. When ``fit`` starts and the file exists, it resumes from it and ends
+        with the weights an uninterrupted fit would have; a file from another fit (other
+        parameters or data) is an error. The file is deleted when ``fit`` ends without error.
+        ``partial_fit`` ignores it. See :ref:`checkpoints`.
+    checkpoint_every : int, default=1
+        Epochs between checkpoints.
     device : "auto", str or torch.device, default="auto"
         Where to train and embed. ``"auto"`` picks CUDA when available, else Apple MPS, else the
         CPU, and is resolved again when a saved estimator is loaded.

@@ -96,6 +96,8 @@ def train(
     mixed_precision=False,
     verbose=0,
     start_time=None,
+    state=None,
+    checkpoint=None,
 ):
     """Train ``module`` in place for up to ``n_epochs`` epochs.
 
@@ -142,6 +144,12 @@ def train(
         0 silent, 1 a progress bar over epochs, 2 one line per epoch.
     start_time : float, default=None
         ``time.perf_counter()`` at the start of fit; the ``"time"`` column counts from it.
+    state : dict, default=None
+        Early stopping's state, ``{"best_score", "best_state", "n_no_change"}``, to resume an
+        interrupted loop from; updated in place after every epoch. None starts afresh.
+    checkpoint : callable, default=None
+        ``checkpoint(epoch, state)``, called after each epoch that training continues from, when
+        the weights, the optimiser and ``state`` are those the next epoch starts from.
 
     Returns
     -------
@@ -161,7 +169,10 @@ def train(
         if mixed_precision
         else contextlib.nullcontext()
     )
-    best_score, best_state, n_no_change = -math.inf, None, 0
+    if state is None:
+        state = {}
+    if not state:
+        state.update(best_score=-math.inf, best_state=None, n_no_change=0)
     stop_reason = STOP_MAX_ITER
     epochs = range(first_epoch, first_epoch + n_epochs)
     with _progress(epochs, verbose) as bar:
@@ -182,23 +193,26 @@ def train(
             logs = {"epoch": epoch, **logs}
             if validation_score is not None:
                 logs["validation_score"] = float(validation_score())
-                if logs["validation_score"] > best_score + tol:
-                    n_no_change = 0
+                if logs["validation_score"] > state["best_score"] + tol:
+                    state["n_no_change"] = 0
                 else:
-                    n_no_change += 1
-                if logs["validation_score"] > best_score:
-                    best_score, best_state = logs["validation_score"], _copy_state(module)
+                    state["n_no_change"] += 1
+                if logs["validation_score"] > state["best_score"]:
+                    state["best_score"] = logs["validation_score"]
+                    state["best_state"] = _copy_state(module)
             logs["time"] = time.perf_counter() - start_time
             history.append(logs)
             _report(bar, logs, verbose, first_epoch + n_epochs - 1, statistics)
             if on_epoch_end is not None and on_epoch_end(epoch, logs):
                 stop_reason = STOP_CALLBACK
                 break
-            if validation_score is not None and n_no_change >= n_iter_no_change:
+            if validation_score is not None and state["n_no_change"] >= n_iter_no_change:
                 stop_reason = STOP_NO_CHANGE
                 break
-    if best_state is not None:
-        module.load_state_dict(best_state)
+            if checkpoint is not None and epoch < epochs[-1]:
+                checkpoint(epoch, state)
+    if state["best_state"] is not None:
+        module.load_state_dict(state["best_state"])
     return stop_reason
 
 
