@@ -51,10 +51,16 @@ at most. The price: the losses are differentiable once (no
 
 import torch
 
+from ._tuple_losses import contrastive_loss_on_pairs, triplet_loss_on_triplets
 from .distances import METRICS, _with_distance_gradient, pairwise_distances
 from .mining import _check_labels, _check_margin, _hard_pair_mask, _TripletIndex, _widen
 
-__all__ = ["contrastive_loss", "triplet_loss"]
+__all__ = [
+    "contrastive_loss",
+    "contrastive_loss_on_pairs",
+    "triplet_loss",
+    "triplet_loss_on_triplets",
+]
 
 
 def triplet_loss(
