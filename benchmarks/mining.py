@@ -160,10 +160,13 @@ def table(rows, header, rst):
         lines = [rule, "  ".join(h.ljust(w) for h, w in zip(header, widths)), rule]
         lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in rows]
         return "\n".join([*lines, rule])
-    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |",
-             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    lines += ["| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |"
-              for row in rows]
+    lines = [
+        "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |",
+        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+    ]
+    lines += [
+        "| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |" for row in rows
+    ]
     return "\n".join(lines)
 
 
@@ -208,19 +211,26 @@ def main():
     load_after = os.getloadavg()
 
     header = ["case", *[f"B={size}" for size in sizes]]
-    time_rows = [[case, *[cell_time(results[case, s], results["cdist", s]) for s in sizes]]
-                 for case in CASES]
-    memory_rows = [[case, *[cell_memory(results[case, s], results["cdist", s]) for s in sizes]]
-                   for case in CASES]
-    print(f"Date: {started:%Y-%m-%d %H:%M %Z}; machine: {cpu_model()}, "
-          f"{os.cpu_count()} logical CPUs; torch {torch.__version__}, "
-          f"{args.threads} thread(s); d={args.dim}, {args.classes} balanced classes; "
-          f"load average (1, 5, 15 min) {', '.join(f'{v:.2f}' for v in load_before)} before, "
-          f"{', '.join(f'{v:.2f}' for v in load_after)} after.")
+    time_rows = [
+        [case, *[cell_time(results[case, s], results["cdist", s]) for s in sizes]] for case in CASES
+    ]
+    memory_rows = [
+        [case, *[cell_memory(results[case, s], results["cdist", s]) for s in sizes]]
+        for case in CASES
+    ]
+    print(
+        f"Date: {started:%Y-%m-%d %H:%M %Z}; machine: {cpu_model()}, "
+        f"{os.cpu_count()} logical CPUs; torch {torch.__version__}, "
+        f"{args.threads} thread(s); d={args.dim}, {args.classes} balanced classes; "
+        f"load average (1, 5, 15 min) {', '.join(f'{v:.2f}' for v in load_before)} before, "
+        f"{', '.join(f'{v:.2f}' for v in load_after)} after."
+    )
     print(f"Command: python {' '.join(sys.argv)}")
     print()
-    print("Forward + backward, milliseconds: wall / CPU (CPU time over the cdist floor's), "
-          f"fastest of {args.repeats} after a warm-up:")
+    print(
+        "Forward + backward, milliseconds: wall / CPU (CPU time over the cdist floor's), "
+        f"fastest of {args.repeats} after a warm-up:"
+    )
     print()
     print(table(time_rows, header, args.rst))
     print()

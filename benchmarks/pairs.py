@@ -59,7 +59,8 @@ from threadpoolctl import threadpool_limits
 
 import sklearn_triplet
 from sklearn_triplet import ComparisonEmbedder, PairEmbedder, SiameseEmbedder, TripletEmbedder
-from sklearn_triplet.verification import make_pairs, paired_distances
+from sklearn_triplet.distances import paired_distances
+from sklearn_triplet.verification import make_pairs
 
 N_NEIGHBORS = 5
 N_TEST_PAIRS = 2000

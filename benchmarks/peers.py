@@ -78,6 +78,7 @@ from threadpoolctl import threadpool_limits
 import sklearn_triplet
 from sklearn_triplet import SiameseEmbedder, TripletEmbedder
 from sklearn_triplet.metrics import retrieval_scores
+from sklearn_triplet.sampling import batch_shape
 
 N_COMPONENTS = 32
 N_NEIGHBORS = 5
@@ -193,16 +194,6 @@ TASKS = {
 # -- the pytorch-metric-learning contestant --------------------------------------------------------
 
 
-def batch_shape(n_classes, batch_size, samples_per_class):
-    """``(P, K)``: classes per batch and samples per class, as ``sklearn_triplet.sampling`` draws.
-
-    >>> batch_shape(10, 128, 4), batch_shape(500, 128, 4)
-    ((10, 12), (32, 4))
-    """
-    n_per_batch = int(min(n_classes, max(2, batch_size // samples_per_class)))
-    return n_per_batch, max(2, batch_size // n_per_batch)
-
-
 class PMLEmbedder(TransformerMixin, BaseEstimator):
     """Our default MLP trained by a plain loop on a pytorch-metric-learning loss.
 
@@ -252,7 +243,9 @@ class PMLEmbedder(TransformerMixin, BaseEstimator):
             raise ValueError(f"loss must be one of {sorted(make_loss)}; got {self.loss!r}.")
         loss_fn, miner = make_loss[self.loss]()
         n_classes = int(y.max()) + 1
-        n_per_batch, k = batch_shape(n_classes, self.batch_size, self.samples_per_class)
+        n_per_batch, k = batch_shape(
+            n_classes, batch_size=self.batch_size, samples_per_class=self.samples_per_class
+        )
         n_batches = max(1, -(-X.shape[0] // self.batch_size))
         numpy_random = common_functions.NUMPY_RANDOM
         with torch.random.fork_rng(devices=[]):
@@ -449,9 +442,11 @@ def _run_job(config, task_name, seed, contestants):
     with threadpool_limits(1), _torch_threads(1):
         _warm_up()
         task = TASKS[task_name](config, seed)
-        return task_name, seed, {
-            name: evaluate(name, CONTESTANTS[name], task, config, seed) for name in contestants
-        }
+        return (
+            task_name,
+            seed,
+            {name: evaluate(name, CONTESTANTS[name], task, config, seed) for name in contestants},
+        )
 
 
 @contextlib.contextmanager

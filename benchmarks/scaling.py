@@ -198,11 +198,11 @@ def _transform_child(mode, data_path, model_path):
     elif mode == "unchunked":  # transform as it was before chunking
         from sklearn.utils.validation import validate_data
 
-        from sklearn_triplet import _base, _training
+        from sklearn_triplet import _inference
 
         Xv = validate_data(est, X, reset=False, dtype=np.float32)
-        emb = _training.embed(
-            est.module_, Xv, batch_size=_base._INFERENCE_BATCH_SIZE, device=est.device_
+        emb = _inference.embed(
+            est.module_, Xv, batch_size=_inference.INFERENCE_BATCH_SIZE, device=est.device_
         )
         checksum = float(emb[::1000].sum())
     else:

@@ -10,14 +10,14 @@ PairVerifier calibrates its threshold on one half and is scored (accuracy, ROC A
 import argparse
 import time
 
-import numpy as np
 import torch
 from sklearn.datasets import load_digits
 from sklearn.metrics import roc_auc_score
 
 from sklearn_triplet import SiameseEmbedder, TripletEmbedder
+from sklearn_triplet.distances import paired_distances
 from sklearn_triplet.metrics import retrieval_scores
-from sklearn_triplet.verification import PairVerifier, make_pairs, paired_distances
+from sklearn_triplet.verification import PairVerifier, make_pairs
 
 
 def verification(E, y, seed):
@@ -26,7 +26,9 @@ def verification(E, y, seed):
     half = d.shape[0] // 2
     verifier = PairVerifier().fit(d[:half], same[:half])
     test_d, test_same = d[half:], same[half:]
-    return verifier.score(test_d, test_same), roc_auc_score(test_same, verifier.decision_function(test_d))
+    return verifier.score(test_d, test_same), roc_auc_score(
+        test_same, verifier.decision_function(test_d)
+    )
 
 
 def main(argv=None):
@@ -43,15 +45,19 @@ def main(argv=None):
         start = time.perf_counter()
         est = Estimator(random_state=rs).fit(X[seen], y[seen])
         rows[Estimator.__name__] = (est.transform(X[~seen]), time.perf_counter() - start)
-    print(f"# {time.strftime('%Y-%m-%d')}; train on digits 0-6 ({seen.sum()} samples), "
-          f"evaluate on 7-9 ({(~seen).sum()} samples); random_state={rs}")
+    print(
+        f"# {time.strftime('%Y-%m-%d')}; train on digits 0-6 ({seen.sum()} samples), "
+        f"evaluate on 7-9 ({(~seen).sum()} samples); random_state={rs}"
+    )
     print("| representation | precision@1 | MAP@R | verification accuracy | ROC AUC | fit s |")
     print("|---|---|---|---|---|---|")
     for name, (E, fit_s) in rows.items():
         scores = retrieval_scores(E, y[~seen])
         acc, auc = verification(E, y[~seen], rs)
-        print(f"| {name} | {scores['precision_at_1']:.4f} | {scores['map_at_r']:.4f} | {acc:.4f} | "
-              f"{auc:.4f} | {fit_s:.1f} |")
+        print(
+            f"| {name} | {scores['precision_at_1']:.4f} | {scores['map_at_r']:.4f} | {acc:.4f} | "
+            f"{auc:.4f} | {fit_s:.1f} |"
+        )
 
 
 if __name__ == "__main__":

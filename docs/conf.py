@@ -17,8 +17,8 @@ sys.path.insert(0, str(ROOT))  # document this checkout, installed or not
 sys.path.insert(0, str(DOCS / "_ext"))
 sys.path.insert(0, str(DOCS))
 
-import torch
-from api_reference import API_REFERENCE
+import torch  # noqa: E402
+from api_reference import API_REFERENCE  # noqa: E402
 
 # The gallery runs inside this process: one torch thread keeps it to its budget on a shared CI
 # machine.

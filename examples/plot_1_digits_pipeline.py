@@ -63,12 +63,16 @@ for name, model in models.items():
     scores[name] = {
         "accuracy": model.score(X_test, y_test),
         "map_at_r": map_at_r(
-            space(model, X_test), y_test,
-            X_reference=space(model, X_train), y_reference=y_train,
+            space(model, X_test),
+            y_test,
+            X_reference=space(model, X_train),
+            y_reference=y_train,
         ),
     }
-    print(f"{name:<32} KNN test accuracy {scores[name]['accuracy']:.4f}   "
-          f"test MAP@R {scores[name]['map_at_r']:.4f}")
+    print(
+        f"{name:<32} KNN test accuracy {scores[name]['accuracy']:.4f}   "
+        f"test MAP@R {scores[name]['map_at_r']:.4f}"
+    )
 
 # %%
 # Classification and retrieval

@@ -43,8 +43,10 @@ for mining in ["semi-hard", "hard", "all"]:
     embedders[mining] = embedder
     # Test queries retrieve from the training set.
     scores[mining] = map_at_r(
-        embedder.transform(X_test), y_test,
-        X_reference=embedder.transform(X_train), y_reference=y_train,
+        embedder.transform(X_test),
+        y_test,
+        X_reference=embedder.transform(X_train),
+        y_reference=y_train,
     )
     print(f"mining={mining!r:<12} test MAP@R {scores[mining]:.4f}")
 
@@ -79,18 +81,16 @@ for ax in axes[:-1].ravel():
     ax.set_xlabel("")
 plt.show()
 
-# %%
-# Collapse, and the way out
-# -------------------------
-# With ``"hard"`` mining, nearly every triplet turns semi-hard within two epochs and stays so for
-# several more: the negative is farther than the positive, but by less than the margin, for almost
-# all of them. The spread of the embeddings tells why: ``mean_distance``, the mean distance
-# between embeddings of different classes in the epoch's last batch, falls to about the margin, a tenth of what the
-# other two runs keep. The network has squeezed all the digits into a small region where every
-# distance is about the same, the collapse FaceNet reports when training on the hardest negatives
-# from the start. Here it finds its way out after about ten epochs; an embedding still collapsed
-# when training ends draws an :class:`~sklearn_triplet.EmbeddingCollapseWarning`. The other two
-# modes keep their spread from the first epoch.
+# %% Collapse, and the way out ------------------------- With ``"hard"`` mining, nearly every
+# triplet turns semi-hard within two epochs and stays so for several more: the negative is farther
+# than the positive, but by less than the margin, for almost all of them. The spread of the
+# embeddings tells why: ``mean_distance``, the mean distance between embeddings of different classes
+# in the epoch's last batch, falls to about the margin, a tenth of what the other two runs keep. The
+# network has squeezed all the digits into a small region where every distance is about the same,
+# the collapse FaceNet reports when training on the hardest negatives from the start. Here it finds
+# its way out after about ten epochs; an embedding still collapsed when training ends draws an
+# :class:`~sklearn_triplet.EmbeddingCollapseWarning`. The other two modes keep their spread from the
+# first epoch.
 
 fig, ax = plt.subplots(figsize=(6, 3.4), layout="constrained")
 for mining, embedder in embedders.items():

@@ -29,7 +29,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier
 
 from sklearn_triplet import SiameseEmbedder, TripletEmbedder
-from sklearn_triplet.verification import make_pairs, paired_distances
+from sklearn_triplet.distances import paired_distances
+from sklearn_triplet.verification import make_pairs
 
 X, y = load_digits(return_X_y=True)
 X = X / 16.0

@@ -18,12 +18,10 @@ evaluated on the digits 7, 8 and 9, which it never saw:
 The outcome is a lesson in what transfers: read on.
 """
 
-# %%
-# Train on 0-6, keep 7-9 aside
-# ----------------------------
-# Early stopping holds out a tenth of the seen digits, stops once their MAP@R has not improved for
-# ten epochs, and keeps the weights of the best epoch. A callback also records, after every epoch, the MAP@R among the unseen
-# digits, only to plot it below: nothing in training looks at 7-9.
+# %% Train on 0-6, keep 7-9 aside ---------------------------- Early stopping holds out a tenth of
+# the seen digits, stops once their MAP@R has not improved for ten epochs, and keeps the weights of
+# the best epoch. A callback also records, after every epoch, the MAP@R among the unseen digits,
+# only to plot it below: nothing in training looks at 7-9.
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -32,8 +30,9 @@ from sklearn.metrics import RocCurveDisplay
 from sklearn.model_selection import train_test_split
 
 from sklearn_triplet import TripletEmbedder
+from sklearn_triplet.distances import paired_distances
 from sklearn_triplet.metrics import map_at_r, retrieval_scores
-from sklearn_triplet.verification import PairVerifier, make_pairs, paired_distances
+from sklearn_triplet.verification import PairVerifier, make_pairs
 
 X, y = load_digits(return_X_y=True)
 X = X / 16.0
@@ -87,10 +86,14 @@ on_embedding = PairVerifier(embedder).fit(pairs_cal, same_cal)
 on_pixels = PairVerifier().fit(paired_distances(X1_cal, X2_cal), same_cal)
 pixel_distances_eval = paired_distances(X1_eval, X2_eval)
 
-print(f"embedding:  threshold {on_embedding.threshold_:.3f}, "
-      f"test accuracy {on_embedding.score(pairs_eval, same_eval):.4f}")
-print(f"raw pixels: threshold {on_pixels.threshold_:.3f}, "
-      f"test accuracy {on_pixels.score(pixel_distances_eval, same_eval):.4f}")
+print(
+    f"embedding:  threshold {on_embedding.threshold_:.3f}, "
+    f"test accuracy {on_embedding.score(pairs_eval, same_eval):.4f}"
+)
+print(
+    f"raw pixels: threshold {on_pixels.threshold_:.3f}, "
+    f"test accuracy {on_pixels.score(pixel_distances_eval, same_eval):.4f}"
+)
 
 # %%
 # What transferred
@@ -102,11 +105,16 @@ print(f"raw pixels: threshold {on_pixels.threshold_:.3f}, "
 
 fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), layout="constrained")
 epochs = [row["epoch"] for row in embedder.history_]
-axes[0].plot(epochs, [row["validation_score"] for row in embedder.history_], marker=".",
-             label="seen digits 0-6 (held out)")
+axes[0].plot(
+    epochs,
+    [row["validation_score"] for row in embedder.history_],
+    marker=".",
+    label="seen digits 0-6 (held out)",
+)
 axes[0].plot(epochs, unseen_curve, marker=".", label="unseen digits 7-9")
-axes[0].axhline(retrieval["raw pixels"]["map_at_r"], color="0.5", ls="--",
-                label="unseen 7-9, raw pixels")
+axes[0].axhline(
+    retrieval["raw pixels"]["map_at_r"], color="0.5", ls="--", label="unseen 7-9, raw pixels"
+)
 axes[0].set_xlabel("epoch")
 axes[0].set_ylabel("MAP@R")
 axes[0].set_ylim(0, 1.05)
@@ -130,21 +138,23 @@ for verifier, X_pairs, label in [
 ]:
     display = RocCurveDisplay.from_estimator(verifier, X_pairs, same_eval, name=label, ax=axes[2])
     predicted = verifier.predict(X_pairs)
-    axes[2].plot(predicted[~same_eval].mean(), predicted[same_eval].mean(), "o",
-                 color=display.line_.get_color())
+    axes[2].plot(
+        predicted[~same_eval].mean(),
+        predicted[same_eval].mean(),
+        "o",
+        color=display.line_.get_color(),
+    )
 axes[2].set_title("verification of unseen digit pairs")
 axes[2].set_xlabel("false-accept rate")
 axes[2].set_ylabel("true-accept rate")
 plt.show()
 
-# %%
-# Reading the result
-# ------------------
-# On the seen digits the embedding retrieves almost perfectly. On the unseen ones it does *worse*
-# than raw pixels, for retrieval and for verification alike, from the first epoch on, and slightly
-# worse still after more epochs on the seen classes: seven classes teach the network the strokes
-# that tell 0-6 apart, not a general notion of what makes two handwritten digits alike. The transfer that face verification relies on comes from training
-# on thousands of identities (FaceNet used 100 to 200 million images of about eight million
+# %% Reading the result ------------------ On the seen digits the embedding retrieves almost
+# perfectly. On the unseen ones it does *worse* than raw pixels, for retrieval and for verification
+# alike, from the first epoch on, and slightly worse still after more epochs on the seen classes:
+# seven classes teach the network the strokes that tell 0-6 apart, not a general notion of what
+# makes two handwritten digits alike. The transfer that face verification relies on comes from
+# training on thousands of identities (FaceNet used 100 to 200 million images of about eight million
 # people), so that the features learned are those of faces in general. With few training classes,
-# measure on held-out *classes*, as here, before trusting an embedding on new ones; raw features
-# or a generic representation may serve them better.
+# measure on held-out *classes*, as here, before trusting an embedding on new ones; raw features or
+# a generic representation may serve them better.

@@ -105,8 +105,10 @@ for name, embedder in embedders.items():
     fit_time = time.perf_counter() - start
     n_parameters = sum(p.numel() for p in embedder.module_.parameters())
     results[name] = (embedder.score(X_test, y_test), fit_time, n_parameters)
-    print(f"{name:<20} test MAP@R {results[name][0]:.4f}   fit {fit_time:5.1f} s   "
-          f"{n_parameters:>7} parameters   embedding width {embedder.n_components_}")
+    print(
+        f"{name:<20} test MAP@R {results[name][0]:.4f}   fit {fit_time:5.1f} s   "
+        f"{n_parameters:>7} parameters   embedding width {embedder.n_components_}"
+    )
 
 # %%
 # The fitted network
@@ -132,8 +134,11 @@ axes[0].set_xlim(0, 1.25)
 axes[0].set_xlabel("test MAP@R  (fit time)")
 axes[0].set_title("retrieval quality by backbone")
 for name, embedder in embedders.items():
-    axes[1].plot([row["epoch"] for row in embedder.history_],
-                 [row["loss"] for row in embedder.history_], label=name)
+    axes[1].plot(
+        [row["epoch"] for row in embedder.history_],
+        [row["loss"] for row in embedder.history_],
+        label=name,
+    )
 axes[1].set_xlabel("epoch")
 axes[1].set_ylabel("training loss (semi-hard triplets)")
 axes[1].set_title("training loss per epoch")

@@ -1,7 +1,7 @@
 """The main job: ``python -m sklearn_triplet``.
 
-Fits ``TripletEmbedder`` + KNN on scikit-learn's bundled digits (a stratified 75/25 split) and prints
-the test accuracy of KNN on the raw pixels, on the learned embedding, and on scikit-learn's
+Fits ``TripletEmbedder`` + KNN on scikit-learn's bundled digits (a stratified 75/25 split) and
+prints the test accuracy of KNN on the raw pixels, on the learned embedding, and on scikit-learn's
 NeighborhoodComponentsAnalysis for comparison, with the fit times.
 """
 
@@ -18,9 +18,15 @@ from . import SiameseEmbedder, TripletEmbedder, __version__
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m sklearn_triplet", description=__doc__.split("\n")[0])
-    parser.add_argument("--random-state", type=int, default=0, help="seed of the split and the models")
-    parser.add_argument("--verbose", type=int, default=0, help="verbosity of the embedders (0, 1, 2)")
+    parser = argparse.ArgumentParser(
+        prog="python -m sklearn_triplet", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--random-state", type=int, default=0, help="seed of the split and the models"
+    )
+    parser.add_argument(
+        "--verbose", type=int, default=0, help="verbosity of the embedders (0, 1, 2)"
+    )
     args = parser.parse_args(argv)
 
     X, y = load_digits(return_X_y=True)
@@ -31,22 +37,36 @@ def main(argv=None):
     models = {
         "KNN on raw pixels": KNeighborsClassifier(),
         "TripletEmbedder + KNN": Pipeline(
-            [("emb", TripletEmbedder(random_state=rs, verbose=verbose)), ("knn", KNeighborsClassifier())]
+            [
+                ("emb", TripletEmbedder(random_state=rs, verbose=verbose)),
+                ("knn", KNeighborsClassifier()),
+            ]
         ),
         "SiameseEmbedder + KNN": Pipeline(
-            [("emb", SiameseEmbedder(random_state=rs, verbose=verbose)), ("knn", KNeighborsClassifier())]
+            [
+                ("emb", SiameseEmbedder(random_state=rs, verbose=verbose)),
+                ("knn", KNeighborsClassifier()),
+            ]
         ),
         "NCA + KNN": Pipeline(
-            [("nca", NeighborhoodComponentsAnalysis(random_state=rs)), ("knn", KNeighborsClassifier())]
+            [
+                ("nca", NeighborhoodComponentsAnalysis(random_state=rs)),
+                ("knn", KNeighborsClassifier()),
+            ]
         ),
     }
-    print(f"sklearn-triplet {__version__}: load_digits, stratified 75/25 split "
-          f"({len(y_train)} train, {len(y_test)} test), random_state={rs}")
+    print(
+        f"sklearn-triplet {__version__}: load_digits, stratified 75/25 split "
+        f"({len(y_train)} train, {len(y_test)} test), random_state={rs}"
+    )
     # torch imports its compiler stack the first time an optimiser is built (seconds, once per
     # process): pay it here so it is not charged to whichever model happens to be timed first.
     start = time.perf_counter()
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
-    print(f"(torch's one-time optimiser import: {time.perf_counter() - start:.1f} s, not counted below)")
+    print(
+        f"(torch's one-time optimiser import: {time.perf_counter() - start:.1f} s, "
+        "not counted below)"
+    )
     print(f"{'model':<24} {'test accuracy':>13} {'fit time (s)':>13}")
     for name, model in models.items():
         start = time.perf_counter()

@@ -1,12 +1,51 @@
-"""The estimator shared by TripletEmbedder and SiameseEmbedder.
+"""The estimator shared by the embedders, and how to add a parameter or an estimator.
 
-Common parameters and their constraints, the fit / transform / score skeleton, persistence across
-devices and the scikit-learn tags live here. Subclasses add their own parameters and one hook,
-``_batch_loss(embeddings, labels) -> (loss, stats)``. This is the only module that imports private
-scikit-learn helpers.
+Common parameters and their constraints, ``__init__``, the fit / transform / score skeleton, the
+``loss=`` path, inference, persistence across devices and the scikit-learn tags live here. An
+estimator module declares only its own parameters, its docstring and its loss (a
+:class:`~sklearn_triplet._kernels.LossDeclaration`: the kernel, its mining rules and the statistics
+it reports).
+
+How ``__init__`` is made
+------------------------
+scikit-learn reads an estimator's parameters from the signature of its ``__init__``, which must
+assign them and do nothing else. :class:`BaseEmbedder` holds the common parameters and their
+defaults once, in ``_common_parameters``; a subclass lists its own in ``_own_parameters`` (new ones,
+and common ones whose default it changes). When the subclass is defined, ``__init_subclass__`` gives
+it an ``__init__`` that assigns every parameter, with an explicit ``__signature__`` (the first
+parameter positional, the others keyword-only), so that ``get_params``, ``clone``, ``help()``,
+Sphinx and scikit-learn's estimator checks all see the full signature.
+
+To add a parameter common to every embedder (say ``n_threads``):
+
+1. one line in ``_common_parameters``, at its place in the signature: ``"n_threads": None,``;
+2. one line in ``_parameter_constraints``: ``"n_threads": [Interval(Integral, 1, None,
+   closed="left"), None],``;
+3. its description in :mod:`sklearn_triplet._docstrings` (the shared parameter sections);
+4. use ``self.n_threads`` in ``fit``.
+
+A parameter of one estimator goes in that estimator's ``_own_parameters`` (and its constraints and
+docstring) instead; new names there come right after ``metric``, before ``loss``.
+
+To add an estimator, write a module with the class alone::
+
+    class PairsEmbedder(BaseEmbedder):
+        # A numpydoc docstring here, with %(backbone)s, %(training)s and %(attributes)s.
+
+        _loss = PAIRS  # a LossDeclaration from sklearn_triplet._kernels
+        _own_parameters = {"margin": 0.5, "mining": "all"}
+        _parameter_constraints = {
+            **BaseEmbedder._parameter_constraints,
+            "mining": [StrOptions(set(PAIRS.minings))],
+        }
+
+The docstring's shared sections are filled in by ``__init_subclass__`` too, and
+``__init__.py`` exports the class. The training loop, the console report, the history plots and the
+``history_`` documentation follow the declaration's statistics.
 """
 
 import copy
+import inspect
 import time
 import warnings
 from collections import OrderedDict
@@ -14,30 +53,67 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted
 
-from . import _training, chunking
+from . import _docstrings, _inference, _training
+from ._kernels import CALLABLE_STATISTICS, METRICS, callable_kernel
+from ._validation import Interval, StrOptions, fit_context, invalid, validate_data
 from .backbones import L2Normalize, build_backbone
-from .distances import pairwise_distances
 from .metrics import map_at_r
-from .mining import triplet_type_counts
 from .sampling import class_balanced_batches
 
-# Rows per forward pass at transform time.
-_INFERENCE_BATCH_SIZE = 4096
+# Warnings raised after training point at the caller of fit: _warn_after_training, _fit, fit, the
+# wrapper of scikit-learn's _fit_context, then the caller.
+_USER_FRAME = 5
 
 
 class EmbeddingCollapseWarning(UserWarning):
     """Warned when training ends with the embeddings collapsed towards a single point."""
 
 
-class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Base class of the embedders; see TripletEmbedder for the parameters."""
+
+    # The common parameters and their defaults, in the order of the signature. See the module
+    # documentation before adding one.
+    _common_parameters = {
+        "n_components": 32,
+        "backbone": "mlp",
+        "hidden_layer_sizes": (256,),
+        "backbone_params": None,
+        "normalize": True,
+        "metric": "euclidean",
+        "margin": 0.2,
+        "loss": None,
+        "batch_size": 128,
+        "samples_per_class": 4,
+        "max_iter": 50,
+        "learning_rate_init": 1e-3,
+        "weight_decay": 0.0,
+        "mixed_precision": False,
+        "early_stopping": False,
+        "validation_fraction": 0.1,
+        "n_iter_no_change": 10,
+        "tol": 1e-4,
+        "warm_start": False,
+        "callback": None,
+        "device": "auto",
+        "random_state": None,
+        "verbose": 0,
+    }
+    _n_positional = 1
+    # A subclass's own parameters (new, or common ones with another default).
+    _own_parameters = {}
+    # A subclass's built-in loss: a LossDeclaration.
+    _loss = None
+    # Common parameters a subclass does not take (left out of its signature).
+    _removed_parameters = ()
+    # What ``history_``'s ``mean_distance`` measures, for the collapse warning.
+    _negatives = "embeddings of different classes"
 
     _parameter_constraints = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
@@ -45,7 +121,7 @@ class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "backbone_params": [dict, None],
         "normalize": ["boolean"],
-        "metric": [StrOptions({"euclidean", "sqeuclidean", "cosine"})],
+        "metric": [StrOptions(set(METRICS))],
         "margin": [Interval(Real, 0, None, closed="neither")],
         "loss": [callable, None],
         "batch_size": [Interval(Integral, 4, None, closed="left")],
@@ -65,9 +141,37 @@ class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         "verbose": ["verbose"],
     }
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "__init__" not in vars(cls):
+            cls.__init__ = _assigning_init(cls)
+        if cls.__doc__ and cls._loss is not None:
+            cls.__doc__ = _docstrings.fill(
+                cls.__doc__, cls._loss.statistics, **cls._docstring_sections()
+            )
+
+    @classmethod
+    def _docstring_sections(cls):
+        """Shared docstring sections this class words its own way (none: the shared texts)."""
+        return {}
+
+    @classmethod
+    def _parameter_defaults(cls):
+        """``{name: default}`` in the order of the signature: the common parameters, with the
+        subclass's own overriding them in place and its new ones inserted before ``loss``, without
+        its ``_removed_parameters``."""
+        own = cls._own_parameters
+        defaults = {}
+        for name, default in cls._common_parameters.items():
+            if name == "loss":
+                defaults.update({k: v for k, v in own.items() if k not in cls._common_parameters})
+            if name not in cls._removed_parameters:
+                defaults[name] = own.get(name, default)
+        return defaults
+
     # -- fitting -----------------------------------------------------------------------------------
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Train the backbone on ``X, y``.
 
@@ -85,7 +189,7 @@ class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         """
         return self._fit(X, y, n_epochs=self.max_iter, incremental=self.warm_start, validate=True)
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y):
         """Train one epoch on ``X, y``, starting from the current weights when fitted.
 
@@ -108,22 +212,36 @@ class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     def _fit(self, X, y, *, n_epochs, incremental, validate):
         start_time = time.perf_counter()
         reset = not (incremental and hasattr(self, "module_"))
-        X, y = validate_data(self, X, y, reset=reset, dtype=np.float32)
-        y = self._encode_labels(y)
+        X, y = self._check_training_data(X, y, reset=reset)
         if reset:
             self._initialise(X.shape[1])
         X_val = y_val = None
         if validate and self.early_stopping:
-            train_idx, val_idx = _validation_split(y, self.validation_fraction, self._rng)
-            X, y, X_val, y_val = X[train_idx], y[train_idx], X[val_idx], y[val_idx]
+            X, y, X_val, y_val = self._split_validation(X, y)
         seed = int(self._rng.integers(2**31))
         device = self.device_
         forked = [device.index or 0] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=forked):
             torch.manual_seed(seed)
             stop_reason = self._train(X, y, X_val, y_val, n_epochs=n_epochs, start_time=start_time)
+        self._after_training(X, y, X_val, y_val)
         self._warn_after_training(stop_reason, X_val is not None)
         return self
+
+    # The steps of _fit that an estimator learning from other data than labelled samples replaces.
+
+    def _check_training_data(self, X, y, *, reset):
+        """Validated ``X`` (float32, its width that of the network's input) and encoded ``y``."""
+        X, y = validate_data(self, X, y, reset=reset, dtype=np.float32)
+        return X, self._encode_labels(y)
+
+    def _split_validation(self, X, y):
+        """``X, y, X_val, y_val``: the training data and the data held out for early stopping."""
+        train_idx, val_idx = _validation_split(y, self.validation_fraction, self._rng)
+        return X[train_idx], y[train_idx], X[val_idx], y[val_idx]
+
+    def _after_training(self, X, y, X_val, y_val):
+        """Called once training is over, with the data of ``_train``; nothing to do here."""
 
     def _initialise(self, n_features):
         """Resolve the device, seed, build the network and the optimiser state for a fresh fit.
@@ -157,6 +275,34 @@ class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         self.history_ = []
         self.n_iter_ = 0
 
+    def _training_data(self, X, y, X_val, y_val):
+        """What the training loop reads: ``(X_t, y_t, batches, validation_score)``.
+
+        The training data on the device, ``batches() -> iterable`` of one epoch's batches (see
+        :func:`sklearn_triplet._training.train`) and ``validation_score() -> float`` (None
+        without a validation set): here class-balanced batches and the MAP@R of the validation
+        samples.
+        """
+        X_t, y_t = _to_device(X, y, self.device_)
+        n_batches = max(1, -(-X.shape[0] // self.batch_size))
+
+        def batches():
+            return class_balanced_batches(
+                y,
+                batch_size=self.batch_size,
+                samples_per_class=self.samples_per_class,
+                n_batches=n_batches,
+                rng=self._rng,
+            )
+
+        validation_score = None
+        if X_val is not None:
+
+            def validation_score():
+                return map_at_r(self._embed(X_val), y_val, metric=self.metric)
+
+        return X_t, y_t, batches, validation_score
+
     def _train(self, X, y, X_val, y_val, *, n_epochs, start_time):
         module = self.module_
         optimizer = torch.optim.Adam(
@@ -166,24 +312,7 @@ class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             optimizer.load_state_dict(self._optimizer_state)
             for group in optimizer.param_groups:  # the moments carry over, the settings are today's
                 group.update(lr=self.learning_rate_init, weight_decay=self.weight_decay)
-        X_t, y_t = _to_device(X, y, self.device_)
-        n_batches = max(1, -(-X.shape[0] // self.batch_size))
-        batches = lambda: class_balanced_batches(  # noqa: E731
-            y,
-            batch_size=self.batch_size,
-            samples_per_class=self.samples_per_class,
-            n_batches=n_batches,
-            rng=self._rng,
-        )
-        validation_score = None
-        if X_val is not None:
-            validation_score = lambda: map_at_r(  # noqa: E731
-                _training.embed(
-                    module, X_val, batch_size=_INFERENCE_BATCH_SIZE, device=self.device_
-                ),
-                y_val,
-                metric=self.metric,
-            )
+        X_t, y_t, batches, validation_score = self._training_data(X, y, X_val, y_val)
 
         def on_epoch_end(epoch, logs):
             self.n_iter_ = epoch
@@ -195,6 +324,7 @@ class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
                 module=module,
                 optimizer=optimizer,
                 batch_loss=self._batch_loss,
+                statistics=self._statistics,
                 X=X_t,
                 y=y_t,
                 batches=batches,
@@ -206,7 +336,6 @@ class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
                 tol=self.tol,
                 on_epoch_end=on_epoch_end,
                 mixed_precision=self.mixed_precision,
-                metric=self.metric,
                 verbose=self.verbose,
                 start_time=start_time,
             )
@@ -221,24 +350,31 @@ class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     def _warn_after_training(self, stop_reason, early_stopping):
         if early_stopping and stop_reason == _training.STOP_MAX_ITER:
             warnings.warn(
-                f"{type(self).__name__} reached max_iter={self.max_iter} while the validation score "
-                "was still improving; increase max_iter.",
+                f"{type(self).__name__} reached max_iter={self.max_iter} while the validation "
+                "score was still improving; increase max_iter.",
                 ConvergenceWarning,
+                stacklevel=_USER_FRAME,
             )
         last = self.history_[-1] if self.history_ else {}
         spread = last.get("mean_distance", np.nan)
         if spread < 0.5 * self.margin:
+            mining = (
+                "hard mining from the start (mining='hard': try 'semi-hard'); "
+                if hasattr(self, "mining")
+                else ""
+            )
             warnings.warn(
                 f"The embeddings collapsed towards a single point: the mean {self.metric} distance "
-                f"between embeddings of different classes in the last batch is {spread:.3g}, less "
-                f"than half the margin={self.margin}, so most negatives sit inside the margin and the loss stays "
-                "near it. Likely causes: a learning rate too high "
-                f"(learning_rate_init={self.learning_rate_init}); a margin too large for the metric "
-                f"(metric={self.metric!r}); hard mining from the start (mining='hard': try "
-                "'semi-hard'); input features on a large common offset or scale (standardise them, "
-                "e.g. with StandardScaler); too few epochs for a network that starts near-constant "
-                f"(max_iter={self.max_iter}); or a backbone whose output is constant.",
+                f"between {self._negatives} in the last batch is {spread:.3g}, less "
+                f"than half the margin={self.margin}, so most negatives sit inside the margin and "
+                "the loss stays near it. Likely causes: a learning rate too high "
+                f"(learning_rate_init={self.learning_rate_init}); a margin too large for the "
+                f"metric (metric={self.metric!r}); {mining}input features on a large common "
+                "offset or scale (standardise them, e.g. with StandardScaler); too few epochs for "
+                f"a network that starts near-constant (max_iter={self.max_iter}); or a backbone "
+                "whose output is constant.",
                 EmbeddingCollapseWarning,
+                stacklevel=_USER_FRAME,
             )
 
     def _encode_labels(self, y):
@@ -257,18 +393,30 @@ class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             )
         return y_encoded.astype(np.int64)
 
-    def _callable_loss(self, embeddings, labels):
-        """Train a user-supplied ``loss(embeddings, labels)``; the statistics still use ``margin``."""
-        loss = self.loss(embeddings, labels)
-        if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
-            raise TypeError(
-                "loss must return a scalar (0-dim) torch.Tensor; got "
-                f"{type(loss).__name__} of shape {tuple(getattr(loss, 'shape', ()))}."
+    @property
+    def _statistics(self):
+        """The declaration of the statistics of the loss in use."""
+        return CALLABLE_STATISTICS if self.loss is not None else self._loss.statistics
+
+    def _batch_loss(self, embeddings, labels, *, taxonomy, spread):
+        """The loss of a batch and its statistics: a :class:`~sklearn_triplet._kernels.BatchLoss`.
+
+        A user's ``loss`` is trained as given, its statistics counted with ``margin`` and
+        ``metric``; otherwise the estimator's built-in loss kernel, with its options.
+        """
+        options = {"counts": True, "taxonomy": taxonomy, "spread": spread}
+        if self.loss is not None:
+            return callable_kernel(
+                self.loss, embeddings, labels, margin=self.margin, metric=self.metric, **options
             )
-        with torch.no_grad():
-            distances = pairwise_distances(embeddings.detach(), metric=self.metric)
-            stats = triplet_type_counts(distances, labels, margin=self.margin)
-        return loss, stats
+        return self._loss.kernel(
+            embeddings,
+            labels,
+            margin=self.margin,
+            mining=self.mining,
+            metric=self.metric,
+            **options,
+        )
 
     # -- using a fitted estimator ------------------------------------------------------------------
 
@@ -288,7 +436,20 @@ class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             The embeddings (unit-norm rows when ``normalize=True``).
         """
         check_is_fitted(self)
-        return chunking._embed_in_chunks(self, X, batch_size=_INFERENCE_BATCH_SIZE)
+        return _inference.embed_in_chunks(
+            X,
+            embed_chunk=self._embed,
+            validate=lambda X: validate_data(self, X, reset=False, dtype=np.float32),
+            check=lambda X: check_array(X, dtype=np.float32, input_name="X", estimator=self),
+            n_components=self.n_components_,
+            batch_size=_inference.INFERENCE_BATCH_SIZE,
+        )
+
+    def _embed(self, X):
+        """Embed a validated float32 array with the network, in inference batches."""
+        return _inference.embed(
+            self.module_, X, batch_size=_inference.INFERENCE_BATCH_SIZE, device=self.device_
+        )
 
     def score(self, X, y):
         """MAP@R of leave-one-out retrieval among the embeddings of ``X``.
@@ -316,8 +477,8 @@ class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         Returns
         -------
         module : torch.nn.Sequential
-            A copy in eval mode with children ``backbone`` and ``normalize``; it maps a float32 tensor
-            ``(batch, n_features)`` to embeddings and can be scripted or exported with
+            A copy in eval mode with children ``backbone`` and ``normalize``; it maps a float32
+            tensor ``(batch, n_features)`` to embeddings and can be scripted or exported with
             :func:`torch.export.export`.
         """
         check_is_fitted(self)
@@ -333,7 +494,7 @@ class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
 
-    # -- persistence ---------------------------------------------------------------------------------
+    # -- persistence -------------------------------------------------------------------------------
 
     def __getstate__(self):
         state = dict(super().__getstate__())  # a copy: object.__getstate__ returns __dict__ itself
@@ -352,7 +513,7 @@ class _BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
 
 
 def _resolve_device(device, *, on_load=False):
-    """``"auto"``: CUDA, else Apple MPS, else the CPU; other values must name an available device."""
+    """``"auto"``: CUDA, else Apple MPS, else the CPU; other values name an available device."""
     if isinstance(device, str) and device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -362,8 +523,8 @@ def _resolve_device(device, *, on_load=False):
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise ValueError(
-            f"device must be 'auto', 'cpu', 'cuda', 'cuda:N', 'mps' or a torch.device; got {device!r}."
+        raise invalid(
+            "device", "'auto', 'cpu', 'cuda', 'cuda:N', 'mps' or a torch.device", repr(device)
         ) from exc
     available = {
         "cuda": torch.cuda.is_available(),
@@ -375,6 +536,7 @@ def _resolve_device(device, *, on_load=False):
                 f"This estimator was saved with device={device!r}, which is not available here; it "
                 "was loaded on the CPU. Use set_params(device='auto') before refitting.",
                 UserWarning,
+                stacklevel=3,  # _resolve_device, __setstate__, then the caller of pickle.load
             )
             return torch.device("cpu")
         raise ValueError(
@@ -435,3 +597,29 @@ def _validation_split(y, fraction, rng):
             f"{sorted(counts.tolist(), reverse=True)[:10]}. Use early_stopping=False."
         )
     return np.sort(np.concatenate(train_parts)), val_idx
+
+
+def _assigning_init(cls):
+    """An ``__init__`` for ``cls`` that assigns its parameters, with their explicit signature."""
+    kinds = [inspect.Parameter.POSITIONAL_OR_KEYWORD] * cls._n_positional
+    parameters = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)] + [
+        inspect.Parameter(
+            name,
+            kinds[i] if i < len(kinds) else inspect.Parameter.KEYWORD_ONLY,
+            default=default,
+        )
+        for i, (name, default) in enumerate(cls._parameter_defaults().items())
+    ]
+    signature = inspect.Signature(parameters)
+
+    def __init__(self, *args, **kwargs):
+        arguments = signature.bind(self, *args, **kwargs)
+        arguments.apply_defaults()
+        for name, value in list(arguments.arguments.items())[1:]:
+            setattr(self, name, value)
+
+    __init__.__signature__ = signature
+    __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+    __init__.__module__ = cls.__module__
+    __init__.__doc__ = f"Store the parameters; see :class:`{cls.__name__}`."
+    return __init__

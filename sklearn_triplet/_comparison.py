@@ -1,132 +1,84 @@
 """ComparisonEmbedder: a backbone trained with the triplet loss on given relative comparisons."""
 
 import numpy as np
-from sklearn.base import _fit_context
 from sklearn.utils.validation import check_is_fitted
 
-from . import _docstrings
-from ._tuple_losses import _triplet_triplets
-from ._tuples import TRIPLET_STATS, TUPLE_ATTRIBUTES, TUPLE_TRAINING_PARAMETERS, _TupleEmbedder
-from .verification import paired_distances
+from ._kernels import GIVEN_TRIPLETS, given_triplets_kernel
+from ._tuples import TupleEmbedder
+from ._validation import fit_context, invalid
+from .distances import paired_distances
 
 
-class ComparisonEmbedder(_TupleEmbedder):
+class ComparisonEmbedder(TupleEmbedder):
     """Learn an embedding from triplets "a is more like b than like c", with the triplet loss.
 
-        For data judged by relative comparisons rather than class labels: a person's "this product is
-        closer to that one than to the third", click or purchase logs, the triplets of a face data set.
-        A PyTorch backbone is trained on the given triplets ``(a, p, n)`` with the triplet loss of
-        FaceNet (Schroff et al., 2015), ``max(0, d(a, p) - d(a, n) + margin)``, and then embeds single
-        points (``transform``) and tells the order of new triplets (``predict``). Only the given
-        triplets are trained on: none is made by combining triplets that share points.
+    For data judged by relative comparisons rather than class labels: a person's "this product is
+    closer to that one than to the third", click or purchase logs, the triplets of a face data
+    set. A PyTorch backbone is trained on the given triplets ``(a, p, n)`` with the triplet loss of
+    FaceNet (Schroff et al., 2015), ``max(0, d(a, p) - d(a, n) + margin)``, then embeds single
+    points (``transform``) and tells the order of new triplets (``predict``). Only the given
+    triplets are trained on: none is made by combining triplets that share points.
 
-        Read more in the :ref:`User Guide <tuples>`.
+    Read more in the :ref:`User Guide <tuples>`.
 
-        Parameters
-        ----------
-        n_components : int, default=32
-            Width of the embedding (for the built-in backbones).
-        points : array-like of shape (n_points, n_features), default=None
-            The points that index triplets refer to, when ``X`` holds integer index triplets of shape
-            ``(n_triplets, 3)``; unused when ``X`` holds the features of the three points,
-            ``(n_triplets, 3, n_features)``. A constructor parameter so that cross-validation and grid
-            searches split the triplets while every fold sees the same points (cloning copies it).
+    Parameters
+    ----------
     %(backbone)s
-        margin : float, default=0.2
-            The margin, in units of ``metric``: a triplet costs nothing once its negative is farther
-            from the anchor than its positive by at least ``margin``.
+    margin : float, default=0.2
+        The margin, in units of ``metric``: a triplet costs nothing once its negative is farther
+        from the anchor than its positive by at least ``margin``.
+    points : array-like of shape (n_points, n_features), default=None
+        The points that index triplets refer to, when ``X`` holds integer index triplets of shape
+        ``(n_triplets, 3)``; unused when ``X`` holds the features of the three points,
+        ``(n_triplets, 3, n_features)``. A constructor parameter so that cross-validation and grid
+        searches split the triplets while every fold sees the same points (cloning copies it).
     %(training)s
 
-        Attributes
-        ----------
     %(attributes)s
 
-        See Also
-        --------
-        PairEmbedder : The same from pairs labelled similar or dissimilar.
-        TripletEmbedder : The same loss on triplets mined from class labels.
-        sklearn_triplet.losses.triplet_loss_on_triplets : The loss.
+    See Also
+    --------
+    PairEmbedder : The same from pairs labelled similar or dissimilar.
+    TripletEmbedder : The same loss on triplets mined from class labels.
+    sklearn_triplet.losses.triplet_loss_on_triplets : The loss.
 
-        References
-        ----------
-        .. [1] F. Schroff, D. Kalenichenko and J. Philbin, "FaceNet: A Unified Embedding for Face
-           Recognition and Clustering", CVPR 2015.
-        .. [2] M. Schultz and T. Joachims, "Learning a Distance Metric from Relative Comparisons",
-           NIPS 2003.
+    References
+    ----------
+    .. [1] F. Schroff, D. Kalenichenko and J. Philbin, "FaceNet: A Unified Embedding for Face
+       Recognition and Clustering", CVPR 2015.
+    .. [2] M. Schultz and T. Joachims, "Learning a Distance Metric from Relative Comparisons",
+       NIPS 2003.
 
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from sklearn.datasets import load_digits
-        >>> from sklearn_triplet import ComparisonEmbedder
-        >>> X, y = load_digits(return_X_y=True)
-        >>> X = X / 16
-        >>> rng = np.random.default_rng(0)
-        >>> anchors = rng.integers(len(X), size=3000)
-        >>> positives = np.array([rng.choice(np.flatnonzero(y == y[a])) for a in anchors])
-        >>> negatives = np.array([rng.choice(np.flatnonzero(y != y[a])) for a in anchors])
-        >>> triplets = np.stack([anchors, positives, negatives], axis=1)  # indices into X
-        >>> model = ComparisonEmbedder(n_components=8, points=X, max_iter=5, random_state=0)
-        >>> model = model.fit(triplets[:2000])
-        >>> model.transform(X[:3]).shape
-        (3, 8)
-        >>> round(model.score(triplets[2000:]), 2)  # the share of held-out triplets in order
-        0.97
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.datasets import load_digits
+    >>> from sklearn_triplet import ComparisonEmbedder
+    >>> X, y = load_digits(return_X_y=True)
+    >>> X = X / 16
+    >>> rng = np.random.default_rng(0)
+    >>> anchors = rng.integers(len(X), size=3000)
+    >>> positives = np.array([rng.choice(np.flatnonzero(y == y[a])) for a in anchors])
+    >>> negatives = np.array([rng.choice(np.flatnonzero(y != y[a])) for a in anchors])
+    >>> triplets = np.stack([anchors, positives, negatives], axis=1)  # indices into X
+    >>> model = ComparisonEmbedder(n_components=8, points=X, max_iter=5, random_state=0)
+    >>> model = model.fit(triplets[:2000])
+    >>> model.transform(X[:3]).shape
+    (3, 8)
+    >>> bool(model.score(triplets[2000:]) > 0.9)  # the share of held-out triplets in order
+    True
     """
 
+    _loss = GIVEN_TRIPLETS
     _tuple_size = 3
     _kind = "triplet"
+    _negatives = "the anchors and the negatives"
+    _validation_score_name = "share in the right order"
+    _split_description = "at least one on each side"
+    _split_minimum = "triplets"
+    _own_parameters = {"margin": 0.2, "points": None}
 
-    def __init__(
-        self,
-        n_components=32,
-        *,
-        points=None,
-        backbone="mlp",
-        hidden_layer_sizes=(256,),
-        backbone_params=None,
-        normalize=True,
-        metric="euclidean",
-        margin=0.2,
-        batch_size=128,
-        max_iter=50,
-        learning_rate_init=1e-3,
-        weight_decay=0.0,
-        mixed_precision=False,
-        early_stopping=False,
-        validation_fraction=0.1,
-        n_iter_no_change=10,
-        tol=1e-4,
-        warm_start=False,
-        callback=None,
-        device="auto",
-        random_state=None,
-        verbose=0,
-    ):
-        self.n_components = n_components
-        self.points = points
-        self.backbone = backbone
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.backbone_params = backbone_params
-        self.normalize = normalize
-        self.metric = metric
-        self.margin = margin
-        self.batch_size = batch_size
-        self.max_iter = max_iter
-        self.learning_rate_init = learning_rate_init
-        self.weight_decay = weight_decay
-        self.mixed_precision = mixed_precision
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.tol = tol
-        self.warm_start = warm_start
-        self.callback = callback
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
-
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Train the backbone on triplets.
 
@@ -145,7 +97,7 @@ class ComparisonEmbedder(_TupleEmbedder):
         """
         return self._fit(X, y, n_epochs=self.max_iter, incremental=self.warm_start, validate=True)
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None):
         """Train one epoch on triplets, from the current weights when fitted.
 
@@ -167,16 +119,17 @@ class ComparisonEmbedder(_TupleEmbedder):
 
     def _check_targets(self, y, n_tuples):
         if y is not None:
-            raise ValueError(
-                f"{type(self).__name__} learns from the order within each triplet alone (its "
-                "first point is more like the second than like the third), so y must be None; "
-                f"got y of type {type(y).__name__}. To reverse a triplet, swap its last two "
-                "points."
+            raise invalid(
+                "y",
+                f"None: {type(self).__name__} learns from the order within each triplet alone (its "
+                "first point is more like the second than like the third; swap the last two to "
+                "reverse it)",
+                type(y).__name__,
             )
 
-    def _tuple_loss(self, members, y):
-        return _triplet_triplets(
-            members[:, 0], members[:, 1], members[:, 2], self.margin, self.metric, True
+    def _loss_terms(self, members, targets, *, counts, spread):
+        return given_triplets_kernel(
+            *members.unbind(1), margin=self.margin, metric=self.metric, counts=counts, spread=spread
         )
 
     def _validation_score(self, members, y):
@@ -243,11 +196,3 @@ def _gaps(members, metric):
     return paired_distances(anchors, members[:, 2], metric=metric) - paired_distances(
         anchors, members[:, 1], metric=metric
     )
-
-
-ComparisonEmbedder.__doc__ = _docstrings.fill(
-    ComparisonEmbedder.__doc__,
-    backbone=_docstrings.BACKBONE_PARAMETERS,
-    training=TUPLE_TRAINING_PARAMETERS % {"kind": "triplet", "score": "triplet accuracy"},
-    attributes=TUPLE_ATTRIBUTES % {"stats": TRIPLET_STATS},
-)

@@ -1,30 +1,42 @@
-"""Docstring sections shared by the two embedders (one text, so the two classes never drift apart)."""
+"""Docstring sections shared by the embedders (one text, so the classes never drift apart).
+
+The description of ``history_`` is written from the declaration of the loss's statistics.
+"""
+
+import inspect
+import textwrap
+
+from ._kernels import CALLABLE_STATISTICS, TAXONOMY
 
 BACKBONE_PARAMETERS = """\
+    n_components : int, default=32
+        Width of the embedding (for the built-in backbones).
     backbone : {"mlp", "linear", "cnn"}, torch.nn.Module or callable, default="mlp"
         The network mapping a sample to its embedding. ``"mlp"``: fully connected layers of
         ``hidden_layer_sizes`` with ReLU. ``"linear"``: a learned linear map, the deep analogue of
         :class:`~sklearn.neighbors.NeighborhoodComponentsAnalysis`. ``"cnn"``: a small convolutional
-        network for images passed as flattened pixels; needs
-        ``backbone_params={"input_shape": (channels, height, width)}``. A module instance is deep-copied
-        at fit (the given one is never changed); a class or factory is called as
-        ``backbone(n_features, n_components, **backbone_params)``.
+        network for images passed as flattened pixels; needs ``backbone_params={"input_shape":
+        (channels, height, width)}``. A module instance is deep-copied at fit (the given one is
+        never changed); a class or factory is called as ``backbone(n_features, n_components,
+        **backbone_params)``.
     hidden_layer_sizes : int or tuple of int, default=(256,)
         Hidden widths of the ``"mlp"`` backbone.
     backbone_params : dict, default=None
         Extra settings of the backbone builder, searchable by grid search as whole dicts (for
         ``"cnn"``: ``input_shape``, ``channels``, ``hidden_size``; for ``"mlp"``: ``activation``).
     normalize : bool, default=True
-        Scale each embedding to unit Euclidean norm (as in FaceNet), in training and in ``transform``.
+        Scale each embedding to unit Euclidean norm (as in FaceNet), in training and in
+        ``transform``.
     metric : {"euclidean", "sqeuclidean", "cosine"}, default="euclidean"
         Distance between embeddings used by the loss, the mining and ``score``. ``"cosine"`` is
         ``1 - cos``."""
 
 TRAINING_PARAMETERS = """\
     batch_size : int, default=128
-        Target samples per batch. Batches are class-balanced: ``P = batch_size // samples_per_class``
-        classes (at most all of them), drawn with probability proportional to their size and always
-        including two classes with two or more samples, then up to ``batch_size // P`` samples of each.
+        Target samples per batch. Batches are class-balanced: ``P = batch_size //
+        samples_per_class`` classes (at most all of them), drawn with probability proportional to
+        their size and always including two classes with two or more samples, then up to
+        ``batch_size // P`` samples of each.
     samples_per_class : int, default=4
         The minimum K of the P x K batches.
     max_iter : int, default=50
@@ -37,11 +49,11 @@ TRAINING_PARAMETERS = """\
         Run the backbone under bfloat16 autocast (useful on recent GPUs); the loss stays float32.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the data (stratified) and stop when its MAP@R has not
-        improved by more than ``tol`` for ``n_iter_no_change`` epochs; the best weights are restored.
-        Without it, training runs exactly ``max_iter`` epochs.
+        improved by more than ``tol`` for ``n_iter_no_change`` epochs; the best weights are
+        restored. Without it, training runs exactly ``max_iter`` epochs.
     validation_fraction : float, default=0.1
-        Share of each class held out for early stopping. At least two samples of a class stay on each
-        side; classes with fewer than four samples stay in training whole.
+        Share of each class held out for early stopping. At least two samples of a class stay on
+        each side; classes with fewer than four samples stay in training whole.
     n_iter_no_change : int, default=10
         Patience of early stopping, in epochs.
     tol : float, default=1e-4
@@ -49,11 +61,11 @@ TRAINING_PARAMETERS = """\
     warm_start : bool, default=False
         When True, ``fit`` continues from the fitted weights, optimiser state and history.
     callback : callable, default=None
-        ``callback(estimator, epoch, logs)`` is called after each epoch with that epoch's history row;
-        returning True stops training.
+        ``callback(estimator, epoch, logs)`` is called after each epoch with that epoch's history
+        row; returning True stops training.
     device : "auto", str or torch.device, default="auto"
-        Where to train and embed. ``"auto"`` picks CUDA when available, else Apple MPS, else the CPU,
-        and is resolved again when a saved estimator is loaded.
+        Where to train and embed. ``"auto"`` picks CUDA when available, else Apple MPS, else the
+        CPU, and is resolved again when a saved estimator is loaded.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, batch sampling and the validation split. An int gives the same
         transform on every CPU fit; the global numpy and torch random states are left untouched.
@@ -62,18 +74,14 @@ TRAINING_PARAMETERS = """\
         epoch."""
 
 ATTRIBUTES = """\
+    Attributes
+    ----------
     module_ : torch.nn.Sequential
         The trained network, with children ``backbone`` and ``normalize``, on ``device_``.
     n_components_ : int
         Width of the embedding (the backbone's output width).
     history_ : list of dict
-        One row per epoch: ``epoch``, ``loss``, the epoch's triplet counts (``n_triplets``,
-        ``n_easy``, ``n_semi_hard``, ``n_hard``, ``n_active``, ``n_mined``, ``n_mined_active``), their
-        fractions (``easy_fraction``, ``semi_hard_fraction``, ``hard_fraction``,
-        ``active_fraction``), ``mean_distance`` (mean distance between embeddings of different classes in the last
-        batch, in units of ``metric``; below half the margin at the end of training, a collapse
-        is warned), ``validation_score`` (with early stopping) and ``time`` (seconds since the fit
-        began). A fraction is NaN when the epoch held no triplet at all.
+%(history)s
     n_iter_ : int
         Number of epochs trained.
     device_ : torch.device
@@ -84,6 +92,136 @@ ATTRIBUTES = """\
         Names of features seen during fit, when X has string feature names."""
 
 
-def fill(doc, **sections):
-    """Put the shared sections into ``doc`` where it says ``%(name)s``."""
-    return doc % sections
+def _every(n):
+    return "every batch" if n == 1 else f"every {n}th batch (the first, the {n + 1}th...)"
+
+
+def _counts_and_fractions(statistics):
+    """The documentation of a loss's counts and fractions, two ``;``-separated lists."""
+    counts = "; ".join(f"``{count.name}`` ({count.doc})" for count in statistics.counts)
+    fractions = "; ".join(
+        f"``{fraction.name}`` ({fraction.doc})" for fraction in statistics.fractions
+    )
+    return counts, fractions
+
+
+def history_attributes(statistics, callable_statistics):
+    """The ``Attributes`` section of an embedder whose loss reports ``statistics``."""
+    counts, fractions = _counts_and_fractions(statistics)
+    taxonomy = ", ".join(f"``{count.name}``" for count in TAXONOMY)
+    text = (
+        "One row per epoch: ``epoch``; ``loss``, the mean over the epoch's batches; the epoch's "
+        f"counts, summed over its batches: {counts}; their fractions: {fractions}, NaN when the "
+        "denominator is 0; ``mean_distance``, the mean distance between embeddings of different "
+        "classes in the last batch, in units of ``metric`` (below half the margin at the end of "
+        "training, a collapse is warned); ``validation_score``, with early stopping; and "
+        f"``time``, the seconds since the fit began. The taxonomy ({taxonomy}) is counted on "
+        f"{_every(statistics.taxonomy_every)} of an epoch"
+        + (
+            ""
+            if statistics.taxonomy_every == 1
+            else ", to keep the statistics cheap; the other counts on every batch"
+        )
+        + ". With ``loss=callable``, the counts are the taxonomy's alone, counted on "
+        f"{_every(callable_statistics.taxonomy_every)}, and ``active_fraction`` is "
+        "``n_active / n_triplets``."
+    )
+    history = textwrap.fill(text, width=100, initial_indent=" " * 8, subsequent_indent=" " * 8)
+    return ATTRIBUTES % {"history": history}
+
+
+def fill(doc, statistics, **overrides):
+    """Put the shared sections into ``doc`` where a line says ``%(name)s``.
+
+    The docstring is cleaned of its indentation first (as Python 3.13 does when it compiles), and
+    the sections with it, so the result does not depend on the Python version. ``overrides``
+    replace sections by name (the estimators that learn from given tuples word their own).
+    """
+    sections = {
+        "backbone": BACKBONE_PARAMETERS,
+        "training": TRAINING_PARAMETERS,
+        "attributes": history_attributes(statistics, CALLABLE_STATISTICS),
+        **overrides,
+    }
+    return inspect.cleandoc(doc) % {
+        name: textwrap.dedent(section) for name, section in sections.items()
+    }
+
+
+# -- the estimators that learn from given pairs and triplets ---------------------------------------
+
+TUPLE_TRAINING_PARAMETERS = """\
+    batch_size : int, default=128
+        Number of %(kind)ss per batch; each distinct point of a batch is embedded once.
+    max_iter : int, default=50
+        Number of epochs; an epoch trains on every %(kind)s once, in a random order.
+    learning_rate_init : float, default=1e-3
+        Learning rate of the Adam optimiser.
+    weight_decay : float, default=0.0
+        L2 penalty (Adam's ``weight_decay``). With few %(kind)ss or many uninformative features,
+        a value such as 0.01 often generalises better (see the benchmarks).
+    mixed_precision : bool, default=False
+        Run the backbone under bfloat16 autocast (useful on recent GPUs); the loss stays float32.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the %(kind)ss and stop when their %(score)s has not
+        improved by more than ``tol`` for ``n_iter_no_change`` epochs; the best weights are
+        restored. Without it, training runs exactly ``max_iter`` epochs.
+    validation_fraction : float, default=0.1
+        Share of the %(kind)ss held out for early stopping:
+        %(split)s.
+    n_iter_no_change : int, default=10
+        Patience of early stopping, in epochs.
+    tol : float, default=1e-4
+        Smallest validation-score improvement that counts for early stopping.
+    warm_start : bool, default=False
+        When True, ``fit`` continues from the fitted weights, optimiser state and history.
+    callback : callable, default=None
+        ``callback(estimator, epoch, logs)`` is called after each epoch with that epoch's history
+        row; returning True stops training.
+    device : "auto", str or torch.device, default="auto"
+        Where to train and embed. ``"auto"`` picks CUDA when available, else Apple MPS, else the
+        CPU, and is resolved again when a saved estimator is loaded.
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, the order of the %(kind)ss and the validation split. An int
+        gives the same transform on every CPU fit; the global numpy and torch random states are
+        left untouched.
+    verbose : int, default=0
+        0 silent; 1 a progress bar over epochs with the loss and validation score; 2 one line per
+        epoch."""
+
+_TUPLE_ATTRIBUTES = """\
+    Attributes
+    ----------
+%(own)s    module_ : torch.nn.Sequential
+        The trained network, with children ``backbone`` and ``normalize``, on ``device_``.
+    n_components_ : int
+        Width of the embedding (the backbone's output width).
+    history_ : list of dict
+%(history)s
+    n_iter_ : int
+        Number of epochs trained.
+    device_ : torch.device
+        The device in use.
+    n_features_in_ : int
+        Number of features of a point (the last axis of feature tuples, the columns of
+        ``points``); ``transform`` takes points of this width.
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of the features, when ``points`` is a DataFrame with string column names."""
+
+
+def tuple_sections(statistics, *, kind, score, split, negatives, own_attributes=""):
+    """The ``training`` and ``attributes`` sections of an estimator learning from ``kind``s."""
+    counts, fractions = _counts_and_fractions(statistics)
+    text = (
+        "One row per epoch: ``epoch``; ``loss``, the mean over the epoch's batches; the epoch's "
+        f"counts, summed over its batches: {counts}; their fractions: {fractions}, NaN when the "
+        f"denominator is 0; ``mean_distance``, the mean distance between {negatives} in the last "
+        "batch, in units of ``metric`` (below half the margin at the end of training, a collapse "
+        "is warned); ``validation_score``, with early stopping; and ``time``, the seconds since "
+        "the fit began."
+    )
+    history = textwrap.fill(text, width=100, initial_indent=" " * 8, subsequent_indent=" " * 8)
+    return {
+        "training": TUPLE_TRAINING_PARAMETERS % {"kind": kind, "score": score, "split": split},
+        "attributes": _TUPLE_ATTRIBUTES % {"own": own_attributes, "history": history},
+    }

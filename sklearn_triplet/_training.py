@@ -1,9 +1,9 @@
-"""The training loop as a plain function, and batched embedding.
+"""The training loop as a plain function.
 
 ``train`` runs epochs of class-balanced batches, appends one dict per epoch to a history list, and
-returns why it stopped (a value, never an exception, except for a non-finite loss). It knows nothing of
-scikit-learn: the estimators hand it a module, an optimiser, a batch-loss hook and closures for
-validation and callbacks.
+returns why it stopped (a value, never an exception, except for a non-finite loss). It knows nothing
+of scikit-learn: the estimators hand it a module, an optimiser, a batch-loss hook, the declaration
+of the loss's statistics and closures for validation and callbacks.
 """
 
 import contextlib
@@ -11,10 +11,7 @@ import math
 import sys
 import time
 
-import numpy as np
 import torch
-
-from .distances import pairwise_distances
 
 # Why training stopped; the estimators turn these into warnings and attributes.
 STOP_MAX_ITER = "max_iter"
@@ -27,6 +24,7 @@ def train(
     module,
     optimizer,
     batch_loss,
+    statistics,
     X,
     y,
     batches,
@@ -38,7 +36,6 @@ def train(
     tol=0.0,
     on_epoch_end=None,
     mixed_precision=False,
-    metric="euclidean",
     verbose=0,
     start_time=None,
 ):
@@ -51,14 +48,23 @@ def train(
     optimizer : torch.optim.Optimizer
         Over ``module``'s parameters.
     batch_loss : callable
-        ``batch_loss(embeddings, labels) -> (loss, stats)``: a scalar tensor and a dict of 0-dim count
-        tensors (summed over the epoch on the device, so there is no host sync per batch).
+        ``batch_loss(embeddings, labels, *, taxonomy, spread) -> BatchLoss``: the loss, the batch's
+        counts vector (summed over the epoch on the device, so there is no host sync per batch;
+        with the taxonomy counted when ``taxonomy``) and, when ``spread``, the sum and number of the
+        distances between different classes.
+    statistics : Statistics
+        The declaration of the counts and fractions of the loss (how often the taxonomy is
+        counted, the names of the counts vector's entries, the fractions of the history).
     X : torch.Tensor of shape (n_samples, n_features)
-        Training data, on the device when it fits there, else on the CPU (pinned when the device is CUDA).
-    y : torch.Tensor of shape (n_samples,)
-        Encoded labels, on the same device as ``X``.
+        Training data, on the device when it fits there, else on the CPU (pinned when the device is
+        CUDA).
+    y : torch.Tensor of shape (n_samples,) or None
+        Encoded labels, on the same device as ``X``; None when every batch brings its targets.
     batches : callable
-        ``batches() -> iterable of index arrays``: the batches of one epoch.
+        ``batches() -> iterable``: the batches of one epoch, each an index array into ``X`` (and
+        ``y``), or a pair ``(indices, targets)`` whose ``targets``, already on the device, are
+        handed to ``batch_loss`` in place of ``y[indices]`` (the estimators that learn from given
+        pairs and triplets pass there which embeddings of the batch form each tuple).
     n_epochs : int
         The most epochs to run in this call.
     first_epoch : int, default=1
@@ -67,8 +73,8 @@ def train(
         One dict per epoch is appended here as soon as the epoch ends, so a caller interrupted by
         ``KeyboardInterrupt`` keeps every completed epoch.
     validation_score : callable, default=None
-        ``validation_score() -> float``, higher is better; enables early stopping on it, restoring the
-        best weights at the end.
+        ``validation_score() -> float``, higher is better; enables early stopping on it, restoring
+        the best weights at the end.
     n_iter_no_change : int, default=10
         Epochs without an improvement of more than ``tol`` before early stopping.
     tol : float, default=0.0
@@ -77,8 +83,6 @@ def train(
         ``on_epoch_end(epoch, logs) -> bool``; returning True stops training.
     mixed_precision : bool, default=False
         Run the forward pass under bfloat16 autocast (the loss is computed in float32).
-    metric : str, default="euclidean"
-        Distance of the ``"mean_distance"`` column (see :func:`~sklearn_triplet.distances.pairwise_distances`).
     verbose : int, default=0
         0 silent, 1 a progress bar over epochs, 2 one line per epoch.
     start_time : float, default=None
@@ -108,7 +112,9 @@ def train(
     with _progress(epochs, verbose) as bar:
         for epoch in epochs:
             snapshot = _copy_state(module)
-            logs = _train_epoch(module, optimizer, batch_loss, X, y, batches(), device, autocast, metric)
+            logs = _train_epoch(
+                module, optimizer, batch_loss, statistics, X, y, batches(), device, autocast
+            )
             problem = _divergence(logs, module)
             if problem:
                 module.load_state_dict(snapshot)
@@ -129,7 +135,7 @@ def train(
                     best_score, best_state = logs["validation_score"], _copy_state(module)
             logs["time"] = time.perf_counter() - start_time
             history.append(logs)
-            _report(bar, logs, verbose, first_epoch + n_epochs - 1)
+            _report(bar, logs, verbose, first_epoch + n_epochs - 1, statistics)
             if on_epoch_end is not None and on_epoch_end(epoch, logs):
                 stop_reason = STOP_CALLBACK
                 break
@@ -141,35 +147,40 @@ def train(
     return stop_reason
 
 
-def _train_epoch(module, optimizer, batch_loss, X, y, batches, device, autocast, metric):
+def _train_epoch(module, optimizer, batch_loss, statistics, X, y, batches, device, autocast):
     module.train()
+    batches = list(batches)
     loss_sum = torch.zeros((), device=device)
     finite = torch.ones((), dtype=torch.bool, device=device)
-    totals = {}
-    n_batches = 0
-    last_batch = None
-    for indices in batches:
+    totals = negatives = None
+    for i, batch in enumerate(batches):
+        indices, targets = batch if isinstance(batch, tuple) else (batch, None)
         indices = torch.as_tensor(indices, device=X.device)
         xb = X[indices].to(device, non_blocking=True)
-        yb = y[indices].to(device, non_blocking=True)
+        yb = y[indices].to(device, non_blocking=True) if targets is None else targets
         with autocast:
             embeddings = module(xb)
-        loss, stats = batch_loss(embeddings.float(), yb)
+        loss, counts, spread = batch_loss(
+            embeddings.float(),
+            yb,
+            taxonomy=i % statistics.taxonomy_every == 0,
+            spread=i == len(batches) - 1,  # the embeddings of the epoch's last batch
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         loss_sum += loss.detach()
         # NaN embeddings make every comparison false, so a loss alone can read 0: check both.
         finite &= torch.isfinite(embeddings.detach()).all()
-        for key, value in stats.items():
-            totals[key] = totals[key] + value if key in totals else value
-        n_batches += 1
-        last_batch = (embeddings.detach(), yb)
-    logs = {"loss": (loss_sum / max(n_batches, 1)).item(), "_finite_embeddings": bool(finite)}
-    counts = {key: int(value) for key, value in totals.items()}
-    logs.update(counts)
-    logs.update(_fractions(counts))
-    logs["mean_distance"] = _mean_negative_distance(last_batch, metric)
+        totals = counts if totals is None else totals + counts
+        negatives = spread if spread is not None else negatives
+    logs = {
+        "loss": (loss_sum / max(len(batches), 1)).item(),
+        "_finite_embeddings": bool(finite),
+    }
+    if totals is not None:
+        logs.update(statistics.epoch_logs(totals))
+    logs["mean_distance"] = _mean_negative_distance(negatives)
     return logs
 
 
@@ -185,36 +196,16 @@ def _divergence(logs, module):
     return ""
 
 
-def _fractions(counts):
-    """Fractions of the FaceNet taxonomy, and of active triplets or pairs (NaN when undefined)."""
-    out = {}
-    n_triplets = counts.get("n_triplets", 0)
-    for name in ("easy", "semi_hard", "hard"):
-        if f"n_{name}" in counts:
-            out[f"{name}_fraction"] = counts[f"n_{name}"] / n_triplets if n_triplets else math.nan
-    if "n_pairs" in counts:
-        n_pairs = counts["n_pairs"]
-        out["active_fraction"] = counts.get("n_active_pairs", 0) / n_pairs if n_pairs else math.nan
-    elif "n_active" in counts:
-        out["active_fraction"] = counts["n_active"] / n_triplets if n_triplets else math.nan
-    return out
-
-
-def _mean_negative_distance(batch, metric):
-    """Mean distance between embeddings of different classes in a batch, in units of ``metric``.
+def _mean_negative_distance(negatives):
+    """Mean distance between embeddings of different classes, from their sum and number.
 
     Negatives only: same-class pairs rightly sit close together, and counting them would make a
     healthy two-class embedding look collapsed. A collapse drives this towards 0.
     """
-    if batch is None:
+    if negatives is None:
         return math.nan
-    embeddings, labels = batch
-    with torch.no_grad():
-        distances = pairwise_distances(embeddings.float(), metric=metric)
-        negatives = labels[:, None] != labels[None, :]
-        n_negatives = negatives.sum()
-        total = (distances * negatives).sum()
-    return float(total.item() / n_negatives.item()) if n_negatives.item() else math.nan
+    total, count = negatives
+    return float(total.item() / count.item()) if count.item() else math.nan
 
 
 def _copy_state(module):
@@ -243,7 +234,7 @@ def _progress(epochs, verbose):
         bar.close()
 
 
-def _report(bar, logs, verbose, last_epoch):
+def _report(bar, logs, verbose, last_epoch, statistics):
     if verbose == 1:
         postfix = {"loss": f"{logs['loss']:.4f}"}
         if "validation_score" in logs:
@@ -252,42 +243,9 @@ def _report(bar, logs, verbose, last_epoch):
         bar.update(1)
     elif verbose >= 2:
         parts = [f"epoch {logs['epoch']}/{last_epoch}", f"loss {logs['loss']:.4f}"]
-        for key, label in (
-            ("active_fraction", "active"),
-            ("easy_fraction", "easy"),
-            ("semi_hard_fraction", "semi-hard"),
-            ("hard_fraction", "hard"),
-            ("validation_score", "val MAP@R"),
-        ):
+        columns = [(fraction.name, fraction.label) for fraction in statistics.fractions]
+        for key, label in columns + [("validation_score", "val MAP@R")]:
             if key in logs:
                 parts.append(f"{label} {logs[key]:.3f}")
         parts.append(f"{logs['time']:.1f}s")
         print("  ".join(parts), flush=True)
-
-
-def embed(module, X, *, batch_size, device):
-    """Embed a float32 array in batches under inference mode.
-
-    Parameters
-    ----------
-    module : torch.nn.Module
-        The network (its final normalisation included), already on ``device``.
-    X : ndarray of shape (n_samples, n_features)
-        float32 input.
-    batch_size : int
-        Rows per forward pass.
-    device : torch.device
-
-    Returns
-    -------
-    embeddings : ndarray of shape (n_samples, n_components), float32
-    """
-    module.eval()
-    chunks = []
-    with torch.inference_mode():
-        for start in range(0, X.shape[0], batch_size):
-            xb = torch.from_numpy(np.ascontiguousarray(X[start : start + batch_size])).to(device)
-            chunks.append(module(xb).float().cpu().numpy())
-    if not chunks:
-        return np.empty((0, 0), dtype=np.float32)
-    return np.concatenate(chunks)

@@ -1,13 +1,11 @@
 """TripletEmbedder: a backbone trained with the triplet loss and online mining."""
 
-from sklearn.utils._param_validation import StrOptions
-
-from . import _docstrings
-from ._base import _BaseEmbedder
-from .losses import triplet_loss
+from ._base import BaseEmbedder
+from ._kernels import TRIPLET
+from ._validation import StrOptions
 
 
-class TripletEmbedder(_BaseEmbedder):
+class TripletEmbedder(BaseEmbedder):
     """Learn an embedding with the triplet loss and online triplet mining.
 
     A PyTorch backbone is trained so that, for triplets of an anchor ``a``, a positive ``p`` of the
@@ -20,27 +18,23 @@ class TripletEmbedder(_BaseEmbedder):
 
     Parameters
     ----------
-    n_components : int, default=32
-        Width of the embedding (for the built-in backbones).
-%(backbone)s
+    %(backbone)s
     margin : float, default=0.2
         The margin, in units of ``metric``, used by the loss and by the mining alike.
     mining : {"semi-hard", "hard", "all"}, default="semi-hard"
         Which triplets of a batch the loss averages over (see
         :func:`sklearn_triplet.losses.triplet_loss` for the exact rules). ``"semi-hard"``: for each
-        positive pair, the closest negative farther than the positive (FaceNet). ``"hard"``: for each
-        anchor, its farthest positive and closest negative (batch-hard). ``"all"``: every triplet with
-        a non-zero loss (batch-all).
+        positive pair, the closest negative farther than the positive (FaceNet). ``"hard"``: for
+        each anchor, its farthest positive and closest negative (batch-hard). ``"all"``: every
+        triplet with a non-zero loss (batch-all).
     loss : callable, default=None
         A replacement for the built-in loss: ``loss(embeddings, labels) -> scalar tensor``, with
-        embeddings of shape ``(batch, n_components)`` (normalised when ``normalize=True``) and integer
-        labels of shape ``(batch,)``; pytorch-metric-learning's losses have this signature. ``margin``
-        and ``metric`` then only drive the triplet statistics recorded in ``history_``.
-%(training)s
+        embeddings of shape ``(batch, n_components)`` (normalised when ``normalize=True``) and
+        integer labels of shape ``(batch,)``; pytorch-metric-learning's losses have this signature.
+        ``margin`` and ``metric`` then only drive the triplet statistics recorded in ``history_``.
+    %(training)s
 
-    Attributes
-    ----------
-%(attributes)s
+    %(attributes)s
 
     See Also
     --------
@@ -72,80 +66,9 @@ class TripletEmbedder(_BaseEmbedder):
     True
     """
 
+    _loss = TRIPLET
+    _own_parameters = {"margin": 0.2, "mining": "semi-hard"}
     _parameter_constraints = {
-        **_BaseEmbedder._parameter_constraints,
-        "mining": [StrOptions({"semi-hard", "hard", "all"})],
+        **BaseEmbedder._parameter_constraints,
+        "mining": [StrOptions(set(TRIPLET.minings))],
     }
-
-    def __init__(
-        self,
-        n_components=32,
-        *,
-        backbone="mlp",
-        hidden_layer_sizes=(256,),
-        backbone_params=None,
-        normalize=True,
-        metric="euclidean",
-        margin=0.2,
-        mining="semi-hard",
-        loss=None,
-        batch_size=128,
-        samples_per_class=4,
-        max_iter=50,
-        learning_rate_init=1e-3,
-        weight_decay=0.0,
-        mixed_precision=False,
-        early_stopping=False,
-        validation_fraction=0.1,
-        n_iter_no_change=10,
-        tol=1e-4,
-        warm_start=False,
-        callback=None,
-        device="auto",
-        random_state=None,
-        verbose=0,
-    ):
-        self.n_components = n_components
-        self.backbone = backbone
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.backbone_params = backbone_params
-        self.normalize = normalize
-        self.metric = metric
-        self.margin = margin
-        self.mining = mining
-        self.loss = loss
-        self.batch_size = batch_size
-        self.samples_per_class = samples_per_class
-        self.max_iter = max_iter
-        self.learning_rate_init = learning_rate_init
-        self.weight_decay = weight_decay
-        self.mixed_precision = mixed_precision
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.tol = tol
-        self.warm_start = warm_start
-        self.callback = callback
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
-
-    def _batch_loss(self, embeddings, labels):
-        if self.loss is not None:
-            return self._callable_loss(embeddings, labels)
-        return triplet_loss(
-            embeddings,
-            labels,
-            margin=self.margin,
-            mining=self.mining,
-            metric=self.metric,
-            return_stats=True,
-        )
-
-
-TripletEmbedder.__doc__ = _docstrings.fill(
-    TripletEmbedder.__doc__,
-    backbone=_docstrings.BACKBONE_PARAMETERS,
-    training=_docstrings.TRAINING_PARAMETERS,
-    attributes=_docstrings.ATTRIBUTES,
-)

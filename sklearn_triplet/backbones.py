@@ -15,7 +15,6 @@ A backbone maps a batch of flattened samples ``(batch, n_features)`` to embeddin
 import copy
 import math
 
-import torch
 from torch import nn
 
 
@@ -83,9 +82,9 @@ def make_linear(n_features, n_components):
 def make_cnn(n_features, n_components, *, input_shape, channels=(32, 64), hidden_size=128):
     """Small convolutional network for images passed as flattened pixel rows.
 
-    Each entry of ``channels`` adds a block ``Conv3x3 -> ReLU -> Conv3x3 -> ReLU -> MaxPool2`` (the pool
-    only while the image is at least 4 pixels wide), followed by global average pooling to 2x2, a
-    hidden linear layer with ReLU and the output layer.
+    Each entry of ``channels`` adds a block ``Conv3x3 -> ReLU -> Conv3x3 -> ReLU -> MaxPool2`` (the
+    pool only while the image is at least 4 pixels wide), followed by global average pooling to 2x2,
+    a hidden linear layer with ReLU and the output layer.
 
     Parameters
     ----------
@@ -110,8 +109,8 @@ def make_cnn(n_features, n_components, *, input_shape, channels=(32, 64), hidden
     shape = tuple(int(s) for s in input_shape)
     if len(shape) != 3 or math.prod(shape) != n_features:
         raise ValueError(
-            f"input_shape must be (channels, height, width) with channels * height * width equal to "
-            f"n_features={n_features}; got input_shape={tuple(input_shape)}."
+            "input_shape must be (channels, height, width) with channels * height * width "
+            f"equal to n_features={n_features}; got input_shape={tuple(input_shape)}."
         )
     in_channels, height, width = shape
     layers = [nn.Unflatten(1, shape)]

@@ -5,118 +5,13 @@ The embedders' ``transform`` validates and converts a large input one chunk of r
 DataFrame, or another 2-D array that slices by rows (h5py, zarr) is never copied whole into memory,
 and memory beyond the output stays that of one chunk. :func:`transform_dask` embeds a dask array
 lazily, block by block, on a cluster or out of core, so that the output need not fit in memory
-either.
+either; it uses the estimator through its public API only (``transform``,
+``get_feature_names_out`` and ``n_features_in_``), so any fitted scikit-learn transformer works.
 """
 
-from numbers import Integral
-
 import numpy as np
-import scipy.sparse as sp
-from sklearn.utils.validation import check_array, check_is_fitted, validate_data
-
-from . import _training
 
 __all__ = ["transform_dask"]
-
-# float32 bytes of one validated chunk of rows (rounded to whole inference batches).
-_CHUNK_BYTES = 16 * 2**20
-
-
-def _chunk_rows(n_features, batch_size):
-    """Rows per validated chunk: whole inference batches, about ``_CHUNK_BYTES`` of float32.
-
-    Parameters
-    ----------
-    n_features : int
-        Columns of the input.
-    batch_size : int
-        Rows per forward pass; a chunk holds at least one batch.
-
-    Returns
-    -------
-    n_rows : int
-        A positive multiple of ``batch_size``.
-
-    Examples
-    --------
-    >>> from sklearn_triplet.chunking import _chunk_rows
-    >>> _chunk_rows(64, 4096)  # 64 features: 16 batches of 4096 rows, 16 MiB
-    65536
-    >>> _chunk_rows(100_000, 4096)  # very wide rows: one batch per chunk
-    4096
-    """
-    row_bytes = 4 * max(int(n_features), 1)
-    return batch_size * max(1, _CHUNK_BYTES // (row_bytes * batch_size))
-
-
-def _embed_in_chunks(estimator, X, *, batch_size):
-    """Validate and embed ``X`` chunk by chunk with a fitted embedder's network.
-
-    Inputs of at most one chunk of rows, and inputs that are not sliced by rows (lists, sparse
-    matrices, 1-D arrays...), are validated whole by scikit-learn's ``validate_data``, as before
-    chunking existed. Longer inputs have their first chunk validated by ``validate_data`` (feature
-    names, number of features, dtype, finiteness) and each later chunk by
-    :func:`~sklearn.utils.check_array`, with the same error messages. Memory beyond the output is
-    that of one float32 chunk; the embeddings are those of an unchunked pass, as the chunks are
-    whole inference batches.
-
-    Parameters
-    ----------
-    estimator : TripletEmbedder or SiameseEmbedder
-        A fitted embedder.
-    X : array-like of shape (n_samples, n_features)
-        Samples to embed, of any dtype that converts to float32.
-    batch_size : int
-        Rows per forward pass.
-
-    Returns
-    -------
-    embeddings : ndarray of shape (n_samples, n_components), float32
-    """
-    rows = _row_slicer(X)
-    n_samples, n_features = X.shape if rows is not None else (0, 0)
-    step = _chunk_rows(n_features, batch_size)
-
-    def embed(Xc):
-        # A read-only chunk (of a memory map opened with mode "r") would make torch warn that it
-        # cannot write to it; a chunk-sized copy avoids that.
-        Xc = Xc if Xc.flags.writeable else Xc.copy()
-        return _training.embed(
-            estimator.module_, Xc, batch_size=batch_size, device=estimator.device_
-        )
-
-    if rows is None or n_samples <= step or n_features == 0:
-        return embed(validate_data(estimator, X, reset=False, dtype=np.float32))
-    first = validate_data(estimator, rows(0, step), reset=False, dtype=np.float32)
-    out = np.empty((n_samples, estimator.n_components_), dtype=np.float32)
-    out[:step] = embed(first)
-    del first
-    for start in range(step, n_samples, step):
-        chunk = check_array(
-            rows(start, start + step), dtype=np.float32, input_name="X", estimator=estimator
-        )
-        out[start : start + chunk.shape[0]] = embed(chunk)
-    return out
-
-
-def _row_slicer(X):
-    """``slicer(start, stop)`` returning rows of a 2-D ``X``, or None when ``X`` is not sliced."""
-    shape = getattr(X, "shape", None)
-    if (
-        sp.issparse(X)
-        or not isinstance(shape, tuple)
-        or len(shape) != 2
-        or not all(isinstance(n, Integral) for n in shape)  # a dask array of unknown length
-    ):
-        return None
-    if hasattr(X, "iloc") and hasattr(X, "columns"):  # pandas DataFrame
-        return lambda start, stop: X.iloc[start:stop]
-    if isinstance(X, np.ndarray) or (
-        # h5py, zarr, dask... arrays; not other data frames, whose rows slice differently
-        hasattr(X, "__array__") and hasattr(X, "__getitem__") and not hasattr(X, "columns")
-    ):
-        return lambda start, stop: X[start:stop]
-    return None
 
 
 def transform_dask(estimator, X):
@@ -158,7 +53,7 @@ def transform_dask(estimator, X):
     import dask
     import dask.array as da
 
-    check_is_fitted(estimator)
+    n_components = len(estimator.get_feature_names_out())  # raises NotFittedError when unfitted
     if not isinstance(X, da.Array):
         raise TypeError(f"X must be a dask.array.Array; got {type(X).__name__}.")
     if X.ndim != 2:
@@ -169,7 +64,6 @@ def transform_dask(estimator, X):
             f"{estimator.n_features_in_} features as input."
         )
     X = X.rechunk({1: -1})
-    n_components = estimator.n_components_
     return da.map_blocks(
         _transform_block,
         X,

@@ -36,6 +36,16 @@ that a training loop can add them up over an epoch and read them once:
 - For :func:`contrastive_loss` also ``n_pairs``, ``n_positive_pairs``,
   ``n_negative_pairs`` and ``n_active_pairs``, over all the unordered pairs.
 
+Given pairs and triplets
+------------------------
+:func:`contrastive_loss_on_pairs` and :func:`triplet_loss_on_triplets` take
+the pairs or triplets themselves, as aligned rows of embeddings, rather than
+a labelled batch: nothing is mined and nothing is inferred from points that
+several tuples share. They are what
+:class:`~sklearn_triplet.PairEmbedder` and
+:class:`~sklearn_triplet.ComparisonEmbedder` train with, and their gradient is
+plain autograd over the ``n`` row distances.
+
 How the gradient is computed
 ----------------------------
 Every loss here is a piecewise smooth function of the (B, B) distance matrix
@@ -49,11 +59,31 @@ at most. The price: the losses are differentiable once (no
 ``create_graph=True`` double backward).
 """
 
+from numbers import Real
+
 import torch
 
-from ._tuple_losses import contrastive_loss_on_pairs, triplet_loss_on_triplets
-from .distances import METRICS, _with_distance_gradient, pairwise_distances
-from .mining import _check_labels, _check_margin, _hard_pair_mask, _TripletIndex, _widen
+from ._kernels import (
+    CONTRASTIVE,
+    CONTRASTIVE_STATISTICS,
+    GIVEN_PAIRS_STATISTICS,
+    GIVEN_TRIPLETS_STATISTICS,
+    METRICS,
+    TRIPLET,
+    TRIPLET_STATISTICS,
+    contrastive_kernel,
+    given_pairs_kernel,
+    given_triplets_kernel,
+    triplet_kernel,
+)
+from ._validation import (
+    Interval,
+    StrOptions,
+    check_embeddings,
+    check_labels,
+    invalid,
+    validate_function_params,
+)
 
 __all__ = [
     "contrastive_loss",
@@ -63,6 +93,23 @@ __all__ = [
 ]
 
 
+def _constraints(minings):
+    return {
+        "embeddings": [torch.Tensor],
+        "labels": [torch.Tensor],
+        "margin": [Interval(Real, 0, None, closed="neither")],
+        "mining": [StrOptions(set(minings))],
+        "metric": [StrOptions(set(METRICS))],
+        "return_stats": ["boolean"],
+    }
+
+
+def _check_batch(embeddings, labels):
+    check_embeddings("embeddings", embeddings, rows="batch_size", columns="n_components")
+    check_labels(labels, embeddings.shape[0], embeddings.device)
+
+
+@validate_function_params(_constraints(TRIPLET.minings))
 def triplet_loss(
     embeddings, labels, *, margin=0.2, mining="semi-hard", metric="euclidean", return_stats=False
 ):
@@ -168,26 +215,16 @@ def triplet_loss(
     {'n_triplets': 8, 'n_easy': 2, 'n_semi_hard': 4, 'n_hard': 2, 'n_active': 2,
      'n_mined': 2, 'n_mined_active': 2}
     """
-    _check_margin(margin)
-    mine = _check_option("mining", mining, _TRIPLET_MINING)
-    _check_option("metric", metric, METRICS)
     _check_batch(embeddings, labels)
-    if len(labels) < 2:
-        return _nothing_to_train_on(embeddings, _TRIPLET_STATS, return_stats)
-
-    with torch.no_grad():
-        distances = pairwise_distances(embeddings.detach(), metric=metric)
-        index = _TripletIndex(distances, labels)
-        # Counted first: batch-all then reuses the sorted negatives' memory.
-        stats = index.type_counts(margin) if return_stats else {}
-        value, weights, n_mined, n_mined_active = mine(index, margin)
-    loss = _with_distance_gradient(embeddings, distances, weights, value, metric=metric)
+    result = triplet_kernel(
+        embeddings, labels, margin=margin, mining=mining, metric=metric, counts=return_stats
+    )
     if not return_stats:
-        return loss
-    stats.update(n_mined=n_mined, n_mined_active=n_mined_active)
-    return loss, stats
+        return result.loss
+    return result.loss, TRIPLET_STATISTICS.as_dict(result.counts)
 
 
+@validate_function_params(_constraints(CONTRASTIVE.minings))
 def contrastive_loss(
     embeddings, labels, *, margin=1.0, mining="all", metric="euclidean", return_stats=False
 ):
@@ -258,160 +295,211 @@ def contrastive_loss(
     >>> {key: int(stats[key]) for key in ("n_pairs", "n_active_pairs", "n_mined")}
     {'n_pairs': 6, 'n_active_pairs': 5, 'n_mined': 6}
     """
-    _check_margin(margin)
-    select = _check_option("mining", mining, _CONTRASTIVE_MINING)
-    _check_option("metric", metric, METRICS)
     _check_batch(embeddings, labels)
-    if len(labels) < 2:
-        return _nothing_to_train_on(embeddings, _CONTRASTIVE_STATS, return_stats)
-
-    with torch.no_grad():
-        distances = pairwise_distances(embeddings.detach(), metric=metric)
-        same = labels[:, None] == labels[None, :]
-        # Half the derivative of each pair's loss: D for a positive pair,
-        # -max(0, margin - D) for a negative one. It is nonzero exactly where
-        # the pair's loss, its square, is above 0.
-        half_slopes = torch.sub(distances, margin).clamp_max_(0)
-        torch.where(same, distances, half_slopes, out=half_slopes)
-        n_active_pairs = torch.count_nonzero(half_slopes) // 2
-        selected = select(distances, labels, same)
-        if selected is not None:
-            torch.where(selected, half_slopes, half_slopes.new_zeros(()), out=half_slopes)
-            n_mined = torch.count_nonzero(selected) // 2
-        else:
-            n_mined = _n_pairs(len(labels), same.device)
-        n_mined_active = torch.count_nonzero(half_slopes) // 2
-        # Both triangles hold every pair, hence the halves.
-        count = n_mined.clamp_min(1).to(distances.dtype)
-        row_norms = torch.linalg.vector_norm(half_slopes, dim=1)
-        value = _widen(row_norms).square().sum() / (2 * count)
-        weights = half_slopes.div_(count)
-    loss = _with_distance_gradient(
-        embeddings, distances, weights, value, metric=metric, symmetric=True
+    result = contrastive_kernel(
+        embeddings, labels, margin=margin, mining=mining, metric=metric, counts=return_stats
     )
     if not return_stats:
-        return loss
-
-    stats = _TripletIndex(distances, labels).type_counts(margin)
-    n_pairs = _n_pairs(len(labels), same.device)
-    n_positive_pairs = (torch.count_nonzero(same) - len(labels)) // 2
-    stats.update(
-        n_mined=n_mined,
-        n_mined_active=n_mined_active,
-        n_pairs=n_pairs,
-        n_positive_pairs=n_positive_pairs,
-        n_negative_pairs=n_pairs - n_positive_pairs,
-        n_active_pairs=n_active_pairs,
-    )
-    return loss, stats
+        return result.loss
+    return result.loss, CONTRASTIVE_STATISTICS.as_dict(result.counts)
 
 
-def _n_pairs(n_samples, device):
-    return torch.tensor(n_samples * (n_samples - 1) // 2, device=device)
+def _given_constraints(*tensors):
+    return {
+        **dict.fromkeys(tensors, [torch.Tensor]),
+        "margin": [Interval(Real, 0, None, closed="neither")],
+        "metric": [StrOptions(set(METRICS))],
+        "return_stats": ["boolean"],
+    }
 
 
-def _batch_all(index, margin):
-    """Mean hinge loss over the active triplets; see :func:`triplet_loss`."""
-    total, weights, n_active = index.batch_all(margin)
-    count = n_active.clamp_min(1)
-    return total / count, weights.div_(count), n_active, n_active
+def _check_rows(**tensors):
+    """2-D floating-point tensors, all of one shape, dtype and device."""
+    (first_name, first), *others = tensors.items()
+    for name, tensor in tensors.items():
+        check_embeddings(name, tensor, rows="n", columns="n_components")
+    for name, tensor in others:
+        if (tensor.shape, tensor.dtype, tensor.device) != (first.shape, first.dtype, first.device):
+            raise invalid(
+                name,
+                f"of the shape, dtype and device of {first_name}",
+                f"{first_name}: {tuple(first.shape)}, {first.dtype}, {first.device} and "
+                f"{name}: {tuple(tensor.shape)}, {tensor.dtype}, {tensor.device}",
+            )
 
 
-def _batch_hard(index, margin):
-    """Mean over anchors of the hardest positive and negative's hinge loss."""
-    positives, negatives, selected = index.hardest()
-    return _mean_hinge(index, positives[:, None], negatives[:, None], selected[:, None], margin)
+def _check_pair_targets(y, first):
+    if (
+        y.shape != first.shape[:1]
+        or y.device != first.device
+        or y.dtype == torch.bool
+        or y.is_complex()
+    ):
+        raise invalid(
+            "y",
+            f"a real or integer tensor of shape ({first.shape[0]},) on {first.device}",
+            f"shape {tuple(y.shape)}, dtype {y.dtype} on {y.device}",
+        )
+    bad = (y != 1) & (y != -1)
+    if bool(bad.any()):
+        values = torch.unique(y[bad])[:5].tolist()
+        raise invalid("y", "+1 (similar pair) or -1 (dissimilar pair)", f"also {values}")
 
 
-def _semi_hard(index, margin):
-    """Mean over positive pairs of the semi-hard negative's hinge loss."""
-    negatives, selected = index.semi_hard_negatives()
-    return _mean_hinge(index, index.positive_columns, negatives, selected, margin)
+@validate_function_params(_given_constraints("first", "second", "y"))
+def contrastive_loss_on_pairs(
+    first, second, y, *, margin=1.0, metric="euclidean", return_stats=False
+):
+    """Contrastive loss of given pairs (Hadsell, Chopra and LeCun, 2006).
 
+    ``y`` follows metric-learn's convention, ``+1`` for a similar pair and ``-1`` for a
+    dissimilar one. The paper's label is ``Y = (1 - y) / 2``: ``Y = 0`` similar, ``Y = 1``
+    dissimilar. With ``D = d(first[i], second[i])`` the loss of pair ``i`` is
 
-def _mean_hinge(index, positives, negatives, selected, margin):
-    """Mean of ``max(0, d(a, p) + margin - d(a, n))`` over the selected triplets.
+        ``(1 - Y) D² + Y max(0, margin - D)²``
+
+    and the function returns its mean over the pairs. (The paper writes both terms with a factor
+    ½, which only halves the loss; the formula here is that of
+    :func:`sklearn_triplet.losses.contrastive_loss`, so one margin means the same in both.) A
+    similar pair's loss is above 0 when ``D > 0``, a dissimilar pair's when ``D < margin``.
 
     Parameters
     ----------
-    index : _TripletIndex
-    positives, negatives : int64 Tensors of shape (B, K)
-        Row ``a`` holds the triplets ``(a, positives[a, k], negatives[a, k])``.
-    selected : bool Tensor of shape (B, K)
+    first, second : Tensor of shape (n_pairs, d)
+        Floating-point embeddings of the two members of each pair, on one device and in one
+        dtype.
+    y : Tensor of shape (n_pairs,)
+        ``+1`` (similar) or ``-1`` (dissimilar) for each pair, any real or integer dtype, on the
+        device of the embeddings.
+    margin : float, default=1.0
+        The margin, > 0, in units of ``metric``.
+    metric : {"euclidean", "sqeuclidean", "cosine"}, default="euclidean"
+        The distance ``D``; ``"cosine"`` is ``1 - cos`` and a zero vector is at distance 1 from
+        every vector. With ``"sqeuclidean"`` the loss squares the squared distance.
+    return_stats : bool, default=False
+        Also return ``stats``: ``n_pairs``, ``n_positive_pairs`` (similar), ``n_negative_pairs``
+        (dissimilar) and ``n_active_pairs`` (pairs whose loss is above 0).
 
     Returns
     -------
-    value : Tensor of shape (), 0 when nothing is selected
-    weights : Tensor of shape (B, B), the derivative of ``value`` in each distance
-    n_selected, n_active : int64 Tensors of shape ()
+    loss : Tensor of shape ()
+        Differentiable, in the dtype of the embeddings; 0, still attached to the graph, for no
+        pairs.
+    stats : dict of str to Tensor
+        Only when ``return_stats`` is True.
+
+    Raises
+    ------
+    ValueError
+        If ``margin`` is not positive, ``metric`` is unknown, ``y`` holds a value other than
+        ``+1`` and ``-1``, or the shapes, dtypes or devices do not fit.
+    TypeError
+        If an input is not a tensor.
+
+    See Also
+    --------
+    triplet_loss_on_triplets : The loss of given triplets.
+    sklearn_triplet.losses.contrastive_loss : The same loss over the pairs of a labelled batch.
+
+    References
+    ----------
+    R. Hadsell, S. Chopra and Y. LeCun, "Dimensionality Reduction by Learning an Invariant
+    Mapping", CVPR 2006.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_triplet.losses import contrastive_loss_on_pairs
+    >>> first = torch.tensor([[0.0, 0.0], [0.0, 0.0]], requires_grad=True)
+    >>> second = torch.tensor([[3.0, 4.0], [0.3, 0.4]])
+    >>> y = torch.tensor([1, -1])  # similar at distance 5, dissimilar at 0.5
+    >>> loss = contrastive_loss_on_pairs(first, second, y, margin=1.0)
+    >>> loss.item()  # (5² + (1 - 0.5)²) / 2
+    12.625
     """
-    distances = index.distances
-    positive_distances = distances.gather(1, positives)
-    threshold = positive_distances + margin
-    negative_distances = distances.gather(1, negatives)
-    active = selected & (negative_distances < threshold)
-    n_selected = selected.sum()
-    count = n_selected.clamp_min(1).to(distances.dtype)
-    value = torch.where(active, threshold - negative_distances, 0).sum() / count
-    slopes = active.to(distances.dtype) / count
-    weights = torch.zeros_like(distances).scatter_add_(1, positives, slopes)
-    weights.scatter_add_(1, negatives, slopes.neg_())
-    return value, weights, n_selected, active.sum()
-
-
-def _all_pairs(distances, labels, same):
-    return None
-
-
-def _hard_pairs(distances, labels, same):
-    return _hard_pair_mask(distances, labels, same)
-
-
-_TRIPLET_MINING = {"all": _batch_all, "hard": _batch_hard, "semi-hard": _semi_hard}
-_CONTRASTIVE_MINING = {"all": _all_pairs, "hard": _hard_pairs}
-
-_TRIPLET_STATS = (
-    "n_triplets",
-    "n_easy",
-    "n_semi_hard",
-    "n_hard",
-    "n_active",
-    "n_mined",
-    "n_mined_active",
-)
-_CONTRASTIVE_STATS = _TRIPLET_STATS + (
-    "n_pairs",
-    "n_positive_pairs",
-    "n_negative_pairs",
-    "n_active_pairs",
-)
-
-
-def _nothing_to_train_on(embeddings, stat_names, return_stats):
-    """A zero attached to the graph (and zero statistics) for B < 2."""
-    loss = embeddings.sum() * 0
+    _check_rows(first=first, second=second)
+    _check_pair_targets(y, first)
+    result = given_pairs_kernel(first, second, y, margin=margin, metric=metric, counts=return_stats)
     if not return_stats:
-        return loss
-    zero = torch.zeros((), dtype=torch.int64, device=embeddings.device)
-    return loss, {name: zero.clone() for name in stat_names}
+        return result.loss
+    return result.loss, GIVEN_PAIRS_STATISTICS.as_dict(result.counts)
 
 
-def _check_option(name, value, allowed):
-    """Return ``allowed[value]`` (or ``value``), or raise listing the allowed values."""
-    if not isinstance(value, str) or value not in allowed:
-        raise ValueError(
-            f"{name} must be one of {', '.join(repr(option) for option in allowed)}; "
-            f"got {value!r}."
-        )
-    return allowed[value] if isinstance(allowed, dict) else value
+@validate_function_params(_given_constraints("anchors", "positives", "negatives"))
+def triplet_loss_on_triplets(
+    anchors, positives, negatives, *, margin=0.2, metric="euclidean", return_stats=False
+):
+    """Triplet loss of given triplets (Schroff, Kalenichenko and Philbin, 2015).
 
+    Triplet ``i`` says that ``anchors[i]`` is more like ``positives[i]`` than like
+    ``negatives[i]``; its loss is
 
-def _check_batch(embeddings, labels):
-    if not isinstance(embeddings, torch.Tensor):
-        raise TypeError(f"embeddings must be a torch.Tensor; got {type(embeddings).__name__}.")
-    if embeddings.ndim != 2 or not embeddings.is_floating_point():
-        raise ValueError(
-            "embeddings must be a 2-D floating-point tensor of shape (batch_size, "
-            f"n_components); got shape {tuple(embeddings.shape)} and dtype {embeddings.dtype}."
-        )
-    _check_labels(labels, embeddings.shape[0], embeddings.device)
+        ``max(0, d(a, p) - d(a, n) + margin)``
+
+    and the function returns the mean over the triplets. Each triplet is counted, as in
+    :mod:`sklearn_triplet.losses`, as easy (``d(a, n) > d(a, p) + margin``), semi-hard
+    (``d(a, p) < d(a, n) <= d(a, p) + margin``) or hard (``d(a, n) <= d(a, p)``), and as
+    active when its loss is above 0 (``d(a, n) < d(a, p) + margin``).
+
+    Parameters
+    ----------
+    anchors, positives, negatives : Tensor of shape (n_triplets, d)
+        Floating-point embeddings of the members of each triplet, on one device and in one dtype.
+    margin : float, default=0.2
+        The margin, > 0, in units of ``metric``.
+    metric : {"euclidean", "sqeuclidean", "cosine"}, default="euclidean"
+        The distance ``d``; ``"cosine"`` is ``1 - cos`` and a zero vector is at distance 1 from
+        every vector.
+    return_stats : bool, default=False
+        Also return ``stats``: ``n_triplets``, ``n_easy``, ``n_semi_hard``, ``n_hard`` and
+        ``n_active``.
+
+    Returns
+    -------
+    loss : Tensor of shape ()
+        Differentiable, in the dtype of the embeddings; 0, still attached to the graph, for no
+        triplets.
+    stats : dict of str to Tensor
+        Only when ``return_stats`` is True.
+
+    Raises
+    ------
+    ValueError
+        If ``margin`` is not positive, ``metric`` is unknown, or the shapes, dtypes or devices do
+        not fit.
+    TypeError
+        If an input is not a tensor.
+
+    See Also
+    --------
+    contrastive_loss_on_pairs : The loss of given pairs.
+    sklearn_triplet.losses.triplet_loss : The same loss over triplets mined from a labelled
+        batch.
+
+    References
+    ----------
+    F. Schroff, D. Kalenichenko and J. Philbin, "FaceNet: A Unified Embedding for Face
+    Recognition and Clustering", CVPR 2015.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_triplet.losses import triplet_loss_on_triplets
+    >>> anchors = torch.tensor([[0.0], [0.0]], requires_grad=True)
+    >>> positives = torch.tensor([[1.0], [1.0]])
+    >>> negatives = torch.tensor([[3.0], [1.1]])  # one easy triplet, one semi-hard
+    >>> loss, stats = triplet_loss_on_triplets(
+    ...     anchors, positives, negatives, margin=0.5, return_stats=True
+    ... )
+    >>> round(loss.item(), 4)  # (0 + (1 - 1.1 + 0.5)) / 2
+    0.2
+    >>> {key: int(value) for key, value in stats.items()}  # doctest: +NORMALIZE_WHITESPACE
+    {'n_triplets': 2, 'n_easy': 1, 'n_semi_hard': 1, 'n_hard': 0, 'n_active': 1}
+    """
+    _check_rows(anchors=anchors, positives=positives, negatives=negatives)
+    result = given_triplets_kernel(
+        anchors, positives, negatives, margin=margin, metric=metric, counts=return_stats
+    )
+    if not return_stats:
+        return result.loss
+    return result.loss, GIVEN_TRIPLETS_STATISTICS.as_dict(result.counts)

@@ -30,9 +30,10 @@ by a lucky order. Distances are computed pair by pair (no ``|x|^2 - 2 x.y +
 Distances
 ---------
 ``"euclidean"`` and ``"sqeuclidean"`` rank items identically, so they give
-the same scores. ``"cosine"`` is ``1 - cos``; a zero embedding is given cosine
-similarity 0 with every other embedding, as in scikit-learn's
-:func:`~sklearn.metrics.pairwise.cosine_distances`.
+the same scores. ``"cosine"`` is ``1 - cos``; a zero embedding is at distance 1
+from every other embedding, as in scikit-learn's
+:func:`~sklearn.metrics.pairwise.cosine_distances`. The distances come from
+:func:`sklearn_triplet.distances.pairwise_distances`.
 
 Memory and time
 ---------------
@@ -49,11 +50,20 @@ embed ``X`` with ``estimator.transform`` and compute the metric
 leave-one-out on the held-out fold.
 """
 
-import numbers
+from numbers import Integral
 
 import numpy as np
-from scipy.spatial.distance import cdist
 from sklearn.utils.validation import check_array, check_consistent_length, column_or_1d
+
+from ._validation import (
+    Interval,
+    StrOptions,
+    encode_labels,
+    invalid,
+    resolve_metric,
+    validate_function_params,
+)
+from .distances import METRICS, pairwise_distances
 
 __all__ = [
     "make_retrieval_scorer",
@@ -69,70 +79,28 @@ __all__ = [
 # One chunk's distance matrix holds about this many entries (32 MB in float64).
 _CHUNK_ENTRIES = 2**22
 
+# Distances that rank the reference items: "euclidean" ranks exactly like "sqeuclidean", whose
+# SciPy cdist is computed pair by pair, so identical embeddings tie exactly.
+_RANKING_METRIC = {"euclidean": "sqeuclidean", "sqeuclidean": "sqeuclidean", "cosine": "cosine"}
 
-def _sqeuclidean(queries, reference):
-    """Squared Euclidean distances, shape (n_queries, n_reference)."""
-    return cdist(queries, reference, "sqeuclidean")
-
-
-def _cosine(queries, reference):
-    """Cosine distances ``1 - cos``, shape (n_queries, n_reference).
-
-    A zero row has cosine similarity 0 with everything (distance 1).
-    """
-    distances = cdist(queries, reference, "cosine")
-    return np.nan_to_num(distances, nan=1.0, copy=False)
-
-
-_DISTANCES = {
-    # "euclidean" ranks exactly like "sqeuclidean"; the square root is skipped.
-    "euclidean": _sqeuclidean,
-    "sqeuclidean": _sqeuclidean,
-    "cosine": _cosine,
+_CONSTRAINTS = {
+    "X": ["array-like"],
+    "y": ["array-like"],
+    "metric": [StrOptions(set(METRICS))],
+    "X_reference": ["array-like", None],
+    "y_reference": ["array-like", None],
+    "chunk_size": [Interval(Integral, 1, None, closed="left"), None],
 }
 
 
-def _check_metric(metric, name="metric"):
-    if not (isinstance(metric, str) and metric in _DISTANCES):
-        raise ValueError(
-            f"{name}={metric!r} is not supported; choose one of {sorted(_DISTANCES)}."
-        )
-
-
-def _check_chunk_size(chunk_size):
-    if chunk_size is None:
-        return
-    if (
-        isinstance(chunk_size, bool)
-        or not isinstance(chunk_size, numbers.Integral)
-        or chunk_size < 1
-    ):
-        raise ValueError(
-            f"chunk_size must be None or an integer >= 1; got {chunk_size!r}."
-        )
-
-
-def _encode_labels(y, y_reference):
-    """Integer codes for query and reference labels in one shared encoding."""
-    labels = np.concatenate([y, y_reference])
-    try:
-        _, codes = np.unique(labels, return_inverse=True)
-    except TypeError:  # labels of types that do not sort together
-        mapping = {}
-        codes = np.array([mapping.setdefault(label, len(mapping)) for label in labels])
-    codes = codes.reshape(-1)
-    return codes[: len(y)], codes[len(y) :]
-
-
-def _validate(X, y, X_reference, y_reference, metric, chunk_size):
+def _validate(X, y, X_reference, y_reference):
     """Check the inputs; return float64 arrays, label codes and the mode."""
-    _check_metric(metric)
-    _check_chunk_size(chunk_size)
     if (X_reference is None) != (y_reference is None):
-        raise ValueError(
-            "X_reference and y_reference must be given together or not at all; got "
+        raise invalid(
+            "X_reference and y_reference",
+            "given together or not at all",
             f"X_reference={'None' if X_reference is None else 'an array'} and "
-            f"y_reference={'None' if y_reference is None else 'an array'}."
+            f"y_reference={'None' if y_reference is None else 'an array'}",
         )
     X = check_array(X, dtype=np.float64, input_name="X")
     y = column_or_1d(y, warn=True)
@@ -149,7 +117,7 @@ def _validate(X, y, X_reference, y_reference, metric, chunk_size):
                 f"X has {X.shape[1]} features, but X_reference has "
                 f"{X_reference.shape[1]} features; they must match."
             )
-    codes, codes_reference = _encode_labels(y, y_reference)
+    codes, codes_reference = encode_labels(y, y_reference)
     return X, codes, X_reference, codes_reference, leave_one_out
 
 
@@ -224,10 +192,11 @@ def _expected_ranking(distances, relevant, k):
     return hit, ap_term
 
 
-def _per_query_scores(X, codes, X_reference, codes_reference, leave_one_out, metric,
-                      chunk_size, names):
+def _per_query_scores(
+    X, codes, X_reference, codes_reference, leave_one_out, metric, chunk_size, names
+):
     """Per-query scores for each name in ``names``, queries with R == 0 left out."""
-    distance = _DISTANCES[metric]
+    ranking_metric = _RANKING_METRIC[metric]
     n_queries, n_reference = X.shape[0], X_reference.shape[0]
     if chunk_size is None:
         chunk_size = max(1, _CHUNK_ENTRIES // n_reference)
@@ -240,7 +209,7 @@ def _per_query_scores(X, codes, X_reference, codes_reference, leave_one_out, met
         if not kept.any():
             continue
         rows, n_relevant = rows[kept], n_relevant[kept]
-        distances = distance(X[rows], X_reference)
+        distances = pairwise_distances(X[rows], X_reference, metric=ranking_metric)
         relevant = codes[rows, None] == codes_reference[None, :]
         if leave_one_out:
             distances[np.arange(len(rows)), rows] = np.inf
@@ -265,7 +234,7 @@ def _per_query_scores(X, codes, X_reference, codes_reference, leave_one_out, met
 
 
 def _retrieval(names, X, y, metric, X_reference, y_reference, chunk_size):
-    validated = _validate(X, y, X_reference, y_reference, metric, chunk_size)
+    validated = _validate(X, y, X_reference, y_reference)
     per_query = _per_query_scores(*validated, metric, chunk_size, names)
     return {name: float(values.mean()) for name, values in per_query.items()}
 
@@ -292,8 +261,10 @@ _SIGNATURE_DOC = """
 """
 
 
-def precision_at_1(X, y, *, metric="euclidean", X_reference=None, y_reference=None,
-                   chunk_size=None):
+@validate_function_params(_CONSTRAINTS)
+def precision_at_1(
+    X, y, *, metric="euclidean", X_reference=None, y_reference=None, chunk_size=None
+):
     """Fraction of queries whose nearest reference item has their class.
 
     Queries without any other item of their class in the reference set
@@ -335,12 +306,13 @@ def precision_at_1(X, y, *, metric="euclidean", X_reference=None, y_reference=No
     >>> round(precision_at_1([[0.0, 0.0]] * 4, ["a", "a", "b", "b"]), 4)
     0.3333
     """
-    return _retrieval(("precision_at_1",), X, y, metric, X_reference, y_reference,
-                      chunk_size)["precision_at_1"]
+    return _retrieval(("precision_at_1",), X, y, metric, X_reference, y_reference, chunk_size)[
+        "precision_at_1"
+    ]
 
 
-def r_precision(X, y, *, metric="euclidean", X_reference=None, y_reference=None,
-                chunk_size=None):
+@validate_function_params(_CONSTRAINTS)
+def r_precision(X, y, *, metric="euclidean", X_reference=None, y_reference=None, chunk_size=None):
     """Mean fraction of relevant items among each query's ``R`` nearest.
 
     ``R`` is the number of reference items with the query's class (other than
@@ -375,12 +347,13 @@ def r_precision(X, y, *, metric="euclidean", X_reference=None, y_reference=None,
     >>> round(r_precision(X, y), 4)
     0.3
     """
-    return _retrieval(("r_precision",), X, y, metric, X_reference, y_reference,
-                      chunk_size)["r_precision"]
+    return _retrieval(("r_precision",), X, y, metric, X_reference, y_reference, chunk_size)[
+        "r_precision"
+    ]
 
 
-def map_at_r(X, y, *, metric="euclidean", X_reference=None, y_reference=None,
-             chunk_size=None):
+@validate_function_params(_CONSTRAINTS)
+def map_at_r(X, y, *, metric="euclidean", X_reference=None, y_reference=None, chunk_size=None):
     """Mean average precision at ``R`` (MAP@R).
 
     For a query with ``R`` relevant reference items, average precision at
@@ -425,12 +398,13 @@ def map_at_r(X, y, *, metric="euclidean", X_reference=None, y_reference=None,
     ...          y_reference=["cat", "cat", "dog", "dog"])
     1.0
     """
-    return _retrieval(("map_at_r",), X, y, metric, X_reference, y_reference,
-                      chunk_size)["map_at_r"]
+    return _retrieval(("map_at_r",), X, y, metric, X_reference, y_reference, chunk_size)["map_at_r"]
 
 
-def retrieval_scores(X, y, *, metric="euclidean", X_reference=None, y_reference=None,
-                     chunk_size=None):
+@validate_function_params(_CONSTRAINTS)
+def retrieval_scores(
+    X, y, *, metric="euclidean", X_reference=None, y_reference=None, chunk_size=None
+):
     """Precision@1, R-precision and MAP@R from one pass over the distances.
 
     Same definitions as :func:`precision_at_1`, :func:`r_precision` and
@@ -454,8 +428,15 @@ def retrieval_scores(X, y, *, metric="euclidean", X_reference=None, y_reference=
     >>> {name: round(value, 4) for name, value in retrieval_scores(X, y).items()}
     {'precision_at_1': 0.4, 'r_precision': 0.3, 'map_at_r': 0.25}
     """
-    return _retrieval(("precision_at_1", "r_precision", "map_at_r"), X, y, metric,
-                      X_reference, y_reference, chunk_size)
+    return _retrieval(
+        ("precision_at_1", "r_precision", "map_at_r"),
+        X,
+        y,
+        metric,
+        X_reference,
+        y_reference,
+        chunk_size,
+    )
 
 
 for _function in (precision_at_1, r_precision, map_at_r, retrieval_scores):
@@ -470,13 +451,6 @@ _METRIC_FUNCTIONS = {
 }
 
 
-def _final_estimator(estimator):
-    """The last step of a (possibly nested) Pipeline, else the estimator."""
-    while hasattr(estimator, "steps"):
-        estimator = estimator.steps[-1][1]
-    return estimator
-
-
 class _RetrievalScorer:
     """``scorer(estimator, X, y) -> float``; see :func:`make_retrieval_scorer`."""
 
@@ -485,22 +459,12 @@ class _RetrievalScorer:
         self.metric = metric
         self.chunk_size = chunk_size
 
-    def _resolve_metric(self, estimator):
-        if self.metric is not None:
-            return self.metric
-        final = _final_estimator(estimator)
-        metric = getattr(final, "metric", "euclidean")
-        _check_metric(metric, name=f"{type(final).__name__}.metric")
-        return metric
-
     def __call__(self, estimator, X, y):
         if y is None:
             raise ValueError(f"The {self.name} scorer needs class labels y; got y=None.")
-        metric = self._resolve_metric(estimator)
+        metric = resolve_metric(self.metric, estimator)
         embedding = estimator.transform(X)
-        return _METRIC_FUNCTIONS[self.name](
-            embedding, y, metric=metric, chunk_size=self.chunk_size
-        )
+        return _METRIC_FUNCTIONS[self.name](embedding, y, metric=metric, chunk_size=self.chunk_size)
 
     def __repr__(self):
         options = "".join(
@@ -511,6 +475,13 @@ class _RetrievalScorer:
         return f"make_retrieval_scorer({self.name!r}{options})"
 
 
+@validate_function_params(
+    {
+        "name": [StrOptions({"map_at_r", "precision_at_1", "r_precision"})],
+        "metric": [StrOptions(set(METRICS)), None],
+        "chunk_size": [Interval(Integral, 1, None, closed="left"), None],
+    }
+)
 def make_retrieval_scorer(name, *, metric=None, chunk_size=None):
     """Make a scorer for ``GridSearchCV(scoring=...)`` from a retrieval metric.
 
@@ -555,14 +526,6 @@ def make_retrieval_scorer(name, *, metric=None, chunk_size=None):
     >>> search.best_params_
     {'n_components': 16}
     """
-    if not (isinstance(name, str) and name in _METRIC_FUNCTIONS):
-        raise ValueError(
-            f"name={name!r} is not a retrieval metric; choose one of "
-            f"{sorted(_METRIC_FUNCTIONS)}."
-        )
-    if metric is not None:
-        _check_metric(metric)
-    _check_chunk_size(chunk_size)
     return _RetrievalScorer(name, metric, chunk_size)
 
 

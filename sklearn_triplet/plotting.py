@@ -13,6 +13,8 @@ from sklearn.manifold import TSNE
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_consistent_length, column_or_1d
 
+from ._kernels import CALLABLE_STATISTICS, CONTRASTIVE_STATISTICS, TRIPLET_STATISTICS
+
 __all__ = ["EmbeddingDisplay", "HistoryDisplay"]
 
 # Legends are drawn by default up to this many classes.
@@ -177,8 +179,9 @@ class EmbeddingDisplay:
         return self
 
     @classmethod
-    def from_embedding(cls, embedding, y, *, projection="pca", ax=None, random_state=None,
-                       legend=None, **kwargs):
+    def from_embedding(
+        cls, embedding, y, *, projection="pca", ax=None, random_state=None, legend=None, **kwargs
+    ):
         """Plot an embedding, projected to two dimensions when wider.
 
         Parameters
@@ -226,8 +229,9 @@ class EmbeddingDisplay:
         return display.plot(ax=ax, legend=legend, **kwargs)
 
     @classmethod
-    def from_estimator(cls, estimator, X, y, *, projection="pca", ax=None, random_state=None,
-                       legend=None, **kwargs):
+    def from_estimator(
+        cls, estimator, X, y, *, projection="pca", ax=None, random_state=None, legend=None, **kwargs
+    ):
         """Embed ``X`` with ``estimator.transform`` and plot it.
 
         Parameters
@@ -267,23 +271,30 @@ class EmbeddingDisplay:
         """
         _import_pyplot("EmbeddingDisplay.from_estimator")
         return cls.from_embedding(
-            estimator.transform(X), y, projection=projection, ax=ax,
-            random_state=random_state, legend=legend, **kwargs,
+            estimator.transform(X),
+            y,
+            projection=projection,
+            ax=ax,
+            random_state=random_state,
+            legend=legend,
+            **kwargs,
         )
 
 
 # Panels of a history plot: title, y label, and the curves (history key, label).
 _HISTORY_PANELS = {
     "loss": ("Training loss", "loss", [("loss", "loss")]),
+    # The fractions the losses declare, once each.
     "triplets": (
         "Triplet types",
         "fraction",
-        [
-            ("easy_fraction", "easy"),
-            ("semi_hard_fraction", "semi-hard"),
-            ("hard_fraction", "hard"),
-            ("active_fraction", "active"),
-        ],
+        list(
+            {
+                fraction.name: (fraction.name, fraction.label)
+                for statistics in (TRIPLET_STATISTICS, CONTRASTIVE_STATISTICS, CALLABLE_STATISTICS)
+                for fraction in statistics.fractions
+            }.values()
+        ),
     ),
     "validation": ("Validation", "score", [("validation_score", "validation score")]),
 }
@@ -293,9 +304,7 @@ _X_AXES = {"epoch": "epoch", "time": "time (s)"}
 def _curve(history, x, key):
     """Points (x, value) of the rows that hold both, as two float arrays."""
     rows = [
-        (row[x], row[key])
-        for row in history
-        if row.get(x) is not None and row.get(key) is not None
+        (row[x], row[key]) for row in history if row.get(x) is not None and row.get(key) is not None
     ]
     return np.array(rows, dtype=np.float64).reshape(-1, 2).T
 
@@ -373,9 +382,7 @@ class HistoryDisplay:
             panel: [(key, label, _curve(history, x, key)) for key, label in spec[2]]
             for panel, spec in _HISTORY_PANELS.items()
         }
-        panels = [
-            panel for panel, items in curves.items() if any(c.shape[1] for _, _, c in items)
-        ]
+        panels = [panel for panel, items in curves.items() if any(c.shape[1] for _, _, c in items)]
         if not panels:
             keys = [key for spec in _HISTORY_PANELS.values() for key, _ in spec[2]]
             raise ValueError(
@@ -384,7 +391,10 @@ class HistoryDisplay:
             )
         if ax is None:
             _, axes = plt.subplots(
-                1, len(panels), figsize=(4.5 * len(panels), 3.5), squeeze=False,
+                1,
+                len(panels),
+                figsize=(4.5 * len(panels), 3.5),
+                squeeze=False,
                 layout="constrained",
             )
             axes = axes[0]
@@ -392,8 +402,7 @@ class HistoryDisplay:
             axes = np.atleast_1d(np.asarray(ax, dtype=object)).ravel()
             if len(axes) != len(panels):
                 raise ValueError(
-                    f"ax must hold one Axes per panel: {len(panels)} for {panels}; "
-                    f"got {len(axes)}."
+                    f"ax must hold one Axes per panel: {len(panels)} for {panels}; got {len(axes)}."
                 )
         self.lines_ = {}
         for axis, panel in zip(axes, panels):

@@ -5,8 +5,9 @@ two embeddings and accepts the pair as *same* when that distance is below a
 threshold. This module provides the pieces:
 
 - :func:`make_pairs` draws labelled pairs from a classification data set;
-- :func:`paired_distances` measures aligned rows of two embedding arrays, and
-  :func:`paired_embedding_distances` embeds two arrays of samples first;
+- :func:`paired_distances` (from :mod:`sklearn_triplet.distances`) measures
+  aligned rows of two embedding arrays, and :func:`paired_embedding_distances`
+  embeds two arrays of samples first;
 - :class:`PairVerifier` calibrates the threshold on labelled pairs and
   predicts *same* / *different* for new ones.
 
@@ -44,105 +45,44 @@ the fraction of different-class pairs predicted *same*.
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     check_array,
     check_consistent_length,
     check_is_fitted,
     column_or_1d,
-    validate_data,
 )
 
-from .metrics import _check_metric, _encode_labels, _final_estimator
+from ._validation import (
+    HasMethods,
+    Interval,
+    StrOptions,
+    encode_labels,
+    fit_context,
+    resolve_metric,
+    validate_data,
+    validate_function_params,
+)
+from .distances import METRICS, paired_distances
 
+# paired_distances lives in sklearn_triplet.distances; it stays importable from here.
 __all__ = [
     "PairVerifier",
     "make_pairs",
-    "paired_distances",
     "paired_embedding_distances",
 ]
 
 
-def _euclidean(X1, X2):
-    """Row-wise Euclidean distances, shape (n_pairs,)."""
-    return np.sqrt(_sqeuclidean(X1, X2))
-
-
-def _sqeuclidean(X1, X2):
-    """Row-wise squared Euclidean distances, shape (n_pairs,)."""
-    difference = X1 - X2
-    return np.einsum("ij,ij->i", difference, difference)
-
-
-def _cosine(X1, X2):
-    """Row-wise ``1 - cos``, shape (n_pairs,); a zero row has cosine 0."""
-    norms = np.linalg.norm(X1, axis=1) * np.linalg.norm(X2, axis=1)
-    dots = np.einsum("ij,ij->i", X1, X2)
-    cosine = np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
-    return 1.0 - cosine
-
-
-_PAIRED_DISTANCES = {
-    "euclidean": _euclidean,
-    "sqeuclidean": _sqeuclidean,
-    "cosine": _cosine,
-}
-
-
-def paired_distances(X1, X2, *, metric="euclidean"):
-    """Distances between aligned rows of two embedding arrays.
-
-    Parameters
-    ----------
-    X1 : array-like of shape (n_pairs, n_components)
-        First embedding of each pair.
-    X2 : array-like of shape (n_pairs, n_components)
-        Second embedding of each pair.
-    metric : {"euclidean", "sqeuclidean", "cosine"}, default="euclidean"
-        Distance; ``"cosine"`` is ``1 - cos``, and a zero row has cosine 0
-        with everything.
-
-    Returns
-    -------
-    distances : ndarray of shape (n_pairs,)
-        ``distances[i]`` is the distance between ``X1[i]`` and ``X2[i]``.
-
-    See Also
-    --------
-    paired_embedding_distances : Embed two arrays of samples, then measure.
-
-    Examples
-    --------
-    >>> from sklearn_triplet.verification import paired_distances
-    >>> paired_distances([[0.0, 0.0], [1.0, 0.0]], [[3.0, 4.0], [0.0, 2.0]])
-    array([5.        , 2.23606798])
-    >>> paired_distances([[1.0, 0.0]], [[0.0, 2.0]], metric="cosine")
-    array([1.])
-    """
-    _check_metric(metric)
-    X1 = check_array(X1, dtype=np.float64, input_name="X1")
-    X2 = check_array(X2, dtype=np.float64, input_name="X2")
-    if X1.shape != X2.shape:
-        raise ValueError(
-            f"X1 and X2 must have the same shape; got {X1.shape} and {X2.shape}."
-        )
-    return _PAIRED_DISTANCES[metric](X1, X2)
-
-
-def _resolve_metric(metric, estimator):
-    """``metric``, else the ``metric`` of the estimator's last step, else Euclidean."""
-    if metric is not None:
-        _check_metric(metric)
-        return metric
-    final = _final_estimator(estimator)
-    metric = getattr(final, "metric", "euclidean")
-    _check_metric(metric, name=f"{type(final).__name__}.metric")
-    return metric
-
-
+@validate_function_params(
+    {
+        "estimator": [HasMethods(["transform"])],
+        "X1": ["array-like"],
+        "X2": ["array-like"],
+        "metric": [StrOptions(set(METRICS)), None],
+    }
+)
 def paired_embedding_distances(estimator, X1, X2, *, metric=None):
     """Embed two aligned arrays of samples and measure each pair.
 
@@ -166,7 +106,7 @@ def paired_embedding_distances(estimator, X1, X2, *, metric=None):
 
     See Also
     --------
-    paired_distances : The same on embeddings.
+    sklearn_triplet.distances.paired_distances : The same on embeddings.
 
     Examples
     --------
@@ -177,10 +117,18 @@ def paired_embedding_distances(estimator, X1, X2, *, metric=None):
     >>> paired_embedding_distances(pca, X[:2], X[2:]).round(2)
     array([4., 4.])
     """
-    metric = _resolve_metric(metric, estimator)
+    metric = resolve_metric(metric, estimator)
     return paired_distances(estimator.transform(X1), estimator.transform(X2), metric=metric)
 
 
+@validate_function_params(
+    {
+        "X": ["array-like"],
+        "y": ["array-like"],
+        "n_pairs": [Interval(Integral, 2, None, closed="left")],
+        "random_state": ["random_state"],
+    }
+)
 def make_pairs(X, y, *, n_pairs, random_state=None):
     """Draw labelled pairs, half of the same class and half of different classes.
 
@@ -223,18 +171,12 @@ def make_pairs(X, y, *, n_pairs, random_state=None):
     >>> X1.shape, X2.shape, int(same.sum())
     ((8, 2), (8, 2), 4)
     """
-    if (
-        isinstance(n_pairs, bool)
-        or not isinstance(n_pairs, Integral)
-        or n_pairs < 2
-    ):
-        raise ValueError(f"n_pairs must be an integer >= 2; got {n_pairs!r}.")
     X = check_array(X, allow_nd=True, input_name="X")
     y = column_or_1d(y, warn=True)
     check_consistent_length(X, y)
     rng = check_random_state(random_state)
 
-    codes, _ = _encode_labels(y, y[:0])
+    codes, _ = encode_labels(y, y[:0])
     counts = np.bincount(codes)
     by_class = np.argsort(codes, kind="stable")  # sample indices grouped by class
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
@@ -280,7 +222,7 @@ def _first_labels(y, codes):
     return [y[i].item() if hasattr(y[i], "item") else y[i] for i in first]
 
 
-def _calibrate_threshold(distances, same, target_far=None):
+def calibrate_threshold(distances, same, target_far=None):
     """Threshold on distances that separates same from different pairs.
 
     Parameters
@@ -410,7 +352,7 @@ class PairVerifier(ClassifierMixin, BaseEstimator):
 
     _parameter_constraints = {
         "embedder": [HasMethods(["transform"]), None],
-        "metric": [StrOptions({"euclidean", "sqeuclidean", "cosine"}), None],
+        "metric": [StrOptions(set(METRICS)), None],
         "threshold": [
             StrOptions({"accuracy", "far"}),
             Interval(Real, None, None, closed="neither"),
@@ -478,7 +420,7 @@ class PairVerifier(ClassifierMixin, BaseEstimator):
             )
         return distances if y is None else (distances, y)
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Calibrate the threshold on labelled pairs.
 
@@ -505,7 +447,7 @@ class PairVerifier(ClassifierMixin, BaseEstimator):
             )
         if isinstance(self.threshold, str):
             target_far = self.target_far if self.threshold == "far" else None
-            self.threshold_ = _calibrate_threshold(distances, y == self.classes_[1], target_far)
+            self.threshold_ = calibrate_threshold(distances, y == self.classes_[1], target_far)
         else:
             self.threshold_ = float(self.threshold)
         return self

@@ -2,7 +2,6 @@
 
 import pickle
 import re
-import warnings
 
 import numpy as np
 import pytest
@@ -11,24 +10,19 @@ from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 
-from sklearn_triplet import SiameseEmbedder, TripletEmbedder
+from sklearn_triplet import TripletEmbedder
 from sklearn_triplet.backbones import build_backbone, make_mlp
 
-FAST = dict(n_components=8, hidden_layer_sizes=(32,), max_iter=2, batch_size=64, random_state=0)
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-
-
-@pytest.fixture
-def data(digits):
-    X, y = digits
-    return X[:300] / 16.0, y[:300]
 
 
 class TwoLayer(torch.nn.Module):
     def __init__(self, n_features, n_components, width=16):
         super().__init__()
         self.net = torch.nn.Sequential(
-            torch.nn.Linear(n_features, width), torch.nn.ReLU(), torch.nn.Linear(width, n_components)
+            torch.nn.Linear(n_features, width),
+            torch.nn.ReLU(),
+            torch.nn.Linear(width, n_components),
         )
 
     def forward(self, x):
@@ -52,27 +46,27 @@ def factory(n_features, n_components):
     ],
     ids=["mlp", "mlp-gelu", "linear", "cnn", "module", "class", "factory"],
 )
-def test_each_backbone_fits_and_transforms(backbone, params, n_out, data):
-    X, y = data
-    est = TripletEmbedder(**FAST, backbone=backbone, backbone_params=params).fit(X, y)
+def test_each_backbone_fits_and_transforms(backbone, params, n_out, digits_300, fast):
+    X, y = digits_300
+    est = TripletEmbedder(**fast, backbone=backbone, backbone_params=params).fit(X, y)
     Xt = est.transform(X)
     assert Xt.shape == (300, n_out) and np.isfinite(Xt).all()
     assert est.n_components_ == n_out
     assert est.get_feature_names_out().shape == (n_out,)
 
 
-def test_linear_backbone_is_a_linear_map(data):
-    X, y = data
-    est = TripletEmbedder(**FAST, backbone="linear", normalize=False).fit(X, y)
+def test_linear_backbone_is_a_linear_map(digits_300, fast):
+    X, y = digits_300
+    est = TripletEmbedder(**fast, backbone="linear", normalize=False).fit(X, y)
     W = est.module_.backbone.weight.detach().numpy()
     np.testing.assert_allclose(est.transform(X), X.astype(np.float32) @ W.T, rtol=1e-4, atol=1e-5)
 
 
-def test_user_module_is_not_mutated(data):
-    X, y = data
+def test_user_module_is_not_mutated(digits_300, fast):
+    X, y = digits_300
     module = TwoLayer(64, 8)
     before = {k: v.clone() for k, v in module.state_dict().items()}
-    est = TripletEmbedder(**FAST, backbone=module).fit(X, y)
+    est = TripletEmbedder(**fast, backbone=module).fit(X, y)
     assert est.module_.backbone is not module
     for key, value in module.state_dict().items():
         assert torch.equal(value, before[key])
@@ -80,55 +74,82 @@ def test_user_module_is_not_mutated(data):
     assert any(not torch.equal(v, before[k]) for k, v in est.module_.backbone.state_dict().items())
 
 
-def test_module_instance_with_random_state_is_reproducible(data):
-    X, y = data
+def test_module_instance_with_random_state_is_reproducible(digits_300, fast):
+    X, y = digits_300
     module = TwoLayer(64, 8)
-    a = TripletEmbedder(**FAST, backbone=module).fit(X, y).transform(X)
-    b = TripletEmbedder(**FAST, backbone=module).fit(X, y).transform(X)
+    a = TripletEmbedder(**fast, backbone=module).fit(X, y).transform(X)
+    b = TripletEmbedder(**fast, backbone=module).fit(X, y).transform(X)
     np.testing.assert_array_equal(a, b)
 
 
-def test_backbone_params_are_searchable(data):
+def test_backbone_params_are_searchable(digits_300, fast):
     from sklearn.model_selection import GridSearchCV
 
-    X, y = data
+    X, y = digits_300
     grid = {"backbone_params": [{"activation": "relu"}, {"activation": "tanh"}]}
-    search = GridSearchCV(TripletEmbedder(**FAST), grid, cv=2).fit(X, y)
+    search = GridSearchCV(TripletEmbedder(**fast), grid, cv=2).fit(X, y)
     assert search.best_params_["backbone_params"] in grid["backbone_params"]
 
 
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
-        (dict(backbone="cnn"), ValueError,
-         "backbone='cnn' needs backbone_params={'input_shape': (channels, height, width)}."),
-        (dict(backbone="cnn", backbone_params={"input_shape": (1, 7, 7)}), ValueError,
-         "input_shape must be (channels, height, width) with channels * height * width equal to "
-         "n_features=64; got input_shape=(1, 7, 7)."),
-        (dict(backbone=TwoLayer(64, 8), backbone_params={"width": 3}), ValueError,
-         "backbone_params cannot be used with a backbone given as a module instance; got "
-         "backbone_params={'width': 3}. Pass a class or factory instead."),
-        (dict(backbone=lambda n, k: "not a module"), TypeError,
-         "The backbone factory must return a torch.nn.Module; got str."),
-        (dict(backbone_params={"activation": "swish"}), ValueError,
-         "Unknown activation 'swish'; expected one of ['gelu', 'relu', 'tanh']."),
-        (dict(backbone=torch.nn.Unflatten(1, (8, 8))), ValueError,
-         "The backbone must map (batch, n_features) to (batch, n_components); got output shape "
-         "(2, 8, 8) for input shape (2, 64)."),
+        (
+            dict(backbone="cnn"),
+            ValueError,
+            "backbone='cnn' needs backbone_params={'input_shape': (channels, height, width)}.",
+        ),
+        (
+            dict(backbone="cnn", backbone_params={"input_shape": (1, 7, 7)}),
+            ValueError,
+            "input_shape must be (channels, height, width) with channels * height * width equal to "
+            "n_features=64; got input_shape=(1, 7, 7).",
+        ),
+        (
+            dict(backbone=TwoLayer(64, 8), backbone_params={"width": 3}),
+            ValueError,
+            "backbone_params cannot be used with a backbone given as a module instance; got "
+            "backbone_params={'width': 3}. Pass a class or factory instead.",
+        ),
+        (
+            dict(backbone=lambda n, k: "not a module"),
+            TypeError,
+            "The backbone factory must return a torch.nn.Module; got str.",
+        ),
+        (
+            dict(backbone_params={"activation": "swish"}),
+            ValueError,
+            "Unknown activation 'swish'; expected one of ['gelu', 'relu', 'tanh'].",
+        ),
+        (
+            dict(backbone=torch.nn.Unflatten(1, (8, 8))),
+            ValueError,
+            "The backbone must map (batch, n_features) to (batch, n_components); got output shape "
+            "(2, 8, 8) for input shape (2, 64).",
+        ),
     ],
-    ids=["cnn-no-shape", "cnn-bad-shape", "module-with-params", "factory-not-module",
-         "bad-activation", "3d-output"],
+    ids=[
+        "cnn-no-shape",
+        "cnn-bad-shape",
+        "module-with-params",
+        "factory-not-module",
+        "bad-activation",
+        "3d-output",
+    ],
 )
-def test_backbone_errors(kwargs, error, message, data):
-    X, y = data
-    est = TripletEmbedder(**{**FAST, **kwargs})
+def test_backbone_errors(kwargs, error, message, digits_300, fast):
+    X, y = digits_300
+    est = TripletEmbedder(**{**fast, **kwargs})
     with pytest.raises(error, match=re.escape(message)):
         est.fit(X, y)
     assert not hasattr(est, "module_") and not hasattr(est, "device_")
 
 
 def test_build_backbone_unknown_name():
-    with pytest.raises(ValueError, match=re.escape("Unknown backbone 'rnn'; expected one of ['cnn', 'linear', 'mlp'].")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape("Unknown backbone 'rnn'; expected one of ['cnn', 'linear', 'mlp']."),
+    ):
         build_backbone("rnn", 4, 2)
 
 
@@ -141,7 +162,10 @@ def test_cnn_learns_digits_at_least_as_well_as_mlp(digits):
     scores = {}
     for name, kwargs in {
         "mlp": {},
-        "cnn": {"backbone": "cnn", "backbone_params": {"input_shape": (1, 8, 8), "channels": (16, 32)}},
+        "cnn": {
+            "backbone": "cnn",
+            "backbone_params": {"input_shape": (1, 8, 8), "channels": (16, 32)},
+        },
     }.items():
         emb = TripletEmbedder(max_iter=20, random_state=0, **kwargs)
         model = Pipeline([("emb", emb), ("knn", KNeighborsClassifier())])
@@ -149,80 +173,10 @@ def test_cnn_learns_digits_at_least_as_well_as_mlp(digits):
     assert scores["cnn"] >= scores["mlp"], scores
 
 
-def test_mixed_precision_runs_on_cpu(data):
-    X, y = data
-    est = TripletEmbedder(**FAST, mixed_precision=True).fit(X, y)
+def test_mixed_precision_runs_on_cpu(digits_300, fast):
+    X, y = digits_300
+    est = TripletEmbedder(**fast, mixed_precision=True).fit(X, y)
     assert est.transform(X).dtype == np.float32 and np.isfinite(est.history_[-1]["loss"])
-
-
-# -- persistence across machines -----------------------------------------------------------------
-
-def _fake_gpu_trained(estimator):
-    """Make a CPU-fitted estimator look as if it had been trained with device='cuda'."""
-    estimator.device = "cuda"
-    estimator.device_ = torch.device("cuda")
-    return estimator
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="fakes a machine without CUDA")
-@pytest.mark.parametrize("Estimator", [TripletEmbedder, SiameseEmbedder])
-def test_gpu_trained_estimator_loads_on_a_cpu_machine(Estimator, data):
-    X, y = data
-    est = Estimator(**FAST).fit(X, y)
-    expected = est.transform(X)
-    blob = pickle.dumps(_fake_gpu_trained(est))
-    with pytest.warns(UserWarning, match=re.escape("saved with device='cuda', which is not available here; it was loaded on the CPU")):
-        loaded = pickle.loads(blob)
-    assert loaded.device_ == torch.device("cpu")
-    np.testing.assert_array_equal(loaded.transform(X), expected)
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="fakes a machine without CUDA")
-def test_auto_device_is_resolved_again_at_load(data, monkeypatch):
-    X, y = data
-    model = Pipeline([("emb", TripletEmbedder(**FAST)), ("knn", KNeighborsClassifier())]).fit(X, y)
-    expected = model.predict(X)
-    model.named_steps["emb"].device_ = torch.device("cuda")  # as if trained on a GPU machine
-    blob = pickle.dumps(model)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        loaded = pickle.loads(blob)
-    assert loaded.named_steps["emb"].device_ == torch.device("cpu")
-    np.testing.assert_array_equal(loaded.predict(X), expected)
-
-
-def test_pickled_weights_are_on_the_cpu(data):
-    X, y = data
-    est = TripletEmbedder(**FAST).fit(X, y)
-    state = est.__getstate__()
-    assert "device_" not in state
-    assert all(p.device.type == "cpu" for p in state["module_"].parameters())
-    assert est.device_ == torch.device("cpu")  # the live estimator is untouched
-
-
-# -- export --------------------------------------------------------------------------------------
-
-def test_export_module_matches_transform(data):
-    X, y = data
-    est = TripletEmbedder(**FAST).fit(X, y)
-    module = est.export_module()
-    assert isinstance(module, torch.nn.Sequential) and not module.training
-    with torch.no_grad():
-        out = module(torch.from_numpy(X[:10].astype(np.float32))).numpy()
-    np.testing.assert_allclose(out, est.transform(X[:10]), rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=1e-5)
-    # a copy: changing it leaves the estimator alone
-    torch.nn.init.zeros_(module.backbone[0].weight)
-    assert np.abs(est.transform(X[:10]) - out).max() < 1e-6
-
-
-def test_exported_module_can_be_traced_and_exported(data):
-    X, y = data
-    est = TripletEmbedder(**FAST).fit(X, y)
-    module = est.export_module()
-    example = torch.from_numpy(X[:4].astype(np.float32))
-    exported = torch.export.export(module, (example,))
-    np.testing.assert_allclose(exported.module()(example).detach().numpy(), est.transform(X[:4]), rtol=1e-5, atol=1e-6)
 
 
 def test_make_mlp_shapes():
@@ -230,12 +184,13 @@ def test_make_mlp_shapes():
     assert [m.out_features for m in net if isinstance(m, torch.nn.Linear)] == [7, 5, 3]
 
 
-# -- GPU ---------------------------------------------------------------------------------------------
+# -- GPU -------------------------------------------------------------------------------------------
+
 
 @needs_cuda
-def test_fit_and_transform_on_cuda(data):
-    X, y = data
-    est = TripletEmbedder(**FAST, device="cuda").fit(X, y)
+def test_fit_and_transform_on_cuda(digits_300, fast):
+    X, y = digits_300
+    est = TripletEmbedder(**fast, device="cuda").fit(X, y)
     assert est.device_.type == "cuda"
     assert next(est.module_.parameters()).device.type == "cuda"
     loaded = pickle.loads(pickle.dumps(est))
@@ -243,7 +198,7 @@ def test_fit_and_transform_on_cuda(data):
 
 
 @needs_cuda
-def test_mixed_precision_on_cuda(data):
-    X, y = data
-    est = TripletEmbedder(**FAST, device="cuda", mixed_precision=True).fit(X, y)
+def test_mixed_precision_on_cuda(digits_300, fast):
+    X, y = digits_300
+    est = TripletEmbedder(**fast, device="cuda", mixed_precision=True).fit(X, y)
     assert np.isfinite(est.transform(X)).all()

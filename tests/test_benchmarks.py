@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 from sklearn.neighbors import KNeighborsClassifier
 
-from sklearn_triplet.sampling import class_balanced_batches
-
 pytest.importorskip("pytorch_metric_learning")
 
 
@@ -20,20 +18,6 @@ def peers():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.mark.parametrize("n_classes", [7, 10, 500])
-def test_pml_batches_have_the_shape_of_ours(peers, n_classes):
-    # The pytorch-metric-learning contestant must train on batches of the shape our sampler draws.
-    y = np.repeat(np.arange(n_classes), 20)
-    batch = next(
-        class_balanced_batches(
-            y, batch_size=128, samples_per_class=4, n_batches=1, rng=np.random.default_rng(0)
-        )
-    )
-    counts = np.bincount(y[batch])
-    n_per_batch, k = peers.batch_shape(n_classes, 128, 4)
-    assert (np.count_nonzero(counts), counts.max()) == (n_per_batch, k)
 
 
 def test_leave_one_out_knn_accuracy_matches_refitting_without_the_query(peers):

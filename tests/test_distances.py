@@ -1,15 +1,25 @@
 import math
+import re
 
+import numpy as np
 import pytest
 import torch
+from sklearn.metrics.pairwise import cosine_distances
 
-from sklearn_triplet.distances import METRICS, pairwise_distances
+from sklearn_triplet.distances import METRICS, paired_distances, pairwise_distances
+from sklearn_triplet.losses import contrastive_loss
 
 DTYPES = [torch.float32, torch.float64]
 
 
-def brute_force_distance(u, v, metric):
-    """One distance from the definition, in float64 Python arithmetic."""
+def brute_force_distance(u, v, metric, same_row=False):
+    """One distance from the definition, in float64 Python arithmetic.
+
+    A zero row is at cosine distance 1 from every other row (scikit-learn's convention), and 0
+    from itself.
+    """
+    if same_row:
+        return 0.0
     u = [float(value) for value in u]
     v = [float(value) for value in v]
     squared = sum((a - b) ** 2 for a, b in zip(u, v))
@@ -20,7 +30,7 @@ def brute_force_distance(u, v, metric):
     norm_u = math.sqrt(sum(a * a for a in u))
     norm_v = math.sqrt(sum(b * b for b in v))
     if norm_u == 0 or norm_v == 0:
-        return 0.0 if norm_u == norm_v else 1.0
+        return 1.0
     return 1 - sum(a * b for a, b in zip(u, v)) / (norm_u * norm_v)
 
 
@@ -41,11 +51,20 @@ def embeddings(kind, dtype, n=17, d=5, seed=0):
 def test_matches_brute_force(metric, dtype, kind):
     x = embeddings(kind, dtype)
     y = embeddings(kind, dtype, n=9, seed=1)
-    for other, result in [(x, pairwise_distances(x, metric=metric)),
-                          (y, pairwise_distances(x, y, metric=metric))]:
+    for other, result in [
+        (x, pairwise_distances(x, metric=metric)),
+        (y, pairwise_distances(x, y, metric=metric)),
+    ]:
         assert result.dtype == dtype and result.shape == (len(x), len(other))
         expected = torch.tensor(
-            [[brute_force_distance(u, v, metric) for v in other] for u in x], dtype=torch.float64
+            [
+                [
+                    brute_force_distance(u, v, metric, other is x and i == j)
+                    for j, v in enumerate(other)
+                ]
+                for i, u in enumerate(x)
+            ],
+            dtype=torch.float64,
         )
         tolerance = 1e-5 if dtype == torch.float32 else 1e-12
         scale = 10 if metric == "sqeuclidean" else 1
@@ -71,62 +90,97 @@ def test_integer_duplicates_are_exactly_zero():
 
 
 def test_cosine_of_zero_vectors():
+    # scikit-learn's convention: a zero row is at distance 1 from every other row, zero or not.
     x = torch.tensor([[0.0, 0.0], [0.0, 0.0], [3.0, 4.0], [-3.0, -4.0]])
     expected = torch.tensor(
-        [[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0], [1.0, 1.0, 0.0, 2.0], [1.0, 1.0, 2.0, 0.0]]
+        [[0.0, 1.0, 1.0, 1.0], [1.0, 0.0, 1.0, 1.0], [1.0, 1.0, 0.0, 2.0], [1.0, 1.0, 2.0, 0.0]]
     )
     torch.testing.assert_close(pairwise_distances(x, metric="cosine"), expected)
     torch.testing.assert_close(pairwise_distances(x, x, metric="cosine"), expected)
+    np.testing.assert_allclose(cosine_distances(x.numpy()), expected.numpy(), atol=1e-7)
+    np.testing.assert_allclose(pairwise_distances(x.numpy(), metric="cosine"), expected.numpy())
+    # Against a copy (not x itself), each zero row is at 1 from its copy too, as in scikit-learn.
+    copy = x.clone()
+    expected[0, 0] = expected[1, 1] = 1.0
+    torch.testing.assert_close(pairwise_distances(x, copy, metric="cosine"), expected)
+    np.testing.assert_allclose(
+        cosine_distances(x.numpy(), copy.numpy()), expected.numpy(), atol=1e-7
+    )
 
 
 @pytest.mark.parametrize("metric", METRICS)
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_gradient_finite_at_zero_distance(metric, dtype):
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(40, 8, generator=generator).to(dtype)
-    x = torch.cat([x, x[:10], torch.zeros(2, 8, dtype=dtype)]).requires_grad_()
-    weights = torch.rand(len(x), len(x), generator=generator).to(dtype)
-    (pairwise_distances(x, metric=metric) * weights).sum().backward()
-    assert torch.isfinite(x.grad).all()
-    y = x.detach()[:10].clone().requires_grad_()
-    (pairwise_distances(x, y, metric=metric) * weights[:, :10]).sum().backward()
-    assert torch.isfinite(y.grad).all()
+def test_tensors_and_arrays_give_the_same_distances(metric):
+    x = embeddings("integer", torch.float64)
+    y = embeddings("integer", torch.float64, n=9, seed=1)
+    np.testing.assert_allclose(
+        pairwise_distances(x, y, metric=metric).numpy(),
+        pairwise_distances(x.numpy(), y.numpy(), metric=metric),
+        atol=1e-12,
+    )
 
 
-def test_euclidean_gradient_is_zero_between_duplicates():
-    x = torch.tensor([[1.0, 2.0], [1.0, 2.0]], requires_grad=True)
-    pairwise_distances(x).sum().backward()
-    assert torch.equal(x.grad, torch.zeros(2, 2))
+def test_training_kernel_puts_zero_embeddings_of_different_classes_at_cosine_distance_1():
+    # The contrastive loss of two zero embeddings of different classes is (margin - 1)²: at 0
+    # apart, it would be margin².
+    x = torch.zeros(2, 3, requires_grad=True)
+    loss = contrastive_loss(x, torch.tensor([0, 1]), margin=1.5, metric="cosine")
+    assert loss.item() == pytest.approx(0.25)
+
+
+def _plain_paired_distance(a, b, metric):
+    if metric == "cosine":
+        norms = math.sqrt(sum(u * u for u in a)) * math.sqrt(sum(v * v for v in b))
+        return 1.0 - (sum(u * v for u, v in zip(a, b)) / norms if norms else 0.0)
+    squared = sum((u - v) ** 2 for u, v in zip(a, b))
+    return squared if metric == "sqeuclidean" else math.sqrt(squared)
 
 
 @pytest.mark.parametrize("metric", METRICS)
-def test_gradcheck(metric):
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(7, 3, generator=generator, dtype=torch.float64, requires_grad=True)
-    y = torch.randn(4, 3, generator=generator, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda x: pairwise_distances(x, metric=metric), (x,))
-    assert torch.autograd.gradcheck(lambda x, y: pairwise_distances(x, y, metric=metric), (x, y))
-
-
-def test_empty_and_single_inputs():
-    assert pairwise_distances(torch.zeros(0, 3)).shape == (0, 0)
-    assert torch.equal(pairwise_distances(torch.ones(1, 3)), torch.zeros(1, 1))
+def test_paired_distances_match_plain_python(metric):
+    rng = np.random.default_rng(0)
+    X1, X2 = rng.normal(size=(20, 3)), rng.normal(size=(20, 3))
+    X1[0] = X1[1] = X2[1] = 0.0  # zero rows: cosine 0, distance 1, from zero rows too
+    expected = [_plain_paired_distance(a, b, metric) for a, b in zip(X1.tolist(), X2.tolist())]
+    np.testing.assert_allclose(paired_distances(X1, X2, metric=metric), expected, rtol=1e-12)
+    diagonal = np.diag(pairwise_distances(X1, X2, metric=metric))
+    np.testing.assert_allclose(paired_distances(X1, X2, metric=metric), diagonal, atol=1e-12)
 
 
 def test_unknown_metric():
-    message = "metric must be one of 'euclidean', 'sqeuclidean', 'cosine'; got 'manhattan'."
-    with pytest.raises(ValueError, match=f"^{message}$".replace("(", r"\(")):
+    pattern = (
+        re.escape("The 'metric' parameter of pairwise_distances must be a str among ")
+        + r"\{('[a-z]+', ){2}'[a-z]+'\}"
+        + re.escape(". Got 'manhattan' instead.")
+    )
+    with pytest.raises(ValueError, match=f"^{pattern}$"):
         pairwise_distances(torch.ones(2, 2), metric="manhattan")
 
 
 def test_bad_shapes():
-    with pytest.raises(ValueError, match=r"^x must be a 2-D floating-point tensor of shape "
-                       r"\(n_samples, n_features\); got shape \(3,\) and dtype torch.float32.$"):
+    message = (
+        "x must be a 2-D floating-point tensor of shape (n_samples, n_features); "
+        "got shape (3,) and dtype torch.float32."
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         pairwise_distances(torch.ones(3))
-    with pytest.raises(ValueError, match=r"^x must be a 2-D floating-point tensor of shape "
-                       r"\(n_samples, n_features\); got shape \(3, 2\) and dtype torch.int64.$"):
+    with pytest.raises(ValueError, match=re.escape("got shape (3, 2) and dtype torch.int64.")):
         pairwise_distances(torch.ones(3, 2, dtype=torch.int64))
-    with pytest.raises(ValueError, match=r"^y must have the number of columns, dtype and device "
-                       r"of x; got x: \(3, 2\), torch.float32, cpu and "
-                       r"y: \(3, 4\), torch.float32, cpu.$"):
+    message = (
+        "y must be a tensor with the number of columns, dtype and device of x; got "
+        "x: (3, 2), torch.float32, cpu and y: (3, 4), torch.float32, cpu."
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         pairwise_distances(torch.ones(3, 2), torch.ones(3, 4))
+    message = "y must be a torch.Tensor when x is one; got ndarray."
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+        pairwise_distances(torch.ones(3, 2), np.ones((3, 2)))
+
+
+def test_paired_distances_errors():
+    message = "X1 and X2 must be of the same shape; got (2, 1) and (3, 1)."
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        paired_distances([[0.0], [1.0]], [[0.0], [1.0], [2.0]])
+    with pytest.raises(ValueError, match=re.escape("The 'metric' parameter of paired_distances")):
+        paired_distances([[0.0]], [[1.0]], metric="l1")
+    with pytest.raises(ValueError, match="Input X2 contains NaN"):
+        paired_distances([[0.0]], [[np.nan]])

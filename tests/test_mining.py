@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from sklearn_triplet import mining
+from sklearn_triplet import _kernels
 from sklearn_triplet.mining import (
     hard_pairs,
     hardest_positive_negative,
@@ -109,7 +109,8 @@ def test_hardest_positive_negative_invariants(dtype, seed):
     labels_list = labels.tolist()
     n_samples = len(labels_list)
     expected_anchors = [
-        a for a in range(n_samples)
+        a
+        for a in range(n_samples)
         if _negatives(labels_list, a) and labels_list.count(labels_list[a]) > 1
     ]
     assert anchors.tolist() == expected_anchors
@@ -130,10 +131,16 @@ def test_hard_pairs_match_brute_force(dtype, seed):
     d = distances.tolist()
     labels_list = labels.tolist()
     n = len(labels_list)
-    closest = [min([d[i][k] for k in _negatives(labels_list, i)], default=math.inf)
-               for i in range(n)]
-    farthest = [max([d[i][k] for k in range(n) if k != i and labels_list[k] == labels_list[i]],
-                    default=-math.inf) for i in range(n)]
+    closest = [
+        min([d[i][k] for k in _negatives(labels_list, i)], default=math.inf) for i in range(n)
+    ]
+    farthest = [
+        max(
+            [d[i][k] for k in range(n) if k != i and labels_list[k] == labels_list[i]],
+            default=-math.inf,
+        )
+        for i in range(n)
+    ]
     expected = []
     for i in range(n):
         for j in range(i + 1, n):
@@ -153,22 +160,25 @@ def test_packed_sort_agrees_with_torch_sort(seed):
     distances[2, 3] = -0.0
     distances[4, :] = torch.inf
     same = labels[:, None] == labels[None, :]
-    packed = mining._PackedSortedRows(distances, same)
-    plain = mining._SortedRows(distances, same)
+    packed = _kernels._PackedSortedRows(distances, same)
+    plain = _kernels._SortedRows(distances, same)
     assert torch.equal(packed.columns(), plain.columns())
     thresholds = torch.tensor([-3.0, -0.0, 0.0, 0.5, 1.0, 3.0, torch.inf]).repeat(len(labels), 1)
     for inclusive in [False, True]:
-        assert torch.equal(packed.count(thresholds, inclusive=inclusive),
-                           plain.count(thresholds, inclusive=inclusive))
+        assert torch.equal(
+            packed.count(thresholds, inclusive=inclusive),
+            plain.count(thresholds, inclusive=inclusive),
+        )
     below = packed.count(thresholds, inclusive=False)
     at_most = plain.count(thresholds, inclusive=True)
     assert torch.equal(packed.count_ties(thresholds, below), at_most)
     assert torch.equal(plain.count_ties(thresholds, below), at_most)
     # Many equal entries: past the few steps, a second search.
-    many = mining._PackedSortedRows(torch.zeros(9, 9), torch.eye(9, dtype=torch.bool))
+    many = _kernels._PackedSortedRows(torch.zeros(9, 9), torch.eye(9, dtype=torch.bool))
     zeros = torch.zeros(9, 2)
-    assert torch.equal(many.count_ties(zeros, many.count(zeros, inclusive=False)),
-                       torch.full((9, 2), 8))
+    assert torch.equal(
+        many.count_ties(zeros, many.count(zeros, inclusive=False)), torch.full((9, 2), 8)
+    )
     positions = torch.randint(0, len(labels), (len(labels), 5))
     assert torch.equal(packed.first_equal(positions), plain.first_equal(positions))
 
@@ -183,12 +193,21 @@ def test_empty_batch():
 
 def test_bad_inputs():
     labels = torch.tensor([0, 0, 1])
-    with pytest.raises(ValueError, match=r"^distances must be a square 2-D floating-point "
-                       r"tensor; got shape \(3, 2\) and dtype torch.float32.$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^distances must be a square 2-D floating-point "
+        r"tensor; got shape \(3, 2\) and dtype torch.float32.$",
+    ):
         semi_hard_negatives(torch.zeros(3, 2), labels)
-    with pytest.raises(ValueError, match=r"^labels must have one entry per sample: "
-                       r"expected 2, got 3.$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^labels must be of length 2, one entry per sample; "
+        r"got 3.$",
+    ):
         hard_pairs(torch.zeros(2, 2), labels)
-    with pytest.raises(ValueError, match=r"^margin must be a finite number greater than 0; "
-                       r"got -1.$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^The 'margin' parameter of triplet_type_counts must be "
+        r"a float in the range \(0.0, inf\). Got -1 instead.$",
+    ):
         triplet_type_counts(torch.zeros(3, 3), labels, margin=-1)

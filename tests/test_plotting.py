@@ -144,13 +144,21 @@ def test_history_display_full_history():
     display = HistoryDisplay.from_history(history)
     assert len(display.axes_) == 3
     assert [axis.get_title() for axis in display.axes_] == [
-        "Training loss", "Triplet types", "Validation",
+        "Training loss",
+        "Triplet types",
+        "Validation",
     ]
     assert [len(axis.get_lines()) for axis in display.axes_] == [1, 4, 1]
-    assert sorted(display.lines_) == sorted([
-        "loss", "easy_fraction", "semi_hard_fraction", "hard_fraction",
-        "active_fraction", "validation_score",
-    ])
+    assert sorted(display.lines_) == sorted(
+        [
+            "loss",
+            "easy_fraction",
+            "semi_hard_fraction",
+            "hard_fraction",
+            "active_fraction",
+            "validation_score",
+        ]
+    )
     for key, line in display.lines_.items():
         np.testing.assert_array_equal(line.get_xdata(), [1, 2, 3, 4])
         np.testing.assert_allclose(line.get_ydata(), [row[key] for row in history])

@@ -1,7 +1,9 @@
 """Class-balanced P x K batches."""
 
 import numpy as np
-from sklearn_triplet.sampling import class_balanced_batches
+import pytest
+
+from sklearn_triplet.sampling import batch_shape, class_balanced_batches
 
 
 def _batches(y, seed=0, **kwargs):
@@ -66,3 +68,17 @@ def test_classes_absent_from_the_subset_are_never_drawn():
     y = np.array([0, 0, 0, 2, 2, 2])  # class 1 has no sample here
     for batch in _batches(y, batch_size=8, samples_per_class=2, n_batches=20):
         assert set(np.unique(y[batch])) == {0, 2}
+
+
+@pytest.mark.parametrize("n_classes", [7, 10, 500])
+def test_batch_shape_is_what_the_sampler_draws(n_classes):
+    # benchmarks/peers.py trains pytorch-metric-learning on batches of this shape.
+    y = np.repeat(np.arange(n_classes), 20)
+    batch = next(
+        class_balanced_batches(
+            y, batch_size=128, samples_per_class=4, n_batches=1, rng=np.random.default_rng(0)
+        )
+    )
+    counts = np.bincount(y[batch])
+    n_per_batch, k = batch_shape(n_classes, batch_size=128, samples_per_class=4)
+    assert (np.count_nonzero(counts), counts.max()) == (n_per_batch, k)

@@ -12,8 +12,6 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn_triplet import EmbeddingCollapseWarning, SiameseEmbedder, TripletEmbedder
 from sklearn_triplet._base import _validation_split
 
-FAST = dict(n_components=8, hidden_layer_sizes=(32,), max_iter=3, batch_size=64, random_state=0)
-
 
 @pytest.fixture
 def data(digits):
@@ -21,12 +19,13 @@ def data(digits):
     return X[:400] / 16.0, y[:400]
 
 
-# -- history --------------------------------------------------------------------------------------
+# -- history ---------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("Estimator", [TripletEmbedder, SiameseEmbedder])
-def test_history_rows(Estimator, data):
+def test_history_rows(Estimator, data, fast):
     X, y = data
-    est = Estimator(**FAST).fit(X, y)
+    est = Estimator(**fast).fit(X, y)
     assert [row["epoch"] for row in est.history_] == [1, 2, 3]
     for row in est.history_:
         assert math.isfinite(row["loss"]) and row["loss"] >= 0
@@ -48,15 +47,16 @@ def test_history_rows(Estimator, data):
         assert row["active_fraction"] == pytest.approx(row["n_active"] / row["n_triplets"])
 
 
-def test_training_moves_hard_triplets_to_easy(data):
+def test_training_moves_hard_triplets_to_easy(data, fast):
     X, y = data
-    est = TripletEmbedder(**{**FAST, "max_iter": 15}).fit(X, y)
+    est = TripletEmbedder(**{**fast, "max_iter": 15}).fit(X, y)
     first, last = est.history_[0], est.history_[-1]
     assert last["easy_fraction"] > first["easy_fraction"]
     assert last["hard_fraction"] < first["hard_fraction"]
 
 
-# -- validation and early stopping ----------------------------------------------------------------
+# -- validation and early stopping -----------------------------------------------------------------
+
 
 def test_validation_split_is_stratified_and_keeps_two_per_side():
     y = np.repeat(np.arange(4), [4, 10, 40, 3])
@@ -77,10 +77,10 @@ def test_validation_split_error():
         _validation_split(y, 0.2, np.random.default_rng(0))
 
 
-def test_early_stopping_records_score_and_restores_best(data):
+def test_early_stopping_records_score_and_restores_best(data, fast):
     X, y = data
     est = TripletEmbedder(
-        **{**FAST, "max_iter": 40}, early_stopping=True, n_iter_no_change=2, tol=0.5
+        **{**fast, "max_iter": 40}, early_stopping=True, n_iter_no_change=2, tol=0.5
     )
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
@@ -91,7 +91,7 @@ def test_early_stopping_records_score_and_restores_best(data):
     assert est.n_iter_ == 3 and len(scores) == 3
 
 
-def test_best_weights_are_restored(data):
+def test_best_weights_are_restored(data, fast):
     X, y = data
     snapshots = {}
 
@@ -99,7 +99,7 @@ def test_best_weights_are_restored(data):
         snapshots[epoch] = estimator.export_module().state_dict()
 
     est = TripletEmbedder(
-        **{**FAST, "max_iter": 6}, early_stopping=True, n_iter_no_change=10, callback=remember
+        **{**fast, "max_iter": 6}, early_stopping=True, n_iter_no_change=10, callback=remember
     )
     with pytest.warns(ConvergenceWarning, match="reached max_iter=6 while the validation score"):
         est.fit(X, y)
@@ -110,33 +110,35 @@ def test_best_weights_are_restored(data):
         assert torch.equal(final[key], value)
 
 
-# -- verbose ----------------------------------------------------------------------------------------
+# -- verbose ---------------------------------------------------------------------------------------
 
-def test_verbose_2_prints_one_line_per_epoch(data, capsys):
+
+def test_verbose_2_prints_one_line_per_epoch(data, capsys, fast):
     X, y = data
-    TripletEmbedder(**FAST, verbose=2).fit(X, y)
+    TripletEmbedder(**fast, verbose=2).fit(X, y)
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3
     assert lines[0].startswith("epoch 1/3  loss ") and "semi-hard" in lines[0]
 
 
-def test_verbose_1_progress_bar(data, capsys):
+def test_verbose_1_progress_bar(data, capsys, fast):
     X, y = data
-    TripletEmbedder(**FAST, verbose=1).fit(X, y)
+    TripletEmbedder(**fast, verbose=1).fit(X, y)
     err = capsys.readouterr().err
     assert "3/3" in err and "loss=" in err
 
 
-def test_verbose_0_is_silent(data, capsys):
+def test_verbose_0_is_silent(data, capsys, fast):
     X, y = data
-    TripletEmbedder(**FAST).fit(X, y)
+    TripletEmbedder(**fast).fit(X, y)
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
 
 
-# -- callback, warm start, partial_fit ---------------------------------------------------------------
+# -- callback, warm start, partial_fit -------------------------------------------------------------
 
-def test_callback_sees_each_epoch_and_can_stop(data):
+
+def test_callback_sees_each_epoch_and_can_stop(data, fast):
     X, y = data
     seen = []
 
@@ -144,28 +146,28 @@ def test_callback_sees_each_epoch_and_can_stop(data):
         seen.append((epoch, logs["epoch"], estimator.n_iter_))
         return epoch == 2
 
-    est = TripletEmbedder(**{**FAST, "max_iter": 10}, callback=stop_at_two).fit(X, y)
+    est = TripletEmbedder(**{**fast, "max_iter": 10}, callback=stop_at_two).fit(X, y)
     assert seen == [(1, 1, 1), (2, 2, 2)]
     assert est.n_iter_ == 2 and len(est.history_) == 2
 
 
-def test_warm_start_continues(data):
+def test_warm_start_continues(data, fast):
     X, y = data
-    est = TripletEmbedder(**FAST, warm_start=True).fit(X, y)
+    est = TripletEmbedder(**fast, warm_start=True).fit(X, y)
     before = est.export_module().state_dict()
     est.fit(X, y)
     assert est.n_iter_ == 6 and [r["epoch"] for r in est.history_] == [1, 2, 3, 4, 5, 6]
     after = est.export_module().state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
     # without warm start a second fit starts over
-    cold = TripletEmbedder(**FAST).fit(X, y)
+    cold = TripletEmbedder(**fast).fit(X, y)
     cold.fit(X, y)
     assert cold.n_iter_ == 3
 
 
-def test_warm_start_uses_the_current_learning_rate(data):
+def test_warm_start_uses_the_current_learning_rate(data, fast):
     X, y = data
-    est = TripletEmbedder(**FAST, warm_start=True).fit(X, y)
+    est = TripletEmbedder(**fast, warm_start=True).fit(X, y)
     before = est.export_module().state_dict()
     est.set_params(learning_rate_init=1e-12, max_iter=1).fit(X, y)
     after = est.export_module().state_dict()
@@ -173,9 +175,9 @@ def test_warm_start_uses_the_current_learning_rate(data):
     assert max((after[k] - before[k]).abs().max().item() for k in before) < 1e-9
 
 
-def test_partial_fit_trains_one_epoch_at_a_time(data):
+def test_partial_fit_trains_one_epoch_at_a_time(data, fast):
     X, y = data
-    est = TripletEmbedder(**FAST)
+    est = TripletEmbedder(**fast)
     est.partial_fit(X, y)
     assert est.n_iter_ == 1
     est.partial_fit(X, y).partial_fit(X, y)
@@ -185,17 +187,24 @@ def test_partial_fit_trains_one_epoch_at_a_time(data):
         est.partial_fit(X[:, :10], y)
 
 
-# -- failures -----------------------------------------------------------------------------------------
+# -- failures --------------------------------------------------------------------------------------
 
-def test_non_finite_loss_raises_and_keeps_finite_weights(data):
+
+def test_non_finite_loss_raises_and_keeps_finite_weights(data, fast):
     X, y = data
     est = TripletEmbedder(
-        **{**FAST, "max_iter": 20},
+        **{**fast, "max_iter": 20},
         normalize=False,
         metric="sqeuclidean",
         learning_rate_init=1e30,
     )
-    with pytest.raises(FloatingPointError, match=r"Training diverged in epoch \d+: the (loss became (nan|inf)|embeddings became non-finite|weights became non-finite)"):
+    with pytest.raises(
+        FloatingPointError,
+        match=(
+            r"Training diverged in epoch \d+: the (loss became (nan|inf)|"
+            r"embeddings became non-finite|weights became non-finite)"
+        ),
+    ):
         est.fit(X * 1e6, y)
     assert all(math.isfinite(row["loss"]) for row in est.history_)
     assert np.isfinite(est.transform(X)).all()
@@ -215,33 +224,35 @@ class _Dead(torch.nn.Module):
         return torch.relu(self.linear(x))
 
 
-def test_collapse_is_warned(data):
+def test_collapse_is_warned(data, fast):
     X, y = data
-    with pytest.warns(EmbeddingCollapseWarning, match="The embeddings collapsed towards a single point"):
-        TripletEmbedder(**FAST, backbone=_Dead).fit(X, y)
+    with pytest.warns(
+        EmbeddingCollapseWarning, match="The embeddings collapsed towards a single point"
+    ):
+        TripletEmbedder(**fast, backbone=_Dead).fit(X, y)
 
 
-def test_collapse_warning_does_not_depend_on_verbose(data, capsys):
+def test_collapse_warning_does_not_depend_on_verbose(data, capsys, fast):
     X, y = data
     with pytest.warns(EmbeddingCollapseWarning):
-        TripletEmbedder(**FAST, backbone=_Dead, verbose=2).fit(X, y)
+        TripletEmbedder(**fast, backbone=_Dead, verbose=2).fit(X, y)
 
 
-def test_no_collapse_warning_on_healthy_training(data):
+def test_no_collapse_warning_on_healthy_training(data, fast):
     X, y = data
     with warnings.catch_warnings():
         warnings.simplefilter("error", EmbeddingCollapseWarning)
-        TripletEmbedder(**FAST).fit(X, y)
+        TripletEmbedder(**fast).fit(X, y)
 
 
-def test_keyboard_interrupt_from_callback_keeps_a_usable_estimator(data):
+def test_keyboard_interrupt_from_callback_keeps_a_usable_estimator(data, fast):
     X, y = data
 
     def interrupt(estimator, epoch, logs):
         if epoch == 2:
             raise KeyboardInterrupt
 
-    est = TripletEmbedder(**{**FAST, "max_iter": 10}, callback=interrupt)
+    est = TripletEmbedder(**{**fast, "max_iter": 10}, callback=interrupt)
     with pytest.raises(KeyboardInterrupt):
         est.fit(X, y)
     assert est.n_iter_ == 2 and len(est.history_) == 2
@@ -251,7 +262,7 @@ def test_keyboard_interrupt_from_callback_keeps_a_usable_estimator(data):
     assert est.n_iter_ == 3
 
 
-def test_keyboard_interrupt_inside_a_batch(data):
+def test_keyboard_interrupt_inside_a_batch(data, fast):
     X, y = data
     calls = {"n": 0}
     from sklearn_triplet.losses import triplet_loss
@@ -262,32 +273,35 @@ def test_keyboard_interrupt_inside_a_batch(data):
             raise KeyboardInterrupt
         return triplet_loss(embeddings, labels, margin=0.2)
 
-    est = TripletEmbedder(**{**FAST, "max_iter": 5}, loss=loss)
+    est = TripletEmbedder(**{**fast, "max_iter": 5}, loss=loss)
     with pytest.raises(KeyboardInterrupt):
         est.fit(X, y)
     assert len(est.history_) == 1 and est.n_iter_ == 1
     assert np.isfinite(est.transform(X)).all()
 
 
-def test_callable_loss_trains_and_logs_taxonomy(data):
+def test_callable_loss_trains_and_logs_taxonomy(data, fast):
     X, y = data
     from sklearn_triplet.losses import triplet_loss
 
     est = TripletEmbedder(
-        **FAST, loss=lambda e, labels: triplet_loss(e, labels, margin=0.3, mining="hard")
+        **fast, loss=lambda e, labels: triplet_loss(e, labels, margin=0.3, mining="hard")
     ).fit(X, y)
     row = est.history_[-1]
     assert row["n_easy"] + row["n_semi_hard"] + row["n_hard"] == row["n_triplets"] > 0
 
 
-def test_callable_loss_must_return_a_scalar_tensor(data):
+def test_callable_loss_must_return_a_scalar_tensor(data, fast):
     X, y = data
-    with pytest.raises(TypeError, match=re.escape("loss must return a scalar (0-dim) torch.Tensor; got float of shape ().")):
-        TripletEmbedder(**FAST, loss=lambda e, labels: 1.0).fit(X, y)
+    with pytest.raises(
+        TypeError,
+        match=re.escape("loss must return a scalar (0-dim) torch.Tensor; got float of shape ()."),
+    ):
+        TripletEmbedder(**fast, loss=lambda e, labels: 1.0).fit(X, y)
 
 
-def test_pytorch_metric_learning_loss(data):
+def test_pytorch_metric_learning_loss(data, fast):
     losses = pytest.importorskip("pytorch_metric_learning.losses")
     X, y = data
-    est = TripletEmbedder(**FAST, loss=losses.TripletMarginLoss(margin=0.2)).fit(X, y)
+    est = TripletEmbedder(**fast, loss=losses.TripletMarginLoss(margin=0.2)).fit(X, y)
     assert np.isfinite(est.transform(X)).all() and len(est.history_) == 3

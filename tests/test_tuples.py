@@ -20,7 +20,7 @@ from sklearn.pipeline import make_pipeline
 
 from sklearn_triplet import ComparisonEmbedder, PairEmbedder
 from sklearn_triplet.losses import contrastive_loss_on_pairs, triplet_loss_on_triplets
-from sklearn_triplet.verification import _calibrate_threshold, make_pairs
+from sklearn_triplet.verification import calibrate_threshold, make_pairs
 
 FAST = {
     "n_components": 4,
@@ -130,7 +130,7 @@ def test_pair_embedder_predicts_with_the_threshold_calibrated_on_its_pairs(blobs
     distances = np.linalg.norm(embeddings[tuples[:, 0]] - embeddings[tuples[:, 1]], axis=1)
     np.testing.assert_allclose(model.pair_distance(tuples), distances, rtol=1e-5)
     distances = model.pair_distance(tuples)
-    assert model.threshold_ == _calibrate_threshold(distances, y > 0)
+    assert model.threshold_ == calibrate_threshold(distances, y > 0)
     np.testing.assert_allclose(model.decision_function(tuples), model.threshold_ - distances)
     expected = np.where(distances < model.threshold_, 1, -1)
     np.testing.assert_array_equal(model.predict(tuples), expected)
@@ -293,8 +293,8 @@ def test_wrong_tuple_shape(kind, shape):
         ("PairEmbedder", "pair", 2) if kind == "pair" else ("ComparisonEmbedder", "triplet", 3)
     )
     message = (
-        f"{name} takes {what}s as X: an array of shape (n_{what}s, {k}, n_features), or integer "
-        f"indices of shape (n_{what}s, {k}) into points; got X of shape {shape}."
+        f"X must be {what}s for {name}: an array of shape (n_{what}s, {k}, n_features), or "
+        f"integer indices of shape (n_{what}s, {k}) into points; got shape {shape}."
     )
     with pytest.raises(ValueError, match=re.escape(message)):
         make(kind, None).fit(np.zeros(shape, dtype=int), np.ones(10) if kind == "pair" else None)
@@ -304,12 +304,12 @@ def test_index_tuples_need_points_and_integers(blobs, pairs):
     X, _ = blobs
     tuples, y = pairs
     message = (
-        "X of shape (120, 2) holds index pairs, which need the points they index: set points to "
-        "an array of shape (n_points, n_features), or pass X of shape (n_pairs, 2, n_features)."
+        "points must be an array of shape (n_points, n_features) when X holds index pairs, as X "
+        "of shape (120, 2) does (X of shape (n_pairs, 2, n_features) needs none); got None."
     )
     with pytest.raises(ValueError, match=re.escape(message)):
         make("pair", None).fit(tuples, y)
-    message = "X of shape (120, 2) holds index pairs, which must be integers; got dtype float64."
+    message = "the index pairs in X must be integers; got dtype float64."
     with pytest.raises(ValueError, match=re.escape(message)):
         make("pair", X).fit(tuples.astype(float), y)
 
@@ -320,8 +320,8 @@ def test_indices_out_of_range(bad, where, blobs, triplets):
     broken = triplets.copy()
     broken[7, 2] = bad
     message = (
-        f"X holds indices into points, which has 60 rows, so they must lie in [0, 59]; got {bad} "
-        "in triplet 7."
+        "the indices in X must be in [0, 59], rows of points (which has 60 rows); got "
+        f"{bad} in triplet 7."
     )
     with pytest.raises(ValueError, match=re.escape(message)):
         make("comparison", X).fit(broken)
@@ -349,8 +349,8 @@ def test_pair_labels_other_than_plus_minus_one(labels, values, blobs, pairs):
     tuples, _ = pairs
     y = np.resize(np.array(labels), len(tuples))
     message = (
-        "y must hold +1 (similar pair) or -1 (dissimilar pair) for each pair; got the values "
-        f"{values}. For a boolean array same, pass np.where(same, 1, -1)."
+        "y must be +1 (similar pair) or -1 (dissimilar pair) for each pair (from a boolean array "
+        f"same: np.where(same, 1, -1)); got the values {values}."
     )
     with pytest.raises(ValueError, match=re.escape(message)):
         make("pair", X).fit(tuples, y)
@@ -378,10 +378,10 @@ def test_only_one_kind_of_pair(label, which, blobs, pairs):
 def test_pair_labels_missing_or_misaligned(blobs, pairs):
     X, _ = blobs
     tuples, y = pairs
-    message = "PairEmbedder needs y: +1 for a similar pair, -1 for a dissimilar one; got y=None."
+    message = "y must be +1 (similar pair) or -1 (dissimilar pair) for each pair; got None."
     with pytest.raises(ValueError, match=re.escape(message)):
         make("pair", X).fit(tuples, None)
-    message = "X and y must describe the same pairs; got 120 pairs in X and 119 labels in y."
+    message = "y must be of length 120, one label per pair of X; got 119."
     with pytest.raises(ValueError, match=re.escape(message)):
         make("pair", X).fit(tuples, y[:-1])
 
@@ -389,9 +389,9 @@ def test_pair_labels_missing_or_misaligned(blobs, pairs):
 def test_triplets_take_no_y(blobs, triplets):
     X, _ = blobs
     message = (
-        "ComparisonEmbedder learns from the order within each triplet alone (its first point is "
-        "more like the second than like the third), so y must be None; got y of type ndarray. "
-        "To reverse a triplet, swap its last two points."
+        "y must be None: ComparisonEmbedder learns from the order within each triplet alone (its "
+        "first point is more like the second than like the third; swap the last two to reverse "
+        "it); got ndarray."
     )
     with pytest.raises(ValueError, match=re.escape(message)):
         make("comparison", X).fit(triplets, np.ones(len(triplets)))
@@ -400,8 +400,7 @@ def test_triplets_take_no_y(blobs, triplets):
 def test_threshold_options_are_checked(blobs, pairs):
     X, _ = blobs
     message = (
-        "threshold='far' needs target_far, the largest false-accept rate allowed; got "
-        "target_far=None."
+        "target_far must be the largest false-accept rate allowed, with threshold='far'; got None."
     )
     with pytest.raises(ValueError, match=re.escape(message)):
         make("pair", X, threshold="far").fit(*pairs)

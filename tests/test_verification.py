@@ -1,4 +1,3 @@
-import math
 import re
 
 import numpy as np
@@ -13,11 +12,11 @@ from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from sklearn_triplet.distances import paired_distances
 from sklearn_triplet.verification import (
     PairVerifier,
-    _calibrate_threshold,
+    calibrate_threshold,
     make_pairs,
-    paired_distances,
     paired_embedding_distances,
 )
 
@@ -36,35 +35,7 @@ class _Embedding(TransformerMixin, BaseEstimator):
         return 2.0 * np.asarray(X, dtype=float)
 
 
-def _plain_distance(a, b, metric):
-    if metric == "cosine":
-        norms = math.sqrt(sum(u * u for u in a)) * math.sqrt(sum(v * v for v in b))
-        return 1.0 - (sum(u * v for u, v in zip(a, b)) / norms if norms else 0.0)
-    squared = sum((u - v) ** 2 for u, v in zip(a, b))
-    return squared if metric == "sqeuclidean" else math.sqrt(squared)
-
-
-# paired distances ----------------------------------------------------------------
-
-
-@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "cosine"])
-def test_paired_distances_match_plain_python(metric):
-    rng = np.random.default_rng(0)
-    X1, X2 = rng.normal(size=(20, 3)), rng.normal(size=(20, 3))
-    X1[0] = 0.0  # a zero row: cosine 0, distance 1
-    expected = [_plain_distance(a, b, metric) for a, b in zip(X1.tolist(), X2.tolist())]
-    np.testing.assert_allclose(paired_distances(X1, X2, metric=metric), expected, rtol=1e-12)
-
-
-def test_paired_distances_errors():
-    message = "X1 and X2 must have the same shape; got (2, 1) and (3, 1)."
-    with pytest.raises(ValueError, match=re.escape(message)):
-        paired_distances([[0.0], [1.0]], [[0.0], [1.0], [2.0]])
-    message = "metric='l1' is not supported; choose one of ['cosine', 'euclidean', 'sqeuclidean']."
-    with pytest.raises(ValueError, match=re.escape(message)):
-        paired_distances([[0.0]], [[1.0]], metric="l1")
-    with pytest.raises(ValueError, match="Input X2 contains NaN"):
-        paired_distances([[0.0]], [[np.nan]])
+# paired embedding distances ------------------------------------------------------
 
 
 def test_paired_embedding_distances_use_the_embedder_metric():
@@ -146,8 +117,11 @@ def test_make_pairs_errors():
     with pytest.raises(ValueError, match=re.escape(message)):
         make_pairs(X, ["a", "a", "a"], n_pairs=4)
     for n_pairs in (1, 2.0, True, None):
-        message = f"n_pairs must be an integer >= 2; got {n_pairs!r}."
-        with pytest.raises(ValueError, match=re.escape(message)):
+        message = (
+            "The 'n_pairs' parameter of make_pairs must be an int in the range [2, inf). "
+            f"Got {n_pairs!r} instead."
+        )
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
             make_pairs(X, [0, 0, 1], n_pairs=n_pairs)
     with pytest.raises(ValueError, match=re.escape("inconsistent numbers of samples: [3, 2]")):
         make_pairs(X, [0, 0], n_pairs=4)
@@ -182,7 +156,7 @@ def test_accuracy_threshold_matches_brute_force():
         distances = np.round(rng.normal(np.where(same, 1.0, 1.8), 0.5), 1)
         candidates = np.concatenate([np.unique(distances), [np.inf]])
         best = max(_accuracy(distances, same, t) for t in candidates)
-        threshold = _calibrate_threshold(distances, same)
+        threshold = calibrate_threshold(distances, same)
         assert _accuracy(distances, same, threshold) == best
         # the smallest threshold with that accuracy: one step down loses accuracy
         below = distances[distances < threshold]
@@ -357,8 +331,7 @@ def test_input_shape_errors():
 
 def test_y_must_hold_both_kinds_of_pairs():
     message = (
-        "PairVerifier needs both same-class and different-class pairs in y; "
-        "got the classes [True]."
+        "PairVerifier needs both same-class and different-class pairs in y; got the classes [True]."
     )
     with pytest.raises(ValueError, match=re.escape(message)):
         PairVerifier().fit([0.1, 0.2], [True, True])
