@@ -43,11 +43,13 @@ class PairEmbedder(ClassifierMixin, TupleEmbedder):
         n_features)``. A constructor parameter so that cross-validation and grid searches split
         the pairs while every fold sees the same points (cloning copies it).
     threshold : {"accuracy", "far"} or float, default="accuracy"
-        How ``fit`` sets ``threshold_``, on the distances of all the pairs it was given:
-        ``"accuracy"`` maximises their accuracy, ``"far"`` takes the largest threshold whose
-        false-accept rate (the share of dissimilar pairs predicted similar) is at most
-        ``target_far``, and a float is used as is. To calibrate on held-out pairs instead, see
-        :class:`~sklearn_triplet.verification.PairVerifier`.
+        How ``fit`` sets ``threshold_``: ``"accuracy"`` maximises the accuracy of the
+        calibration pairs, ``"far"`` takes the largest threshold whose false-accept rate (the
+        share of dissimilar pairs predicted similar) on them is at most ``target_far``, and a
+        float is used as is. The calibration pairs are those held out by ``early_stopping``, else
+        all the pairs of ``fit``. The network pulls its training pairs closer than new ones, so a
+        threshold calibrated on them is too strict for new pairs: prefer early stopping, or
+        :class:`~sklearn_triplet.verification.PairVerifier` on pairs of your own.
     target_far : float in [0, 1], default=None
         The largest false-accept rate allowed; required by ``threshold="far"``, and only used by
         it.
@@ -116,7 +118,10 @@ class PairEmbedder(ClassifierMixin, TupleEmbedder):
 
     @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
-        """Train the backbone on labelled pairs, then calibrate ``threshold_`` on them.
+        """Train the backbone on labelled pairs, then calibrate ``threshold_``.
+
+        ``threshold_`` is calibrated on the pairs held out by ``early_stopping``, else on all the
+        pairs.
 
         Parameters
         ----------
@@ -186,15 +191,12 @@ class PairEmbedder(ClassifierMixin, TupleEmbedder):
         return roc_auc_score(targets, -distances)
 
     def _after_training(self, points, data, points_val, data_val):
-        """Calibrate ``threshold_`` on all the pairs of fit (those held out included)."""
+        """Calibrate ``threshold_``: on the held-out pairs with early stopping, else on all."""
         self.classes_ = np.array([-1, 1])
         if not isinstance(self.threshold, str):
             self.threshold_ = float(self.threshold)
             return
-        tuples, targets = data
-        if data_val is not None:
-            tuples = np.concatenate([tuples, data_val[0]])
-            targets = np.concatenate([targets, data_val[1]])
+        tuples, targets = data if data_val is None else data_val
         members = self._embed_members(points, tuples)
         distances = paired_distances(members[:, 0], members[:, 1], metric=self.metric)
         target_far = self.target_far if self.threshold == "far" else None

@@ -18,7 +18,7 @@ from sklearn.model_selection import GridSearchCV, cross_validate
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 
-from sklearn_triplet import ComparisonEmbedder, PairEmbedder
+from sklearn_triplet import ComparisonEmbedder, EmbeddingCollapseWarning, PairEmbedder
 from sklearn_triplet.losses import contrastive_loss_on_pairs, triplet_loss_on_triplets
 from sklearn_triplet.verification import calibrate_threshold, make_pairs
 
@@ -149,6 +149,25 @@ def test_pair_embedder_threshold_options(blobs, pairs):
     strict = make("pair", X, threshold="far", target_far=0.0).fit(tuples, y)
     dissimilar = y < 0
     assert not (strict.predict(tuples)[dissimilar] == 1).any()
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_early_stopping_calibrates_the_threshold_on_the_held_out_pairs(blobs, pairs, monkeypatch):
+    X, _ = blobs
+    tuples, y = pairs
+    seen = []
+
+    def recording(distances, same, target_far=None):
+        seen.append((len(distances), int(same.sum())))
+        return calibrate_threshold(distances, same, target_far)
+
+    monkeypatch.setattr("sklearn_triplet._pair.calibrate_threshold", recording)
+    n_similar = int((y == 1).sum())
+    make("pair", X, early_stopping=True, validation_fraction=0.25).fit(tuples, y)
+    expected_similar = round(0.25 * n_similar)
+    assert seen == [(expected_similar + round(0.25 * (120 - n_similar)), expected_similar)]
+    make("pair", X).fit(tuples, y)
+    assert seen[-1] == (120, n_similar)
 
 
 def test_comparison_embedder_orders_triplets_by_distance(blobs, triplets):
@@ -427,3 +446,71 @@ def test_new_points_of_another_width_are_refused(blobs, pairs):
         model.decision_function(np.zeros((4, 2, 5)))
     with pytest.raises(ValueError, match=re.escape(message)):
         model.transform(np.zeros((4, 5)))
+
+
+# -- training: history, callbacks, verbose, warnings, devices --------------------------------------
+
+
+def test_history_counts_the_given_pairs(blobs, pairs):
+    X, _ = blobs
+    tuples, y = pairs
+    model = make("pair", X, batch_size=50).fit(tuples, y)
+    for row in model.history_:
+        assert (row["n_pairs"], row["n_positive_pairs"]) == (120, int((y == 1).sum()))
+        assert row["n_negative_pairs"] == 120 - row["n_positive_pairs"]
+        assert row["active_fraction"] == row["n_active_pairs"] / 120
+        assert 0.0 < row["mean_distance"] <= 2.0  # unit vectors
+    assert model.n_iter_ == 3
+
+
+def test_history_counts_the_triplet_taxonomy(blobs, triplets):
+    X, _ = blobs
+    model = make("comparison", X).fit(triplets)
+    row = model.history_[-1]
+    assert row["n_triplets"] == 120
+    assert row["n_easy"] + row["n_semi_hard"] + row["n_hard"] == 120
+    assert row["easy_fraction"] == row["n_easy"] / 120
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_callback_stops_and_verbose_reports(kind, blobs, pairs, triplets, capsys):
+    X, _ = blobs
+    tuples, y = data(kind, pairs, triplets)
+    seen = []
+
+    def callback(estimator, epoch, logs):
+        seen.append((epoch, logs["loss"]))
+        return epoch == 2
+
+    model = make(kind, X, max_iter=10, callback=callback, verbose=2).fit(tuples, y)
+    assert model.n_iter_ == 2 and [epoch for epoch, _ in seen] == [1, 2]
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("epoch 1/10  loss") and "active" in lines[0]
+
+
+def test_collapse_warning_names_the_dissimilar_pairs(blobs, pairs):
+    X, _ = blobs
+    tuples, y = pairs
+    # A margin far beyond the diameter of the unit sphere: every pair stays inside it.
+    with pytest.warns(EmbeddingCollapseWarning) as record:
+        make("pair", X, margin=100.0).fit(tuples, y)
+    message = str(record[0].message)
+    assert "between the two points of the dissimilar pairs in the last batch" in message
+    assert "mining" not in message
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("kind", KINDS)
+def test_cuda_fit_matches_the_cpu(kind, blobs, pairs, triplets):
+    X, _ = blobs
+    tuples, y = data(kind, pairs, triplets)
+    on_gpu = make(kind, X, device="cuda").fit(tuples, y)
+    on_cpu = make(kind, X, device="cpu").fit(tuples, y)
+    assert on_gpu.device_.type == "cuda"
+    np.testing.assert_allclose(on_gpu.transform(X), on_cpu.transform(X), atol=1e-3)
+    np.testing.assert_allclose(
+        on_gpu.decision_function(tuples), on_cpu.decision_function(tuples), atol=1e-3
+    )
+    restored = pickle.loads(pickle.dumps(on_gpu))
+    np.testing.assert_array_equal(restored.transform(X), on_gpu.transform(X))
