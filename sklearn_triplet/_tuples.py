@@ -25,12 +25,11 @@ from numbers import Integral
 
 import numpy as np
 import torch
-from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 
 from . import _docstrings
 from ._base import BaseEmbedder
-from ._validation import Interval, invalid, validate_data
+from ._validation import Interval, invalid, safe_indexing, validate_data
 from .distances import paired_distances
 
 # -- the boundary: checks of X, points and y -------------------------------------------------------
@@ -102,7 +101,7 @@ def _indexed_points(estimator, X, *, kind, reset):
             f"{X[row, column]} in {kind} {row}",
         )
     used, tuples = np.unique(X, return_inverse=True)
-    points = _safe_indexing(estimator.points, used)
+    points = safe_indexing(estimator.points, used)
     validate_data(estimator, points, reset=reset, skip_check_array=True)
     points = check_array(points, dtype=np.float32, input_name="points", estimator=estimator)
     return points, tuples.reshape(X.shape).astype(np.int64, copy=False)

@@ -16,6 +16,7 @@ Inner functions trust what they are given: validate once, at the boundary.
 import numpy as np
 import torch
 from sklearn.base import _fit_context
+from sklearn.utils import _safe_indexing
 from sklearn.utils._param_validation import (
     HasMethods,
     Interval,
@@ -41,12 +42,15 @@ __all__ = [
     "fit_context",
     "invalid",
     "resolve_metric",
+    "safe_indexing",
     "validate_data",
     "validate_function_params",
 ]
 
 # scikit-learn's decorator of ``fit`` (parameter validation, then the fit itself).
 fit_context = _fit_context
+# Rows of an array, a DataFrame or a list by index (scikit-learn documents it, under this name).
+safe_indexing = _safe_indexing
 
 
 def validate_function_params(constraints):
