@@ -398,7 +398,8 @@ def rst(results, config, meta):
     tuple_header, label_header = _headers(config)
     measured = (
         f"Measured on {meta['date']} with ``{meta['command']}`` ({config.name} mode: "
-        f"{len(config.seeds)} seed(s), {config.max_iter} epochs for our networks), on "
+        f"{len(config.seeds)} seed{'s' if len(config.seeds) > 1 else ''}, {config.max_iter} "
+        "epochs for our networks), on "
         f"{meta['cpu']} ({meta['cores']} cores, load average {meta['load']} at the start), one "
         f"thread per contestant, {meta['n_jobs']} (task, seed) jobs side by side; "
         f"{meta['total']:.0f} s wall and {meta['cpu_total']:.0f} CPU seconds of fitting in all. "
