@@ -61,7 +61,16 @@ from sklearn.utils.validation import check_array, check_is_fitted
 
 from . import _docstrings, _inference, _training
 from ._kernels import CALLABLE_STATISTICS, METRICS, callable_kernel
-from ._validation import Interval, StrOptions, fit_context, invalid, validate_data
+from ._validation import (
+    Interval,
+    InvalidParameterError,
+    StrOptions,
+    fit_context,
+    invalid,
+    plain,
+    validate_data,
+    validate_estimator_params,
+)
 from .backbones import L2Normalize, build_backbone
 from .metrics import map_at_r
 from .sampling import class_balanced_batches
@@ -135,7 +144,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
         "warm_start": ["boolean"],
-        "callback": [callable, None],
+        "callback": [callable, list, tuple, None],
         "device": [str, torch.device],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -178,7 +187,9 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Training data.
+            Training data; with ``backbone="cnn"``, also images ``(n_samples, channels, height,
+            width)`` or ``(n_samples, height, width)``, or signals ``(n_samples, channels,
+            length)``.
         y : array-like of shape (n_samples,)
             Class labels (any type that :func:`numpy.unique` can sort).
 
@@ -198,7 +209,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Training data.
+            Training data (arrays of samples with ``backbone="cnn"``, as in ``fit``).
         y : array-like of shape (n_samples,)
             Class labels.
 
@@ -209,31 +220,54 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         """
         return self._fit(X, y, n_epochs=1, incremental=True, validate=False)
 
+    def _validate_params(self):
+        # scikit-learn's check, with "Got 0" rather than "Got np.int64(0)" in its messages
+        validate_estimator_params(self)
+
     def _fit(self, X, y, *, n_epochs, incremental, validate):
-        start_time = time.perf_counter()
         reset = not (incremental and hasattr(self, "module_"))
-        X, y = self._check_training_data(X, y, reset=reset)
+        if not reset:
+            self._continue_warm_start()
+        self._check_fit_parameters()
+        callbacks = _callbacks(self.callback)
+        _training.warm_up()  # torch's one-time start-up (seconds), before the clock starts
+        start_time = time.perf_counter()
+        X, y, input_shape = self._check_training_data(X, y, reset=reset)
         if reset:
-            self._initialise(X.shape[1])
+            self._initialise(X.shape[1], input_shape)
         X_val = y_val = None
         if validate and self.early_stopping:
             X, y, X_val, y_val = self._split_validation(X, y)
         seed = int(self._rng.integers(2**31))
         device = self.device_
         forked = [device.index or 0] if device.type == "cuda" else []
+        first_row = len(self.history_)
         with torch.random.fork_rng(devices=forked):
             torch.manual_seed(seed)
-            stop_reason = self._train(X, y, X_val, y_val, n_epochs=n_epochs, start_time=start_time)
+            stop_reason = self._train(
+                X, y, X_val, y_val, n_epochs=n_epochs, start_time=start_time, callbacks=callbacks
+            )
+        if validate or reset:  # partial_fit keeps the scores of the last fit
+            scores = None
+            if X_val is not None:
+                scores = [row["validation_score"] for row in self.history_[first_row:]]
+            self.validation_scores_ = scores
+            self.best_validation_score_ = max(scores) if scores else None
         self._after_training(X, y, X_val, y_val)
-        self._warn_after_training(stop_reason, X_val is not None)
+        self._warn_after_training(stop_reason, X_val is not None, check_convergence=validate)
         return self
 
     # The steps of _fit that an estimator learning from other data than labelled samples replaces.
 
+    def _check_fit_parameters(self):
+        """Rules between parameters, checked at fit."""
+        _check_batch_shape(self.batch_size, self.samples_per_class)
+
     def _check_training_data(self, X, y, *, reset):
-        """Validated ``X`` (float32, its width that of the network's input) and encoded ``y``."""
+        """``X`` (float32, one row per sample), encoded ``y`` and the input shape of a CNN."""
+        X, input_shape = self._rows(X, reset=reset)
         X, y = validate_data(self, X, y, reset=reset, dtype=np.float32)
-        return X, self._encode_labels(y)
+        return X, self._encode_labels(y), input_shape
 
     def _split_validation(self, X, y):
         """``X, y, X_val, y_val``: the training data and the data held out for early stopping."""
@@ -243,7 +277,95 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     def _after_training(self, X, y, X_val, y_val):
         """Called once training is over, with the data of ``_train``; nothing to do here."""
 
-    def _initialise(self, n_features):
+    def _continue_warm_start(self):
+        """Check that the network may be trained further as it is; move it to today's device.
+
+        The parameters that define the network must keep the values it was built with; the others
+        (margin, mining, learning rate, batches, device...) apply to the epochs to come.
+        """
+        built = getattr(self, "_architecture", None)  # absent from estimators saved before it was
+        if built is not None:
+            now = _architecture(self)
+            changed = [name for name in built if name in now and not _same(built[name], now[name])]
+            if changed:
+                raise ValueError(
+                    f"{' and '.join(changed)} must stay "
+                    f"{' and '.join(_describe(built[name]) for name in changed)} while "
+                    "warm_start=True trains the fitted network further; got "
+                    f"{' and '.join(_describe(now[name]) for name in changed)}. Set "
+                    "warm_start=False to build and train a new network, or set "
+                    f"{'it' if len(changed) == 1 else 'them'} back."
+                )
+        device = _resolve_device(self.device)
+        if device != self.device_:
+            self.module_.to(device)  # the optimiser's state follows its parameters when loaded
+            self.device_ = device
+
+    def _rows(self, X, *, reset):
+        """``X`` with one row per sample, and the input shape of a convolutional backbone.
+
+        ``backbone="cnn"`` reads samples given as arrays: images ``(n_samples, channels, height,
+        width)`` or ``(n_samples, height, width)``, and signals ``(n_samples, channels, length)``
+        with ``backbone_params={"input_shape": (channels, length)}``. They are flattened here (C
+        order), and the network unflattens them. Without ``input_shape``, a fit reads it from
+        ``X``: ``(channels, height, width)``, or ``(1, height, width)`` for a 3-D ``X``.
+        """
+        shape = _shape(X)
+        sample = tuple(int(n) for n in shape[1:]) if len(shape) > 2 else None
+        convolutional = isinstance(self.backbone, str) and self.backbone == "cnn"
+        if reset:
+            given = (self.backbone_params or {}).get("input_shape") if convolutional else None
+            input_shape = tuple(int(n) for n in given) if given is not None else None
+        else:
+            input_shape = getattr(self, "_input_shape", None)
+            convolutional = input_shape is not None
+        if sample is None:
+            if reset and convolutional and input_shape is None:
+                raise invalid(
+                    "X",
+                    "images, (n_samples, channels, height, width) or (n_samples, height, width), "
+                    "when backbone='cnn' has no backbone_params['input_shape']",
+                    f"shape {tuple(shape)}. Give X as images, or the shape of one sample as "
+                    "backbone_params={'input_shape': (channels, height, width)}, or "
+                    "(channels, length) for signals",
+                )
+            return X, input_shape
+        if not convolutional:
+            raise invalid(
+                "X",
+                "2-D, (n_samples, n_features), with "
+                + (
+                    f"backbone={self.backbone!r}"
+                    if isinstance(self.backbone, str)
+                    else f"{_describe(self.backbone)} as backbone"
+                ),
+                f"shape {tuple(shape)}. Flatten each sample, X.reshape(len(X), -1), or use "
+                "backbone='cnn', which reads images (n_samples, channels, height, width) or "
+                "(n_samples, height, width), and signals (n_samples, channels, length) with "
+                "backbone_params={'input_shape': (channels, length)}",
+            )
+        if input_shape is None:
+            if len(sample) not in (2, 3):
+                raise invalid(
+                    "X",
+                    "images, (n_samples, channels, height, width) or (n_samples, height, width), "
+                    "for backbone='cnn'",
+                    f"shape {tuple(shape)}",
+                )
+            input_shape = sample if len(sample) == 3 else (1, *sample)
+        if sample != input_shape and (1, *sample) != input_shape:
+            accepted = [input_shape, input_shape[1:]] if input_shape[0] == 1 else [input_shape]
+            accepted = " or ".join(str(("n_samples", *a)).replace("'", "") for a in accepted)
+            allowed = (
+                f"of shape {accepted} to match backbone_params['input_shape']={input_shape}"
+                if reset
+                else f"of shape {accepted}, or (n_samples, {self.n_features_in_}), like the "
+                f"samples this {type(self).__name__} was fitted on"
+            )
+            raise invalid("X", allowed, f"shape {tuple(shape)}")
+        return np.reshape(np.asarray(X), (shape[0], -1)), input_shape
+
+    def _initialise(self, n_features, input_shape=None):
         """Resolve the device, seed, build the network and the optimiser state for a fresh fit.
 
         The fitted attributes are set only once the network has passed its probe, so a backbone that
@@ -253,12 +375,15 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         rng = _make_rng(self.random_state)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(rng.integers(2**31)))
+            params = dict(self.backbone_params or {})
+            if input_shape is not None:  # read from X when not given
+                params["input_shape"] = input_shape
             backbone = build_backbone(
                 self.backbone,
                 n_features,
                 self.n_components,
                 hidden_layer_sizes=tuple(np.atleast_1d(self.hidden_layer_sizes).tolist()),
-                params=self.backbone_params,
+                params=params,
             )
         normalize = L2Normalize() if self.normalize else torch.nn.Identity()
         module = torch.nn.Sequential(OrderedDict(backbone=backbone, normalize=normalize)).to(device)
@@ -271,6 +396,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             )
         self.device_, self._rng, self.module_ = device, rng, module
         self.n_components_ = int(probe.shape[1])
+        self._input_shape, self._architecture = input_shape, _architecture(self)
         self._optimizer_state = None
         self.history_ = []
         self.n_iter_ = 0
@@ -303,7 +429,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
 
         return X_t, y_t, batches, validation_score
 
-    def _train(self, X, y, X_val, y_val, *, n_epochs, start_time):
+    def _train(self, X, y, X_val, y_val, *, n_epochs, start_time, callbacks):
         module = self.module_
         optimizer = torch.optim.Adam(
             module.parameters(), lr=self.learning_rate_init, weight_decay=self.weight_decay
@@ -316,7 +442,8 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
 
         def on_epoch_end(epoch, logs):
             self.n_iter_ = epoch
-            return bool(self.callback(self, epoch, logs)) if self.callback is not None else False
+            # every callback sees every epoch; any of them can stop training
+            return any([bool(callback(self, epoch, logs)) for callback in callbacks])
 
         keep_optimizer_state = True
         try:
@@ -347,7 +474,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             module.eval()
             self._optimizer_state = optimizer.state_dict() if keep_optimizer_state else None
 
-    def _warn_after_training(self, stop_reason, early_stopping):
+    def _warn_after_training(self, stop_reason, early_stopping, *, check_convergence=True):
         if early_stopping and stop_reason == _training.STOP_MAX_ITER:
             warnings.warn(
                 f"{type(self).__name__} reached max_iter={self.max_iter} while the validation "
@@ -355,6 +482,18 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 ConvergenceWarning,
                 stacklevel=_USER_FRAME,
             )
+        elif check_convergence and stop_reason == _training.STOP_MAX_ITER:
+            window = min(self.n_iter_no_change, len(self.history_) - 1)
+            improving = _training.still_improving(self.history_, window=window, tol=self.tol)
+            if improving:
+                warnings.warn(
+                    f"{type(self).__name__} reached max_iter={self.max_iter} while the training "
+                    f"{improving.replace('_', ' ')} was still falling by more than tol={self.tol} "
+                    f"per epoch over the last {window} epochs; increase max_iter, or set "
+                    "early_stopping=True to train until a validation score stops improving.",
+                    ConvergenceWarning,
+                    stacklevel=_USER_FRAME,
+                )
         last = self.history_[-1] if self.history_ else {}
         spread = last.get("mean_distance", np.nan)
         if spread < 0.5 * self.margin:
@@ -384,7 +523,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         if classes.shape[0] < 2:
             raise ValueError(
                 f"{name} needs at least two classes to learn from; y has only one class, "
-                f"{classes[0]!r}."
+                f"{plain(classes[0])!r}."
             )
         if counts.max() < 2:
             raise ValueError(
@@ -428,7 +567,8 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         X : array-like of shape (n_samples, n_features)
             Samples to embed. A large array (a :class:`numpy.memmap` of any dtype, a DataFrame, an
             h5py or zarr array) is validated and converted to float32 a chunk of rows at a time,
-            so memory beyond the output stays bounded; see :mod:`sklearn_triplet.chunking`.
+            so memory beyond the output stays bounded; see :mod:`sklearn_triplet.chunking`. A
+            convolutional network also takes its samples as arrays, of the shape seen in ``fit``.
 
         Returns
         -------
@@ -436,6 +576,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             The embeddings (unit-norm rows when ``normalize=True``).
         """
         check_is_fitted(self)
+        X, _ = self._rows(X, reset=False)
         return _inference.embed_in_chunks(
             X,
             embed_chunk=self._embed,
@@ -544,6 +685,89 @@ def _resolve_device(device, *, on_load=False):
             "device='auto' or 'cpu'."
         )
     return resolved
+
+
+def _shape(X):
+    """The shape of an array or of nested lists, else ``()``.
+
+    ``X`` is not converted to read it; when its shape cannot be read so, scikit-learn's validation
+    reports what it finds.
+    """
+    shape = getattr(X, "shape", None)
+    if shape is None and isinstance(X, (list, tuple)):
+        try:
+            shape = np.shape(X)
+        except ValueError:  # ragged
+            shape = None
+    return tuple(shape) if shape is not None else ()
+
+
+def _check_batch_shape(batch_size, samples_per_class):
+    """A batch must hold two classes of ``samples_per_class`` samples each."""
+    if batch_size < 2 * samples_per_class:
+        raise invalid(
+            "batch_size",
+            f"at least 2 * samples_per_class = {2 * samples_per_class}, so that a batch holds two "
+            f"classes of samples_per_class={plain(samples_per_class)} samples each",
+            f"batch_size={plain(batch_size)}. Lower samples_per_class or raise batch_size",
+        )
+
+
+def _callbacks(callback):
+    """``callback`` as a list of callables (None: none; one callable; a list or tuple of them)."""
+    if callback is None:
+        return []
+    if callable(callback):
+        return [callback]
+    for i, item in enumerate(callback):
+        if not callable(item):
+            raise invalid(
+                "callback",
+                "a callable or a list of callables",
+                f"a {type(callback).__name__} whose item {i} is of type {type(item).__name__}",
+                InvalidParameterError,
+            )
+    return list(callback)
+
+
+def _architecture(estimator):
+    """The parameters that define the network an estimator builds, with their values.
+
+    ``n_components`` is left out when the backbone is a module instance (whose own output width
+    counts), and ``hidden_layer_sizes`` unless the backbone is ``"mlp"``.
+    """
+    backbone = estimator.backbone
+    values = {
+        "n_components": estimator.n_components,
+        "backbone": backbone,
+        "hidden_layer_sizes": tuple(np.atleast_1d(estimator.hidden_layer_sizes).tolist()),
+        "backbone_params": copy.copy(estimator.backbone_params),
+        "normalize": estimator.normalize,
+    }
+    if isinstance(backbone, torch.nn.Module):
+        del values["n_components"]
+    if not (isinstance(backbone, str) and backbone == "mlp"):
+        del values["hidden_layer_sizes"]
+    return values
+
+
+def _same(a, b):
+    """Whether two parameter values are equal (identity for modules and other objects)."""
+    if a is b:
+        return True
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError, RuntimeError):  # e.g. arrays, whose == is elementwise
+        return False
+
+
+def _describe(value):
+    """A parameter value for a message: modules and callables by name, NumPy scalars plainly."""
+    if isinstance(value, torch.nn.Module):
+        return f"a {type(value).__name__} module"
+    if callable(value):
+        return getattr(value, "__name__", type(value).__name__)
+    return repr(plain(value))
 
 
 def _make_rng(random_state):

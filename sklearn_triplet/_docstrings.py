@@ -15,10 +15,13 @@ BACKBONE_PARAMETERS = """\
         The network mapping a sample to its embedding. ``"mlp"``: fully connected layers of
         ``hidden_layer_sizes`` with ReLU. ``"linear"``: a learned linear map, the deep analogue of
         :class:`~sklearn.neighbors.NeighborhoodComponentsAnalysis`. ``"cnn"``: a small convolutional
-        network for images passed as flattened pixels; needs ``backbone_params={"input_shape":
-        (channels, height, width)}``. A module instance is deep-copied at fit (the given one is
-        never changed); a class or factory is called as ``backbone(n_features, n_components,
-        **backbone_params)``.
+        network. It reads images as arrays, ``X`` of shape ``(n_samples, channels, height, width)``
+        or ``(n_samples, height, width)`` (one channel), the shape of a sample taken from ``X``;
+        signals ``(n_samples, channels, length)`` with ``backbone_params={"input_shape":
+        (channels, length)}``; and flattened rows with ``backbone_params={"input_shape":
+        (channels, height, width)}``. The other backbones take 2-D ``X``. A module instance is
+        deep-copied at fit (the given one is never changed); a class or factory is called as
+        ``backbone(n_features, n_components, **backbone_params)``.
     hidden_layer_sizes : int or tuple of int, default=(256,)
         Hidden widths of the ``"mlp"`` backbone.
     backbone_params : dict, default=None
@@ -38,7 +41,8 @@ TRAINING_PARAMETERS = """\
         their size and always including two classes with two or more samples, then up to
         ``batch_size // P`` samples of each.
     samples_per_class : int, default=4
-        The minimum K of the P x K batches.
+        The minimum K of the P x K batches: each class drawn gives that many samples, or all it
+        has. ``batch_size`` must be at least ``2 * samples_per_class``.
     max_iter : int, default=50
         Number of epochs; an epoch is ``ceil(n_samples / batch_size)`` batches.
     learning_rate_init : float, default=1e-3
@@ -57,12 +61,21 @@ TRAINING_PARAMETERS = """\
     n_iter_no_change : int, default=10
         Patience of early stopping, in epochs.
     tol : float, default=1e-4
-        Smallest validation-score improvement that counts for early stopping.
+        Smallest validation-score improvement that counts for early stopping. Without early
+        stopping, when ``fit`` reaches ``max_iter`` while the training loss or the active fraction
+        still falls by more than ``tol`` per epoch (on average over the last ``n_iter_no_change``
+        epochs), a :class:`~sklearn.exceptions.ConvergenceWarning` says to train longer.
     warm_start : bool, default=False
-        When True, ``fit`` continues from the fitted weights, optimiser state and history.
-    callback : callable, default=None
+        When True, ``fit`` continues from the fitted weights, optimiser state and history. The
+        parameters that define the network (``n_components``, ``backbone``,
+        ``hidden_layer_sizes``, ``backbone_params``, ``normalize``) must keep their values: a
+        change is an error that says to set ``warm_start=False``. The others (``margin``,
+        ``mining``, ``metric``, ``learning_rate_init``, ``batch_size``, ``device``...) apply to the
+        epochs to come.
+    callback : callable or list of callables, default=None
         ``callback(estimator, epoch, logs)`` is called after each epoch with that epoch's history
-        row; returning True stops training.
+        row; returning True stops training. Several are called in their order, every epoch, and
+        any of them can stop training.
     device : "auto", str or torch.device, default="auto"
         Where to train and embed. ``"auto"`` picks CUDA when available, else Apple MPS, else the
         CPU, and is resolved again when a saved estimator is loaded.
@@ -84,6 +97,12 @@ ATTRIBUTES = """\
 %(history)s
     n_iter_ : int
         Number of epochs trained.
+    validation_scores_ : list of float or None
+        MAP@R on the validation split after each epoch of the last ``fit`` with
+        ``early_stopping=True`` (as :class:`~sklearn.neural_network.MLPClassifier` has them);
+        None without early stopping.
+    best_validation_score_ : float or None
+        The best of ``validation_scores_``, that of the weights kept; None without early stopping.
     device_ : torch.device
         The device in use.
     n_features_in_ : int
@@ -115,7 +134,8 @@ def history_attributes(statistics, callable_statistics):
         "denominator is 0; ``mean_distance``, the mean distance between embeddings of different "
         "classes in the last batch, in units of ``metric`` (below half the margin at the end of "
         "training, a collapse is warned); ``validation_score``, with early stopping; and "
-        f"``time``, the seconds since the fit began. The taxonomy ({taxonomy}) is counted on "
+        "``time``, the seconds since the fit began (torch's one-time start-up in a process, "
+        f"seconds, is paid before the clock starts). The taxonomy ({taxonomy}) is counted on "
         f"{_every(statistics.taxonomy_every)} of an epoch"
         + (
             ""

@@ -157,7 +157,7 @@ class PairEmbedder(ClassifierMixin, TupleEmbedder):
         """
         return self._fit(X, y, n_epochs=1, incremental=True, validate=False)
 
-    def _check_training_data(self, X, y, *, reset):
+    def _check_fit_parameters(self):
         if (self.threshold == "far") != (self.target_far is not None):
             if self.target_far is None:
                 raise invalid(
@@ -169,7 +169,6 @@ class PairEmbedder(ClassifierMixin, TupleEmbedder):
                 f"target_far={self.target_far!r} is only used with threshold='far'; got "
                 f"threshold={self.threshold!r}."
             )
-        return super()._check_training_data(X, y, reset=reset)
 
     def _check_targets(self, y, n_tuples):
         return check_pair_labels(self, y, n_tuples, both_kinds=True)

@@ -13,6 +13,64 @@ import time
 
 import torch
 
+_warmed_up = False
+
+
+def warm_up():
+    """Pay torch's one-time start-up of a process, so that no epoch's time counts it.
+
+    Building the first optimiser of a process imports torch's compiler stack: seconds, once. The
+    estimators call this before their clock starts.
+    """
+    global _warmed_up
+    if not _warmed_up:
+        torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+        _warmed_up = True
+
+
+def still_improving(history, *, window, tol, keys=("loss", "active_fraction")):
+    """Which training curve of ``history`` was still falling at its end, if any.
+
+    A curve is still falling when its lowest value over the last ``window`` epochs is below its
+    lowest value before them by more than ``tol`` per epoch: a mean fall, so that one lucky epoch
+    of a noisy curve does not count.
+
+    Parameters
+    ----------
+    history : list of dict
+        One row per epoch.
+    window : int
+        Number of last epochs to look at (fewer when the history is shorter).
+    tol : float
+        Smallest fall per epoch that counts.
+    keys : tuple of str, default=("loss", "active_fraction")
+        The curves, lower is better; rows without a finite value are skipped.
+
+    Returns
+    -------
+    key : str or None
+        The first key still falling, or None.
+
+    Examples
+    --------
+    >>> history = [{"loss": 1.0}, {"loss": 0.5}, {"loss": 0.4}]
+    >>> still_improving(history, window=2, tol=0.1)
+    'loss'
+    >>> still_improving(history, window=2, tol=0.5) is None
+    True
+    """
+    for key in keys:
+        values = [row[key] for row in history if _finite(row.get(key))]
+        span = min(window, len(values) - 1)
+        if span >= 1 and min(values[:-span]) - min(values[-span:]) > tol * span:
+            return key
+    return None
+
+
+def _finite(value):
+    return value is not None and math.isfinite(value)
+
+
 # Why training stopped; the estimators turn these into warnings and attributes.
 STOP_MAX_ITER = "max_iter"
 STOP_NO_CHANGE = "n_iter_no_change"

@@ -186,9 +186,13 @@ class TupleEmbedder(BaseEmbedder):
 
     # -- the steps of fit ------------------------------------------------------------------------
 
+    def _check_fit_parameters(self):
+        """No rule between parameters here (a batch is any number of tuples)."""
+
     def _check_training_data(self, X, y, *, reset):
         points, tuples = check_tuples(self, X, tuple_size=self._tuple_size, reset=reset)
-        return points, (tuples, self._check_targets(y, tuples.shape[0]))
+        _, input_shape = self._rows(points, reset=reset)  # a CNN's, from backbone_params
+        return points, (tuples, self._check_targets(y, tuples.shape[0])), input_shape
 
     def _split_validation(self, points, data):
         tuples, targets = data

@@ -6,8 +6,9 @@ A backbone maps a batch of flattened samples ``(batch, n_features)`` to embeddin
 - ``"mlp"``: :func:`make_mlp`, fully connected layers with ReLU (the default);
 - ``"linear"``: :func:`make_linear`, a learned linear map (the deep analogue of scikit-learn's
   :class:`~sklearn.neighbors.NeighborhoodComponentsAnalysis`);
-- ``"cnn"``: :func:`make_cnn`, a small convolutional network for images given as flattened pixels,
-  with ``backbone_params={"input_shape": (channels, height, width)}``;
+- ``"cnn"``: :func:`make_cnn`, a small convolutional network for images or signals, with
+  ``backbone_params={"input_shape": (channels, height, width)}`` or ``(channels, length)`` (the
+  estimators read the shape of images from ``X`` given as arrays);
 - a :class:`torch.nn.Module` instance, deep-copied at fit so the user's module is never changed;
 - a class or factory, called as ``factory(n_features, n_components, **backbone_params)``.
 """
@@ -80,20 +81,26 @@ def make_linear(n_features, n_components):
 
 
 def make_cnn(n_features, n_components, *, input_shape, channels=(32, 64), hidden_size=128):
-    """Small convolutional network for images passed as flattened pixel rows.
+    """Small convolutional network for images or signals passed as flattened rows.
 
-    Each entry of ``channels`` adds a block ``Conv3x3 -> ReLU -> Conv3x3 -> ReLU -> MaxPool2`` (the
-    pool only while the image is at least 4 pixels wide), followed by global average pooling to 2x2,
-    a hidden linear layer with ReLU and the output layer.
+    ``input_shape=(channels, height, width)`` builds 2-D convolutions (images),
+    ``input_shape=(channels, length)`` 1-D ones (signals). Each entry of ``channels`` adds a block
+    ``Conv3 -> ReLU -> Conv3 -> ReLU -> MaxPool2`` (3 x 3 kernels for images; the pool only while
+    the image or signal is at least 4 steps wide along every axis), followed by average pooling to
+    2 x 2 cells (2 for a signal), a hidden linear layer with ReLU and the output layer. Weights
+    start as He et al. (2015) advise for ReLU networks (normal, fan-in), biases at zero: with
+    PyTorch's default initialisation the signal fades through the layers and every image starts
+    at nearly the same embedding.
 
     Parameters
     ----------
     n_features : int
-        Must equal ``channels * height * width`` of ``input_shape``.
+        Must equal the product of ``input_shape``.
     n_components : int
         Embedding width.
     input_shape : tuple of int
-        ``(channels, height, width)`` of one sample; rows of X are reshaped to it (C order).
+        ``(channels, height, width)`` of an image or ``(channels, length)`` of a signal; rows of X
+        are reshaped to it (C order).
     channels : tuple of int, default=(32, 64)
         Output channels of each convolutional block.
     hidden_size : int, default=128
@@ -105,34 +112,55 @@ def make_cnn(n_features, n_components, *, input_shape, channels=(32, 64), hidden
     >>> net = make_cnn(64, 16, input_shape=(1, 8, 8))
     >>> net(torch.zeros(5, 64)).shape
     torch.Size([5, 16])
+    >>> make_cnn(3 * 50, 16, input_shape=(3, 50))(torch.zeros(5, 150)).shape
+    torch.Size([5, 16])
     """
     shape = tuple(int(s) for s in input_shape)
-    if len(shape) != 3 or math.prod(shape) != n_features:
+    if len(shape) not in (2, 3) or math.prod(shape) != n_features:
         raise ValueError(
-            "input_shape must be (channels, height, width) with channels * height * width "
+            "input_shape must be (channels, height, width) or (channels, length), with a product "
             f"equal to n_features={n_features}; got input_shape={tuple(input_shape)}."
         )
-    in_channels, height, width = shape
+    conv, pool, average = _CONV_LAYERS[len(shape) - 1]
+    in_channels, sizes = shape[0], list(shape[1:])
     layers = [nn.Unflatten(1, shape)]
     for out_channels in channels:
         layers += [
-            nn.Conv2d(in_channels, int(out_channels), 3, padding=1),
+            conv(in_channels, int(out_channels), 3, padding=1),
             nn.ReLU(),
-            nn.Conv2d(int(out_channels), int(out_channels), 3, padding=1),
+            conv(int(out_channels), int(out_channels), 3, padding=1),
             nn.ReLU(),
         ]
-        if min(height, width) >= 4:
-            layers.append(nn.MaxPool2d(2))
-            height, width = height // 2, width // 2
+        if min(sizes) >= 4:
+            layers.append(pool(2))
+            sizes = [size // 2 for size in sizes]
         in_channels = int(out_channels)
+    cells = (2,) * len(sizes)
     layers += [
-        nn.AdaptiveAvgPool2d((2, 2)),
+        average(cells),
         nn.Flatten(),
-        nn.Linear(in_channels * 4, hidden_size),
+        nn.Linear(in_channels * math.prod(cells), hidden_size),
         nn.ReLU(),
         nn.Linear(hidden_size, n_components),
     ]
-    return nn.Sequential(*layers)
+    return _relu_init(nn.Sequential(*layers))
+
+
+# Convolution, max pooling and adaptive average pooling, for signals (1) and images (2).
+_CONV_LAYERS = {
+    1: (nn.Conv1d, nn.MaxPool1d, nn.AdaptiveAvgPool1d),
+    2: (nn.Conv2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d),
+}
+
+
+def _relu_init(module):
+    """He (Kaiming) normal weights, fan-in, and zero biases for each conv and linear layer."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+    return module
 
 
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}

@@ -2,6 +2,7 @@
 
 import pickle
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -10,8 +11,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 
-from sklearn_triplet import TripletEmbedder
-from sklearn_triplet.backbones import build_backbone, make_mlp
+from sklearn_triplet import EmbeddingCollapseWarning, TripletEmbedder
+from sklearn_triplet.backbones import build_backbone, make_cnn, make_mlp
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -53,6 +54,26 @@ def test_each_backbone_fits_and_transforms(backbone, params, n_out, digits_300, 
     assert Xt.shape == (300, n_out) and np.isfinite(Xt).all()
     assert est.n_components_ == n_out
     assert est.get_feature_names_out().shape == (n_out,)
+
+
+def test_cnn_starts_with_embeddings_apart_and_does_not_collapse(digits_300, fast):
+    # With PyTorch's default initialisation the CNN mapped every digit to nearly one point (mean
+    # distance between different classes about 0.02 after normalisation), and a short fit ended
+    # with an EmbeddingCollapseWarning.
+    X, y = digits_300
+    X_t, y_t = torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y)
+    different = y_t[:, None] != y_t[None, :]
+    with torch.random.fork_rng(devices=[]):
+        for seed in range(3):
+            torch.manual_seed(seed)
+            cnn = make_cnn(64, 8, input_shape=(1, 8, 8), channels=(4,), hidden_size=16)
+            with torch.no_grad():
+                embeddings = torch.nn.functional.normalize(cnn(X_t), dim=1)
+            assert torch.cdist(embeddings, embeddings)[different].mean() > 0.2
+    params = {"input_shape": (1, 8, 8), "channels": (4,), "hidden_size": 16}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EmbeddingCollapseWarning)
+        TripletEmbedder(**fast, backbone="cnn", backbone_params=params).fit(X, y)
 
 
 def test_linear_backbone_is_a_linear_map(digits_300, fast):
@@ -97,13 +118,17 @@ def test_backbone_params_are_searchable(digits_300, fast):
         (
             dict(backbone="cnn"),
             ValueError,
-            "backbone='cnn' needs backbone_params={'input_shape': (channels, height, width)}.",
+            "X must be images, (n_samples, channels, height, width) or (n_samples, height, "
+            "width), when backbone='cnn' has no backbone_params['input_shape']; got shape "
+            "(300, 64). Give X as images, or the shape of one sample as "
+            "backbone_params={'input_shape': (channels, height, width)}, or (channels, length) "
+            "for signals.",
         ),
         (
             dict(backbone="cnn", backbone_params={"input_shape": (1, 7, 7)}),
             ValueError,
-            "input_shape must be (channels, height, width) with channels * height * width equal to "
-            "n_features=64; got input_shape=(1, 7, 7).",
+            "input_shape must be (channels, height, width) or (channels, length), with a product "
+            "equal to n_features=64; got input_shape=(1, 7, 7).",
         ),
         (
             dict(backbone=TwoLayer(64, 8), backbone_params={"width": 3}),
