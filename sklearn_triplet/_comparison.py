@@ -73,7 +73,7 @@ class ComparisonEmbedder(TupleEmbedder):
     _tuple_size = 3
     _kind = "triplet"
     _negatives = "the anchors and the negatives"
-    _validation_score_name = "share in the right order"
+    _validation_score_name = "triplet accuracy (the share in the right order)"
     _split_description = "at least one on each side"
     _split_minimum = "triplets"
     _own_parameters = {"margin": 0.2, "points": None}

@@ -269,6 +269,8 @@ def test_partial_fit_warm_start_and_early_stopping(kind, blobs, pairs, triplets)
     assert "validation_score" in stopped.history_[0]
     assert 0.0 <= stopped.history_[-1]["validation_score"] <= 1.0
     assert stopped.n_iter_ < 30
+    assert stopped.validation_scores_ == [row["validation_score"] for row in stopped.history_]
+    assert stopped.best_validation_score_ == max(stopped.validation_scores_)
 
 
 @pytest.mark.parametrize("kind", KINDS)
