@@ -124,6 +124,10 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     _own_parameters = {}
     # A subclass's built-in loss: a LossDeclaration.
     _loss = None
+    # Common parameters a subclass does not take (left out of its signature).
+    _removed_parameters = ()
+    # What ``history_``'s ``mean_distance`` measures, for the collapse warning.
+    _negatives = "embeddings of different classes"
 
     _parameter_constraints = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
@@ -159,18 +163,27 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         if "__init__" not in vars(cls):
             cls.__init__ = _assigning_init(cls)
         if cls.__doc__ and cls._loss is not None:
-            cls.__doc__ = _docstrings.fill(cls.__doc__, cls._loss.statistics)
+            cls.__doc__ = _docstrings.fill(
+                cls.__doc__, cls._loss.statistics, **cls._docstring_sections()
+            )
+
+    @classmethod
+    def _docstring_sections(cls):
+        """Shared docstring sections this class words its own way (none: the shared texts)."""
+        return {}
 
     @classmethod
     def _parameter_defaults(cls):
         """``{name: default}`` in the order of the signature: the common parameters, with the
-        subclass's own overriding them in place and its new ones inserted before ``loss``."""
+        subclass's own overriding them in place and its new ones inserted before ``loss``, without
+        its ``_removed_parameters``."""
         own = cls._own_parameters
         defaults = {}
         for name, default in cls._common_parameters.items():
             if name == "loss":
                 defaults.update({k: v for k, v in own.items() if k not in cls._common_parameters})
-            defaults[name] = own.get(name, default)
+            if name not in cls._removed_parameters:
+                defaults[name] = own.get(name, default)
         return defaults
 
     # -- fitting -----------------------------------------------------------------------------------
@@ -223,13 +236,11 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         reset = not (incremental and hasattr(self, "module_"))
         if not reset:
             self._continue_warm_start()
-        _check_batch_shape(self.batch_size, self.samples_per_class)
+        self._check_fit_parameters()
         callbacks = _callbacks(self.callback)
         _training.warm_up()  # torch's one-time start-up (seconds), before the clock starts
         start_time = time.perf_counter()
-        X, input_shape = self._rows(X, reset=reset)
-        X, y = validate_data(self, X, y, reset=reset, dtype=np.float32)
-        y = self._encode_labels(y)
+        X, y, input_shape = self._check_training_data(X, y, reset=reset)
         # fit only: a checkpoint of this fit, resumed from when the file holds one.
         checkpoint = _checkpoint.Checkpoint.open(self, X, y, fresh=reset) if validate else None
         if reset:
@@ -238,8 +249,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             checkpoint.begin(self)
         X_val = y_val = None
         if validate and self.early_stopping:
-            train_idx, val_idx = _validation_split(y, self.validation_fraction, self._rng)
-            X, y, X_val, y_val = X[train_idx], y[train_idx], X[val_idx], y[val_idx]
+            X, y, X_val, y_val = self._split_validation(X, y)
         seed = int(self._rng.integers(2**31))
         first_row = len(self.history_)
         if checkpoint:
@@ -247,7 +257,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         # Built-in networks and losses draw from generators of this fit alone; user code may draw
         # from torch's global generator, which is then seeded from random_state under a lock (and,
         # when resuming, set to the state the checkpoint saved).
-        user_code = not isinstance(self.backbone, str) or self.loss is not None
+        user_code = not isinstance(self.backbone, str) or getattr(self, "loss", None) is not None
         with (
             self._thread_limit(min(self.batch_size, X.shape[0])),
             _threads.seeded_global_generator(seed, self.device_)
@@ -274,8 +284,29 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 scores = [row["validation_score"] for row in self.history_[first_row:]]
             self.validation_scores_ = scores
             self.best_validation_score_ = max(scores) if scores else None
+        self._after_training(X, y, X_val, y_val)
         self._warn_after_training(stop_reason, X_val is not None, check_convergence=validate)
         return self
+
+    # The steps of _fit that an estimator learning from other data than labelled samples replaces.
+
+    def _check_fit_parameters(self):
+        """Rules between parameters, checked at fit."""
+        _check_batch_shape(self.batch_size, self.samples_per_class)
+
+    def _check_training_data(self, X, y, *, reset):
+        """``X`` (float32, one row per sample), encoded ``y`` and the input shape of a CNN."""
+        X, input_shape = self._rows(X, reset=reset)
+        X, y = validate_data(self, X, y, reset=reset, dtype=np.float32)
+        return X, self._encode_labels(y), input_shape
+
+    def _split_validation(self, X, y):
+        """``X, y, X_val, y_val``: the training data and the data held out for early stopping."""
+        train_idx, val_idx = _validation_split(y, self.validation_fraction, self._rng)
+        return X[train_idx], y[train_idx], X[val_idx], y[val_idx]
+
+    def _after_training(self, X, y, X_val, y_val):
+        """Called once training is over, with the data of ``_train``; nothing to do here."""
 
     def _continue_warm_start(self):
         """Check that the network may be trained further as it is; move it to today's device.
@@ -413,6 +444,34 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         normalize = L2Normalize() if self.normalize else torch.nn.Identity()
         return torch.nn.Sequential(OrderedDict(backbone=backbone, normalize=normalize))
 
+    def _training_data(self, X, y, X_val, y_val):
+        """What the training loop reads: ``(X_t, y_t, batches, validation_score)``.
+
+        The training data on the device, ``batches() -> iterable`` of one epoch's batches (see
+        :func:`sklearn_triplet._training.train`) and ``validation_score() -> float`` (None
+        without a validation set): here class-balanced batches and the MAP@R of the validation
+        samples.
+        """
+        X_t, y_t = _to_device(X, y, self.device_)
+        n_batches = max(1, -(-X.shape[0] // self.batch_size))
+
+        def batches():
+            return class_balanced_batches(
+                y,
+                batch_size=self.batch_size,
+                samples_per_class=self.samples_per_class,
+                n_batches=n_batches,
+                rng=self._rng,
+            )
+
+        validation_score = None
+        if X_val is not None:
+
+            def validation_score():
+                return map_at_r(self._embed(X_val), y_val, metric=self.metric)
+
+        return X_t, y_t, batches, validation_score
+
     def _train(self, X, y, X_val, y_val, *, n_epochs, start_time, callbacks, checkpoint=None):
         module = self.module_
         optimizer = torch.optim.Adam(
@@ -422,20 +481,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             optimizer.load_state_dict(self._optimizer_state)
             for group in optimizer.param_groups:  # the moments carry over, the settings are today's
                 group.update(lr=self.learning_rate_init, weight_decay=self.weight_decay)
-        X_t, y_t = _to_device(X, y, self.device_)
-        n_batches = max(1, -(-X.shape[0] // self.batch_size))
-        batches = lambda: class_balanced_batches(  # noqa: E731
-            y,
-            batch_size=self.batch_size,
-            samples_per_class=self.samples_per_class,
-            n_batches=n_batches,
-            rng=self._rng,
-        )
-        validation_score = None
-        if X_val is not None:
-            validation_score = lambda: map_at_r(  # noqa: E731
-                self._embed(X_val), y_val, metric=self.metric
-            )
+        X_t, y_t, batches, validation_score = self._training_data(X, y, X_val, y_val)
 
         def on_epoch_end(epoch, logs):
             self.n_iter_ = epoch
@@ -500,17 +546,21 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         last = self.history_[-1] if self.history_ else {}
         spread = last.get("mean_distance", np.nan)
         if spread < 0.5 * self.margin:
+            mining = (
+                "hard mining from the start (mining='hard': try 'semi-hard'); "
+                if hasattr(self, "mining")
+                else ""
+            )
             warnings.warn(
                 f"The embeddings collapsed towards a single point: the mean {self.metric} distance "
-                f"between embeddings of different classes in the last batch is {spread:.3g}, less "
+                f"between {self._negatives} in the last batch is {spread:.3g}, less "
                 f"than half the margin={self.margin}, so most negatives sit inside the margin and "
                 "the loss stays near it. Likely causes: a learning rate too high "
                 f"(learning_rate_init={self.learning_rate_init}); a margin too large for the "
-                "metric "
-                f"(metric={self.metric!r}); hard mining from the start (mining='hard': try "
-                "'semi-hard'); input features on a large common offset or scale (standardise them, "
-                "e.g. with StandardScaler); too few epochs for a network that starts near-constant "
-                f"(max_iter={self.max_iter}); or a backbone whose output is constant.",
+                f"metric (metric={self.metric!r}); {mining}input features on a large common "
+                "offset or scale (standardise them, e.g. with StandardScaler); too few epochs for "
+                f"a network that starts near-constant (max_iter={self.max_iter}); or a backbone "
+                "whose output is constant.",
                 EmbeddingCollapseWarning,
                 stacklevel=_USER_FRAME,
             )

@@ -55,6 +55,9 @@ def fingerprint(*arrays):
     """A hex digest of the shapes, dtypes and bytes of ``arrays``; about 1 GB/s."""
     digest = hashlib.blake2b(digest_size=16)
     for array in arrays:
+        if array is None or isinstance(array, (tuple, list)):  # e.g. (tuples, targets or None)
+            digest.update(repr(None).encode() if array is None else fingerprint(*array).encode())
+            continue
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype.str}{array.shape}".encode())
         digest.update(array.reshape(-1).view(np.uint8))

@@ -136,12 +136,18 @@ def _every(n):
     return "every batch" if n == 1 else f"every {n}th batch (the first, the {n + 1}th...)"
 
 
-def history_attributes(statistics, callable_statistics):
-    """The ``Attributes`` section of an embedder whose loss reports ``statistics``."""
+def _counts_and_fractions(statistics):
+    """The documentation of a loss's counts and fractions, two ``;``-separated lists."""
     counts = "; ".join(f"``{count.name}`` ({count.doc})" for count in statistics.counts)
     fractions = "; ".join(
         f"``{fraction.name}`` ({fraction.doc})" for fraction in statistics.fractions
     )
+    return counts, fractions
+
+
+def history_attributes(statistics, callable_statistics):
+    """The ``Attributes`` section of an embedder whose loss reports ``statistics``."""
+    counts, fractions = _counts_and_fractions(statistics)
     taxonomy = ", ".join(f"``{count.name}``" for count in TAXONOMY)
     text = (
         "One row per epoch: ``epoch``; ``loss``, the mean over the epoch's batches; the epoch's "
@@ -165,17 +171,128 @@ def history_attributes(statistics, callable_statistics):
     return ATTRIBUTES % {"history": history}
 
 
-def fill(doc, statistics):
+def fill(doc, statistics, **overrides):
     """Put the shared sections into ``doc`` where a line says ``%(name)s``.
 
     The docstring is cleaned of its indentation first (as Python 3.13 does when it compiles), and
-    the sections with it, so the result does not depend on the Python version.
+    the sections with it, so the result does not depend on the Python version. ``overrides``
+    replace sections by name (the estimators that learn from given tuples word their own).
     """
     sections = {
         "backbone": BACKBONE_PARAMETERS,
         "training": TRAINING_PARAMETERS,
         "attributes": history_attributes(statistics, CALLABLE_STATISTICS),
+        **overrides,
     }
     return inspect.cleandoc(doc) % {
         name: textwrap.dedent(section) for name, section in sections.items()
+    }
+
+
+# -- the estimators that learn from given pairs and triplets ---------------------------------------
+
+# Their entries that differ from those of the embedders of labelled samples; every other entry is
+# taken from TRAINING_PARAMETERS and ATTRIBUTES as it stands there.
+_TUPLE_TRAINING_ENTRIES = {
+    "batch_size": """\
+    batch_size : int, default=128
+        Number of %(kind)ss per batch; each distinct point of a batch is embedded once.""",
+    "max_iter": """\
+    max_iter : int, default=50
+        Number of epochs; an epoch trains on every %(kind)s once, in a random order.""",
+    "weight_decay": """\
+    weight_decay : float, default=0.0
+        L2 penalty (Adam's ``weight_decay``). With few %(kind)ss or many uninformative features,
+        a value such as 0.01 often generalises better (see the benchmarks).""",
+    "early_stopping": """\
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the %(kind)ss and stop when their %(score)s has not
+        improved by more than ``tol`` for ``n_iter_no_change`` epochs; the best weights are
+        restored. Without it, training runs exactly ``max_iter`` epochs.""",
+    "validation_fraction": """\
+    validation_fraction : float, default=0.1
+        Share of the %(kind)ss held out for early stopping:
+        %(split)s.""",
+    "random_state": """\
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, the order of the %(kind)ss and the validation split. An int
+        gives the same transform on every CPU fit; the global numpy and torch random states are
+        left untouched.""",
+}
+_TUPLE_ATTRIBUTE_ENTRIES = {
+    "history_": """\
+    history_ : list of dict
+%(history)s""",
+    "validation_scores_": """\
+    validation_scores_ : list of float or None
+        The %(score)s of the held-out %(kind)ss after each epoch of the last ``fit`` with
+        ``early_stopping=True``; None without early stopping.""",
+    "n_features_in_": """\
+    n_features_in_ : int
+        Number of features of a point (the last axis of feature tuples, the columns of
+        ``points``); ``transform`` takes points of this width.""",
+    "feature_names_in_": """\
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of the features, when ``points`` is a DataFrame with string column names.""",
+}
+
+
+def _entries(section):
+    """``{name: text}`` of a numpydoc section's entries (a header line at four spaces, then its
+    description), in order."""
+    entries, name = {}, None
+    for line in section.splitlines():
+        if line.startswith("    ") and not line.startswith("     ") and " : " in line:
+            name = line.split(" : ", 1)[0].strip()
+            entries[name] = line
+        elif name is not None:
+            entries[name] += "\n" + line
+    return entries
+
+
+def _refill(entry):
+    """An entry with its description wrapped again at 100 columns."""
+    header, *description = entry.splitlines()
+    if description and not description[0].startswith(" " * 8 + "%"):
+        text = " ".join(line.strip() for line in description)
+        description = [
+            textwrap.fill(text, width=100, initial_indent=" " * 8, subsequent_indent=" " * 8)
+        ]
+    return "\n".join([header, *description])
+
+
+def tuple_sections(statistics, *, kind, score, split, negatives, own_attributes=""):
+    """The ``training`` and ``attributes`` sections of an estimator learning from ``kind``s."""
+    values = {"kind": kind, "score": score, "split": split}
+    training = {
+        name: _refill(_TUPLE_TRAINING_ENTRIES[name] % values)
+        if name in _TUPLE_TRAINING_ENTRIES
+        else text
+        for name, text in _entries(TRAINING_PARAMETERS).items()
+        if name != "samples_per_class"
+    }
+    training["warm_start"] = _refill(training["warm_start"].replace("``mining``, ", ""))
+    counts, fractions = _counts_and_fractions(statistics)
+    text = (
+        "One row per epoch: ``epoch``; ``loss``, the mean over the epoch's batches; the epoch's "
+        f"counts, summed over its batches: {counts}; their fractions: {fractions}, NaN when the "
+        f"denominator is 0; ``mean_distance``, the mean distance between {negatives} in the last "
+        "batch, in units of ``metric`` (below half the margin at the end of training, a collapse "
+        "is warned); ``validation_score``, with early stopping; and ``time``, the seconds since "
+        "the fit began."
+    )
+    values["history"] = textwrap.fill(
+        text, width=100, initial_indent=" " * 8, subsequent_indent=" " * 8
+    )
+    attributes = {
+        name: _refill(_TUPLE_ATTRIBUTE_ENTRIES[name] % values)
+        if name in _TUPLE_ATTRIBUTE_ENTRIES
+        else text
+        for name, text in _entries(ATTRIBUTES).items()
+    }
+    return {
+        "training": "\n".join(training.values()),
+        "attributes": "    Attributes\n    ----------\n"
+        + own_attributes
+        + "\n".join(attributes.values()),
     }

@@ -118,10 +118,13 @@ def train(
     X : torch.Tensor of shape (n_samples, n_features)
         Training data, on the device when it fits there, else on the CPU (pinned when the device is
         CUDA).
-    y : torch.Tensor of shape (n_samples,)
-        Encoded labels, on the same device as ``X``.
+    y : torch.Tensor of shape (n_samples,) or None
+        Encoded labels, on the same device as ``X``; None when every batch brings its targets.
     batches : callable
-        ``batches() -> iterable of index arrays``: the batches of one epoch.
+        ``batches() -> iterable``: the batches of one epoch, each an index array into ``X`` (and
+        ``y``), or a pair ``(indices, targets)`` whose ``targets``, already on the device, are
+        handed to ``batch_loss`` in place of ``y[indices]`` (the estimators that learn from given
+        pairs and triplets pass there which embeddings of the batch form each tuple).
     n_epochs : int
         The most epochs to run in this call.
     first_epoch : int, default=1
@@ -222,10 +225,11 @@ def _train_epoch(module, optimizer, batch_loss, statistics, X, y, batches, devic
     loss_sum = torch.zeros((), device=device)
     finite = torch.ones((), dtype=torch.bool, device=device)
     totals = negatives = None
-    for i, indices in enumerate(batches):
+    for i, batch in enumerate(batches):
+        indices, targets = batch if isinstance(batch, tuple) else (batch, None)
         indices = torch.as_tensor(indices, device=X.device)
         xb = X[indices].to(device, non_blocking=True)
-        yb = y[indices].to(device, non_blocking=True)
+        yb = y[indices].to(device, non_blocking=True) if targets is None else targets
         with autocast:
             embeddings = module(xb)
         loss, counts, spread = batch_loss(

@@ -4,13 +4,15 @@ import json
 import os
 import re
 import sys
+import warnings
 
 import joblib
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
-from sklearn.exceptions import NotFittedError
+from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -678,3 +680,29 @@ def test_benchmark_script_runs_and_writes_its_table():
     table = benchmark.rst(rows, n_parameters, "python benchmarks/persistence.py")
     assert table.count("   * - ") == 1 + len(rows)
     assert f"An MLP of {n_parameters:,} parameters" in table
+
+
+@pytest.mark.parametrize("kind", ["pairs", "triplets"])
+def test_save_load_round_trip_of_the_pair_and_triplet_learners(tmp_path, kind):
+    from sklearn_triplet import ComparisonEmbedder, PairEmbedder
+
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:200] / 16.0, y[:200]
+    rng = np.random.default_rng(0)
+    if kind == "pairs":
+        tuples = rng.integers(0, 200, size=(300, 2))
+        targets = np.where(y[tuples[:, 0]] == y[tuples[:, 1]], 1, -1)
+        est = PairEmbedder(points=X, max_iter=2, random_state=0)
+    else:
+        anchors, positives, negatives = rng.integers(0, 200, size=(3, 3000))
+        keep = (y[anchors] == y[positives]) & (y[anchors] != y[negatives]) & (anchors != positives)
+        tuples, targets = np.stack([anchors, positives, negatives], axis=1)[keep][:300], None
+        est = ComparisonEmbedder(points=X, max_iter=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(tuples, targets)
+    est.save(tmp_path / "model.safetensors")
+    loaded = load(tmp_path / "model.safetensors")
+    assert type(loaded) is type(est)
+    np.testing.assert_array_equal(loaded.transform(X), est.transform(X))
+    np.testing.assert_array_equal(loaded.decision_function(tuples), est.decision_function(tuples))
