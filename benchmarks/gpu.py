@@ -30,9 +30,10 @@ def make_problem(n_samples, n_features, n_classes, seed=0):
     return X.astype(np.float32), y
 
 
-def run(X, y, *, device, batch_size, epochs, mixed_precision, mining):
+def run(X, y, *, device, batch_size, epochs, mixed_precision, mining, n_threads=None):
     params = dict(
         device=device,
+        n_threads=n_threads,
         batch_size=batch_size,
         mixed_precision=mixed_precision,
         mining=mining,
@@ -67,7 +68,7 @@ def main(argv=None):
     parser.add_argument(
         "--devices", default=None, help="comma-separated; default cpu and cuda if present"
     )
-    parser.add_argument("--cpu-threads", type=int, default=None, help="torch threads on the CPU")
+    parser.add_argument("--cpu-threads", type=int, default=None, help="n_threads of the estimator")
     parser.add_argument("--mining", default="semi-hard")
     args = parser.parse_args(argv)
     if args.cpu_threads:
@@ -103,6 +104,7 @@ def main(argv=None):
                     epochs=args.epochs,
                     mixed_precision=mixed,
                     mining=args.mining,
+                    n_threads=args.cpu_threads,
                 )
                 print(
                     f"| {device} | {batch_size} | {'yes' if mixed else 'no'} | "

@@ -75,9 +75,7 @@ def bench_search():
     rows = []
 
     def run(label, n_jobs, backend=None, torch_threads=None):
-        if torch_threads is not None:
-            torch.set_num_threads(torch_threads)
-        search = _search().set_params(n_jobs=n_jobs)
+        search = _search().set_params(n_jobs=n_jobs, estimator__n_threads=torch_threads)
         start = time.perf_counter()
         if backend is None:
             search.fit(X, y)

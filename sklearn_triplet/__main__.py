@@ -16,11 +16,17 @@ from sklearn.pipeline import Pipeline
 
 from . import SiameseEmbedder, TripletEmbedder, __version__
 
+# The --help text: plain words, as a terminal shows them (the module docstring is reStructuredText).
+DESCRIPTION = (
+    "The main job of sklearn-triplet: fit TripletEmbedder and SiameseEmbedder, each followed by "
+    "a 5-nearest-neighbours classifier, on scikit-learn's bundled digits (a stratified 75/25 "
+    "split), and print the test accuracy and fit time of each, beside KNN on the raw pixels and "
+    "after NeighborhoodComponentsAnalysis."
+)
+
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m sklearn_triplet", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m sklearn_triplet", description=DESCRIPTION)
     parser.add_argument(
         "--random-state", type=int, default=0, help="seed of the split and the models"
     )

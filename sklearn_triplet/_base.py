@@ -46,8 +46,10 @@ sections are filled in by ``__init_subclass__`` too, and
 ``history_`` documentation follow the declaration's statistics.
 """
 
+import contextlib
 import copy
 import inspect
+import os
 import time
 import warnings
 from collections import OrderedDict
@@ -61,9 +63,18 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from . import _docstrings, _inference, _training
+from . import _checkpoint, _docstrings, _inference, _persistence, _threads, _training
 from ._kernels import CALLABLE_STATISTICS, METRICS, callable_kernel
-from ._validation import Interval, StrOptions, fit_context, invalid, validate_data
+from ._validation import (
+    Interval,
+    InvalidParameterError,
+    StrOptions,
+    fit_context,
+    invalid,
+    plain,
+    validate_data,
+    validate_estimator_params,
+)
 from .backbones import L2Normalize, build_backbone, initial_linear_weights
 from .metrics import map_at_r
 from .sampling import class_balanced_batches
@@ -87,11 +98,11 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         "backbone": "mlp",
         "hidden_layer_sizes": (256,),
         "backbone_params": None,
-        "init": "auto",
         "normalize": True,
         "metric": "euclidean",
         "margin": 0.2,
         "loss": None,
+        "init": "auto",
         "batch_size": 128,
         "samples_per_class": 4,
         "max_iter": 50,
@@ -105,7 +116,10 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         "tol": 1e-4,
         "warm_start": False,
         "callback": None,
+        "checkpoint": None,
+        "checkpoint_every": 1,
         "device": "auto",
+        "n_threads": None,
         "random_state": None,
         "verbose": 0,
     }
@@ -114,6 +128,10 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     _own_parameters = {}
     # A subclass's built-in loss: a LossDeclaration.
     _loss = None
+    # Common parameters a subclass does not take (left out of its signature).
+    _removed_parameters = ()
+    # What ``history_``'s ``mean_distance`` measures, for the collapse warning.
+    _negatives = "embeddings of different classes"
 
     _parameter_constraints = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
@@ -137,8 +155,11 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
         "warm_start": ["boolean"],
-        "callback": [callable, None],
+        "callback": [callable, list, tuple, None],
+        "checkpoint": [str, os.PathLike, None],
+        "checkpoint_every": [Interval(Integral, 1, None, closed="left")],
         "device": [str, torch.device],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -149,19 +170,27 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             cls.__init__ = _assigning_init(cls)
         if cls.__doc__ and cls._loss is not None:
             cls.__doc__ = _docstrings.fill(
-                cls.__doc__, cls._loss.statistics, cls._parameter_defaults()
+                cls.__doc__, cls._loss.statistics, **cls._docstring_sections()
             )
+
+    @classmethod
+    def _docstring_sections(cls):
+        """Shared docstring sections this class words its own way: the shared training section,
+        with this class's default of ``samples_per_class``."""
+        return {"training": _docstrings.training_section(cls._parameter_defaults())}
 
     @classmethod
     def _parameter_defaults(cls):
         """``{name: default}`` in the order of the signature: the common parameters, with the
-        subclass's own overriding them in place and its new ones inserted before ``loss``."""
+        subclass's own overriding them in place and its new ones inserted before ``loss``, without
+        its ``_removed_parameters``."""
         own = cls._own_parameters
         defaults = {}
         for name, default in cls._common_parameters.items():
             if name == "loss":
                 defaults.update({k: v for k, v in own.items() if k not in cls._common_parameters})
-            defaults[name] = own.get(name, default)
+            if name not in cls._removed_parameters:
+                defaults[name] = own.get(name, default)
         return defaults
 
     # -- fitting -----------------------------------------------------------------------------------
@@ -173,7 +202,9 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Training data.
+            Training data; with ``backbone="cnn"``, also images ``(n_samples, channels, height,
+            width)`` or ``(n_samples, height, width)``, or signals ``(n_samples, channels,
+            length)``.
         y : array-like of shape (n_samples,)
             Class labels (any type that :func:`numpy.unique` can sort).
 
@@ -193,7 +224,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Training data.
+            Training data (arrays of samples with ``backbone="cnn"``, as in ``fit``).
         y : array-like of shape (n_samples,)
             Class labels.
 
@@ -204,67 +235,81 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         """
         return self._fit(X, y, n_epochs=1, incremental=True, validate=False)
 
+    def _validate_params(self):
+        # scikit-learn's check, with "Got 0" rather than "Got np.int64(0)" in its messages
+        validate_estimator_params(self)
+
     def _fit(self, X, y, *, n_epochs, incremental, validate):
-        start_time = time.perf_counter()
         reset = not (incremental and hasattr(self, "module_"))
-        X, y = validate_data(self, X, y, reset=reset, dtype=np.float32)
-        y = self._encode_labels(y)
+        if not reset:
+            self._continue_warm_start()
+        self._check_fit_parameters()
+        callbacks = _callbacks(self.callback)
+        _training.warm_up()  # torch's one-time start-up (seconds), before the clock starts
+        start_time = time.perf_counter()
+        X, y, input_shape = self._check_training_data(X, y, reset=reset)
+        # fit only: a checkpoint of this fit, resumed from when the file holds one.
+        checkpoint = _checkpoint.Checkpoint.open(self, X, y, fresh=reset) if validate else None
         if reset:
-            self._check_init()
-            self._initialise(X.shape[1])
+            self._initialise(X.shape[1], input_shape)
+        if checkpoint:
+            checkpoint.begin(self)
         X_val = y_val = None
         if validate and self.early_stopping:
-            train_idx, val_idx = _validation_split(y, self.validation_fraction, self._rng)
-            X, y, X_val, y_val = X[train_idx], y[train_idx], X[val_idx], y[val_idx]
+            X, y, X_val, y_val = self._split_validation(X, y)
         if reset:
             self._initialise_from_data(X, y)
-        self._loss_options = self._resolve_loss_options()
         seed = int(self._rng.integers(2**31))
-        device = self.device_
-        forked = [device.index or 0] if device.type == "cuda" else []
-        # The schedule spans the epochs of one fit; partial_fit trains at learning_rate_init.
-        schedule = self.learning_rate if validate else "constant"
-        with torch.random.fork_rng(devices=forked):
-            torch.manual_seed(seed)
-            stop_reason = self._train(
-                X, y, X_val, y_val, n_epochs=n_epochs, schedule=schedule, start_time=start_time
+        first_row = len(self.history_)
+        # The learning rate's schedule spans the epochs of one fit (a resumed one included);
+        # partial_fit trains at learning_rate_init.
+        schedule = None
+        if validate and self.learning_rate != "constant":
+            schedule = _training.LearningRateSchedule(
+                self.learning_rate, self.learning_rate_init, self.n_iter_ + 1, n_epochs
             )
-        self._warn_after_training(stop_reason, X_val is not None)
+        if checkpoint:
+            n_epochs, start_time = checkpoint.restore(self, n_epochs, start_time)
+        # Built-in networks and losses draw from generators of this fit alone; user code may draw
+        # from torch's global generator, which is then seeded from random_state under a lock (and,
+        # when resuming, set to the state the checkpoint saved).
+        user_code = not isinstance(self.backbone, str) or getattr(self, "loss", None) is not None
+        with (
+            self._thread_limit(min(self.batch_size, X.shape[0])),
+            _threads.seeded_global_generator(seed, self.device_)
+            if user_code
+            else contextlib.nullcontext(),
+        ):
+            if checkpoint and user_code:
+                checkpoint.restore_torch_generators(self.device_)
+            stop_reason = self._train(
+                X,
+                y,
+                X_val,
+                y_val,
+                n_epochs=n_epochs,
+                start_time=start_time,
+                callbacks=callbacks,
+                checkpoint=checkpoint,
+                schedule=schedule,
+            )
+        if checkpoint:
+            checkpoint.finish()
+        if validate or reset:  # partial_fit keeps the scores of the last fit
+            scores = None
+            if X_val is not None:
+                scores = [row["validation_score"] for row in self.history_[first_row:]]
+            self.validation_scores_ = scores
+            self.best_validation_score_ = max(scores) if scores else None
+        self._after_training(X, y, X_val, y_val)
+        self._warn_after_training(stop_reason, X_val is not None, check_convergence=validate)
         return self
 
-    def _initialise(self, n_features):
-        """Resolve the device, seed, build the network and the optimiser state for a fresh fit.
+    # The steps of _fit that an estimator learning from other data than labelled samples replaces.
 
-        The fitted attributes are set only once the network has passed its probe, so a backbone that
-        fails leaves no half-fitted estimator behind.
-        """
-        device = _resolve_device(self.device)
-        rng = _make_rng(self.random_state)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(rng.integers(2**31)))
-            backbone = build_backbone(
-                self.backbone,
-                n_features,
-                self.n_components,
-                hidden_layer_sizes=tuple(np.atleast_1d(self.hidden_layer_sizes).tolist()),
-                params=self.backbone_params,
-            )
-        normalize = L2Normalize() if self.normalize else torch.nn.Identity()
-        module = torch.nn.Sequential(OrderedDict(backbone=backbone, normalize=normalize)).to(device)
-        with torch.inference_mode():
-            probe = module.eval()(torch.zeros(2, n_features, device=device))
-        if probe.ndim != 2:
-            raise ValueError(
-                "The backbone must map (batch, n_features) to (batch, n_components); got output "
-                f"shape {tuple(probe.shape)} for input shape (2, {n_features})."
-            )
-        self.device_, self._rng, self.module_ = device, rng, module
-        self.n_components_ = int(probe.shape[1])
-        self._optimizer_state = None
-        self.history_ = []
-        self.n_iter_ = 0
-
-    def _check_init(self):
+    def _check_fit_parameters(self):
+        """Rules between parameters, checked at fit."""
+        _check_batch_shape(self.batch_size, self.samples_per_class)
         if self.init in ("pca", "lda") and not _is_builtin(self.backbone, "linear"):
             raise ValueError(
                 f"init={self.init!r} sets the weights of backbone='linear' only; got "
@@ -307,11 +352,187 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             layer = self.module_.backbone
             layer.weight.copy_(torch.as_tensor(weights, dtype=layer.weight.dtype))
 
-    def _resolve_loss_options(self):
-        """The built-in loss kernel's options (``self._loss.options``), ``"auto"`` resolved."""
-        return {name: getattr(self, name) for name in self._loss.options}
+    def _check_training_data(self, X, y, *, reset):
+        """``X`` (float32, one row per sample), encoded ``y`` and the input shape of a CNN."""
+        X, input_shape = self._rows(X, reset=reset)
+        X, y = validate_data(self, X, y, reset=reset, dtype=np.float32)
+        return X, self._encode_labels(y), input_shape
 
-    def _train(self, X, y, X_val, y_val, *, n_epochs, schedule, start_time):
+    def _split_validation(self, X, y):
+        """``X, y, X_val, y_val``: the training data and the data held out for early stopping."""
+        train_idx, val_idx = _validation_split(y, self.validation_fraction, self._rng)
+        return X[train_idx], y[train_idx], X[val_idx], y[val_idx]
+
+    def _after_training(self, X, y, X_val, y_val):
+        """Called once training is over, with the data of ``_train``; nothing to do here."""
+
+    def _continue_warm_start(self):
+        """Check that the network may be trained further as it is; move it to today's device.
+
+        The parameters that define the network must keep the values it was built with; the others
+        (margin, mining, learning rate, batches, device...) apply to the epochs to come.
+        """
+        built = getattr(self, "_architecture", None)  # absent from estimators saved before it was
+        if built is not None:
+            now = _architecture(self)
+            changed = [name for name in built if name in now and not _same(built[name], now[name])]
+            if changed:
+                raise ValueError(
+                    f"{' and '.join(changed)} must stay "
+                    f"{' and '.join(_describe(built[name]) for name in changed)} while "
+                    "warm_start=True trains the fitted network further; got "
+                    f"{' and '.join(_describe(now[name]) for name in changed)}. Set "
+                    "warm_start=False to build and train a new network, or set "
+                    f"{'it' if len(changed) == 1 else 'them'} back."
+                )
+        device = _resolve_device(self.device)
+        if device != self.device_:
+            self.module_.to(device)  # the optimiser's state follows its parameters when loaded
+            self.device_ = device
+
+    def _rows(self, X, *, reset):
+        """``X`` with one row per sample, and the input shape of a convolutional backbone.
+
+        ``backbone="cnn"`` reads samples given as arrays: images ``(n_samples, channels, height,
+        width)`` or ``(n_samples, height, width)``, and signals ``(n_samples, channels, length)``
+        with ``backbone_params={"input_shape": (channels, length)}``. They are flattened here (C
+        order), and the network unflattens them. Without ``input_shape``, a fit reads it from
+        ``X``: ``(channels, height, width)``, or ``(1, height, width)`` for a 3-D ``X``.
+        """
+        shape = _shape(X)
+        sample = tuple(int(n) for n in shape[1:]) if len(shape) > 2 else None
+        convolutional = isinstance(self.backbone, str) and self.backbone == "cnn"
+        if reset:
+            given = (self.backbone_params or {}).get("input_shape") if convolutional else None
+            input_shape = tuple(int(n) for n in given) if given is not None else None
+        else:
+            input_shape = getattr(self, "_input_shape", None)
+            convolutional = input_shape is not None
+        if sample is None:
+            if reset and convolutional and input_shape is None:
+                raise invalid(
+                    "X",
+                    "images, (n_samples, channels, height, width) or (n_samples, height, width), "
+                    "when backbone='cnn' has no backbone_params['input_shape']",
+                    f"shape {tuple(shape)}. Give X as images, or the shape of one sample as "
+                    "backbone_params={'input_shape': (channels, height, width)}, or "
+                    "(channels, length) for signals",
+                )
+            return X, input_shape
+        if not convolutional:
+            raise invalid(
+                "X",
+                "2-D, (n_samples, n_features), with "
+                + (
+                    f"backbone={self.backbone!r}"
+                    if isinstance(self.backbone, str)
+                    else f"{_describe(self.backbone)} as backbone"
+                ),
+                f"shape {tuple(shape)}. Flatten each sample, X.reshape(len(X), -1), or use "
+                "backbone='cnn', which reads images (n_samples, channels, height, width) or "
+                "(n_samples, height, width), and signals (n_samples, channels, length) with "
+                "backbone_params={'input_shape': (channels, length)}",
+            )
+        if input_shape is None:
+            if len(sample) not in (2, 3):
+                raise invalid(
+                    "X",
+                    "images, (n_samples, channels, height, width) or (n_samples, height, width), "
+                    "for backbone='cnn'",
+                    f"shape {tuple(shape)}",
+                )
+            input_shape = sample if len(sample) == 3 else (1, *sample)
+        if sample != input_shape and (1, *sample) != input_shape:
+            accepted = [input_shape, input_shape[1:]] if input_shape[0] == 1 else [input_shape]
+            accepted = " or ".join(str(("n_samples", *a)).replace("'", "") for a in accepted)
+            allowed = (
+                f"of shape {accepted} to match backbone_params['input_shape']={input_shape}"
+                if reset
+                else f"of shape {accepted}, or (n_samples, {self.n_features_in_}), like the "
+                f"samples this {type(self).__name__} was fitted on"
+            )
+            raise invalid("X", allowed, f"shape {tuple(shape)}")
+        return np.reshape(np.asarray(X), (shape[0], -1)), input_shape
+
+    def _initialise(self, n_features, input_shape=None):
+        """Resolve the device, seed, build the network and the optimiser state for a fresh fit.
+
+        The fitted attributes are set only once the network has passed its probe, so a backbone that
+        fails leaves no half-fitted estimator behind.
+        """
+        device = _resolve_device(self.device)
+        rng = _make_rng(self.random_state)
+        module = self._build_module(
+            n_features,
+            input_shape,
+            generator=torch.Generator().manual_seed(int(rng.integers(2**31))),
+        ).to(device)
+        probe, flops_per_row = _threads.probe(module, n_features, device)
+        if probe.ndim != 2:
+            raise ValueError(
+                "The backbone must map (batch, n_features) to (batch, n_components); got output "
+                f"shape {tuple(probe.shape)} for input shape (2, {n_features})."
+            )
+        self.device_, self._rng, self.module_ = device, rng, module
+        self.n_components_ = int(probe.shape[1])
+        self._input_shape, self._architecture = input_shape, _architecture(self)
+        self._flops_per_row = flops_per_row
+        self._optimizer_state = None
+        self.history_ = []
+        self.n_iter_ = 0
+
+    def _build_module(self, n_features, input_shape=None, *, generator=None):
+        """The network the parameters describe, freshly initialised.
+
+        ``input_shape``, the shape of a sample read from ``X``, goes to the backbone when the
+        parameters do not give it. The built-in backbones draw their initial weights from
+        ``generator`` (None: torch's global generator, as ``torch.nn.Linear`` does).
+        """
+        params = dict(self.backbone_params or {})
+        if input_shape is not None:  # read from X when not given
+            params["input_shape"] = input_shape
+        backbone = build_backbone(
+            self.backbone,
+            n_features,
+            self.n_components,
+            hidden_layer_sizes=tuple(np.atleast_1d(self.hidden_layer_sizes).tolist()),
+            params=params,
+            generator=generator,
+        )
+        normalize = L2Normalize() if self.normalize else torch.nn.Identity()
+        return torch.nn.Sequential(OrderedDict(backbone=backbone, normalize=normalize))
+
+    def _training_data(self, X, y, X_val, y_val):
+        """What the training loop reads: ``(X_t, y_t, batches, validation_score)``.
+
+        The training data on the device, ``batches() -> iterable`` of one epoch's batches (see
+        :func:`sklearn_triplet._training.train`) and ``validation_score() -> float`` (None
+        without a validation set): here class-balanced batches and the MAP@R of the validation
+        samples.
+        """
+        X_t, y_t = _to_device(X, y, self.device_)
+        n_batches = max(1, -(-X.shape[0] // self.batch_size))
+
+        def batches():
+            return class_balanced_batches(
+                y,
+                batch_size=self.batch_size,
+                samples_per_class=self.samples_per_class,
+                n_batches=n_batches,
+                rng=self._rng,
+            )
+
+        validation_score = None
+        if X_val is not None:
+
+            def validation_score():
+                return map_at_r(self._embed(X_val), y_val, metric=self.metric)
+
+        return X_t, y_t, batches, validation_score
+
+    def _train(
+        self, X, y, X_val, y_val, *, n_epochs, start_time, callbacks, checkpoint=None, schedule=None
+    ):
         module = self.module_
         optimizer = torch.optim.Adam(
             module.parameters(), lr=self.learning_rate_init, weight_decay=self.weight_decay
@@ -320,27 +541,16 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             optimizer.load_state_dict(self._optimizer_state)
             for group in optimizer.param_groups:  # the moments carry over, the settings are today's
                 group.update(lr=self.learning_rate_init, weight_decay=self.weight_decay)
-        X_t, y_t = _to_device(X, y, self.device_)
-        n_batches = max(1, -(-X.shape[0] // self.batch_size))
-        scheduler = None
-        if schedule != "constant":
-            scheduler = _training.learning_rate_scheduler(optimizer, schedule, n_epochs * n_batches)
-        batches = lambda: class_balanced_batches(  # noqa: E731
-            y,
-            batch_size=self.batch_size,
-            samples_per_class=self.samples_per_class,
-            n_batches=n_batches,
-            rng=self._rng,
-        )
-        validation_score = None
-        if X_val is not None:
-            validation_score = lambda: map_at_r(  # noqa: E731
-                self._embed(X_val), y_val, metric=self.metric
-            )
+        X_t, y_t, batches, validation_score = self._training_data(X, y, X_val, y_val)
 
         def on_epoch_end(epoch, logs):
             self.n_iter_ = epoch
-            return bool(self.callback(self, epoch, logs)) if self.callback is not None else False
+            # every callback sees every epoch; any of them can stop training
+            return any([bool(callback(self, epoch, logs)) for callback in callbacks])
+
+        def write_checkpoint(epoch, state):
+            if checkpoint.due(epoch):
+                checkpoint.write(self, optimizer, state, self.device_)
 
         keep_optimizer_state = True
         try:
@@ -355,7 +565,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 n_epochs=n_epochs,
                 first_epoch=self.n_iter_ + 1,
                 history=self.history_,
-                scheduler=scheduler,
+                schedule=schedule,
                 validation_score=validation_score,
                 n_iter_no_change=self.n_iter_no_change,
                 tol=self.tol,
@@ -363,6 +573,8 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 mixed_precision=self.mixed_precision,
                 verbose=self.verbose,
                 start_time=start_time,
+                state=checkpoint.loop_state if checkpoint else None,
+                checkpoint=write_checkpoint if checkpoint else None,
             )
         except FloatingPointError:
             keep_optimizer_state = False  # its moments may hold NaN; a warm start begins afresh
@@ -372,7 +584,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             module.eval()
             self._optimizer_state = optimizer.state_dict() if keep_optimizer_state else None
 
-    def _warn_after_training(self, stop_reason, early_stopping):
+    def _warn_after_training(self, stop_reason, early_stopping, *, check_convergence=True):
         if early_stopping and stop_reason == _training.STOP_MAX_ITER:
             warnings.warn(
                 f"{type(self).__name__} reached max_iter={self.max_iter} while the validation "
@@ -380,20 +592,36 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 ConvergenceWarning,
                 stacklevel=_USER_FRAME,
             )
+        elif check_convergence and stop_reason == _training.STOP_MAX_ITER:
+            window = min(self.n_iter_no_change, len(self.history_) - 1)
+            improving = _training.still_improving(self.history_, window=window, tol=self.tol)
+            if improving:
+                warnings.warn(
+                    f"{type(self).__name__} reached max_iter={self.max_iter} while the training "
+                    f"{improving.replace('_', ' ')} was still falling by more than tol={self.tol} "
+                    f"per epoch over the last {window} epochs; increase max_iter, or set "
+                    "early_stopping=True to train until a validation score stops improving.",
+                    ConvergenceWarning,
+                    stacklevel=_USER_FRAME,
+                )
         last = self.history_[-1] if self.history_ else {}
         spread = last.get("mean_distance", np.nan)
         if spread < 0.5 * self.margin:
+            mining = (
+                "hard mining from the start (mining='hard': try 'semi-hard'); "
+                if hasattr(self, "mining")
+                else ""
+            )
             warnings.warn(
                 f"The embeddings collapsed towards a single point: the mean {self.metric} distance "
-                f"between embeddings of different classes in the last batch is {spread:.3g}, less "
+                f"between {self._negatives} in the last batch is {spread:.3g}, less "
                 f"than half the margin={self.margin}, so most negatives sit inside the margin and "
                 "the loss stays near it. Likely causes: a learning rate too high "
                 f"(learning_rate_init={self.learning_rate_init}); a margin too large for the "
-                "metric "
-                f"(metric={self.metric!r}); hard mining from the start (mining='hard': try "
-                "'semi-hard'); input features on a large common offset or scale (standardise them, "
-                "e.g. with StandardScaler); too few epochs for a network that starts near-constant "
-                f"(max_iter={self.max_iter}); or a backbone whose output is constant.",
+                f"metric (metric={self.metric!r}); {mining}input features on a large common "
+                "offset or scale (standardise them, e.g. with StandardScaler); too few epochs for "
+                f"a network that starts near-constant (max_iter={self.max_iter}); or a backbone "
+                "whose output is constant.",
                 EmbeddingCollapseWarning,
                 stacklevel=_USER_FRAME,
             )
@@ -405,7 +633,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         if classes.shape[0] < 2:
             raise ValueError(
                 f"{name} needs at least two classes to learn from; y has only one class, "
-                f"{classes[0]!r}."
+                f"{plain(classes[0])!r}."
             )
         if counts.max() < 2:
             raise ValueError(
@@ -418,6 +646,10 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     def _statistics(self):
         """The declaration of the statistics of the loss in use."""
         return CALLABLE_STATISTICS if self.loss is not None else self._loss.statistics
+
+    def _resolve_loss_options(self):
+        """The built-in loss kernel's options (``self._loss.options``), ``"auto"`` resolved."""
+        return {name: getattr(self, name) for name in self._loss.options}
 
     def _batch_loss(self, embeddings, labels, *, taxonomy, spread):
         """The loss of a batch and its statistics: a :class:`~sklearn_triplet._kernels.BatchLoss`.
@@ -435,7 +667,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             labels,
             margin=self.margin,
             metric=self.metric,
-            **self._loss_options,
+            **self._resolve_loss_options(),
             **options,
         )
 
@@ -449,7 +681,8 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         X : array-like of shape (n_samples, n_features)
             Samples to embed. A large array (a :class:`numpy.memmap` of any dtype, a DataFrame, an
             h5py or zarr array) is validated and converted to float32 a chunk of rows at a time,
-            so memory beyond the output stays bounded; see :mod:`sklearn_triplet.chunking`.
+            so memory beyond the output stays bounded; see :mod:`sklearn_triplet.chunking`. A
+            convolutional network also takes its samples as arrays, of the shape seen in ``fit``.
 
         Returns
         -------
@@ -457,20 +690,35 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             The embeddings (unit-norm rows when ``normalize=True``).
         """
         check_is_fitted(self)
-        return _inference.embed_in_chunks(
-            X,
-            embed_chunk=self._embed,
-            validate=lambda X: validate_data(self, X, reset=False, dtype=np.float32),
-            check=lambda X: check_array(X, dtype=np.float32, input_name="X", estimator=self),
-            n_components=self.n_components_,
-            batch_size=_inference.INFERENCE_BATCH_SIZE,
-        )
+        X, _ = self._rows(X, reset=False)
+        shape = getattr(X, "shape", None) or (_inference.INFERENCE_BATCH_SIZE,)  # lists: a batch
+        n_rows = shape[0] if isinstance(shape[0], Integral) else _inference.INFERENCE_BATCH_SIZE
+        with self._thread_limit(min(n_rows, _inference.INFERENCE_BATCH_SIZE)):
+            return _inference.embed_in_chunks(
+                X,
+                embed_chunk=self._embed,
+                validate=lambda X: validate_data(self, X, reset=False, dtype=np.float32),
+                check=lambda X: check_array(X, dtype=np.float32, input_name="X", estimator=self),
+                n_components=self.n_components_,
+                batch_size=_inference.INFERENCE_BATCH_SIZE,
+            )
 
     def _embed(self, X):
         """Embed a validated float32 array with the network, in inference batches."""
         return _inference.embed(
             self.module_, X, batch_size=_inference.INFERENCE_BATCH_SIZE, device=self.device_
         )
+
+    def _thread_limit(self, n_rows):
+        """PyTorch's intra-op threads here for passes of ``n_rows`` rows, restored on exit."""
+        n_threads = _threads.choose_n_threads(
+            self.n_threads,
+            # 0 (one thread) for an estimator saved before the work was measured
+            flops_per_row=getattr(self, "_flops_per_row", 0.0),
+            n_rows=n_rows,
+            device=self.device_,
+        )
+        return _threads.limit_threads(n_threads)
 
     def score(self, X, y):
         """MAP@R of leave-one-out retrieval among the embeddings of ``X``.
@@ -504,6 +752,70 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         """
         check_is_fitted(self)
         return copy.deepcopy(self.module_).cpu().eval()
+
+    def export_onnx(self, path, *, opset_version=None):
+        """Write the fitted network, its normalisation included, to an ONNX file.
+
+        The graph has one input ``"X"``, float32 of shape ``(batch, n_features_in_)`` with a dynamic
+        batch size, and one output ``"embedding"``, float32 of shape ``(batch, n_components_)``,
+        equal to what ``transform`` returns up to float rounding. It runs under onnxruntime or any
+        ONNX runtime, without Python, PyTorch or this package. Needs the ``onnx`` extra
+        (``pip install "sklearn-triplet[onnx]"``: onnx, onnxscript and onnxruntime).
+
+        Parameters
+        ----------
+        path : str or path-like
+            Where to write the ``.onnx`` file.
+        opset_version : int, default=None
+            ONNX opset to target; None lets PyTorch choose.
+        """
+        check_is_fitted(self)
+        _persistence.export_onnx(self, path, opset_version=opset_version)
+
+    def save(self, path):
+        """Save to a file that :func:`sklearn_triplet.load` loads without running code.
+
+        The file is a `safetensors <https://huggingface.co/docs/safetensors>`_ file: the network's
+        weights, the optimiser's state and the numeric fitted arrays as tensors (on the CPU, so a
+        model trained on a GPU loads anywhere), and in its metadata one JSON document with the
+        class, the parameters, the other fitted attributes (``history_`` included), the format
+        version and a SHA-256 checksum of the whole. Functions and classes among the parameters
+        (``backbone``, ``loss``, ``callback``) are stored by their import path only; an unfitted
+        estimator saves its parameters alone. The file is written to a temporary file in the same
+        directory, flushed to disk and renamed over ``path``, so an existing file is never left
+        half-written.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Where to write (``.safetensors`` is the usual extension).
+
+        Raises
+        ------
+        TypeError
+            When a parameter or attribute cannot be stored without pickle: a lambda or a function
+            defined inside another function, an object such as a loss-module instance, or a
+            backbone given as a module instance (pass its class or a factory with
+            ``backbone_params`` instead). Pickle and joblib still store such estimators.
+
+        See Also
+        --------
+        sklearn_triplet.load : Read the file back.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> from sklearn.datasets import load_digits
+        >>> from sklearn_triplet import TripletEmbedder, load
+        >>> X, y = load_digits(return_X_y=True)
+        >>> embedder = TripletEmbedder(n_components=8, max_iter=2, random_state=0).fit(X, y)
+        >>> path = os.path.join(tempfile.mkdtemp(), "embedder.safetensors")
+        >>> embedder.save(path)
+        >>> loaded = load(path)
+        >>> bool((loaded.transform(X) == embedder.transform(X)).all())
+        True
+        """
+        _persistence.save(self, path)
 
     @property
     def _n_features_out(self):
@@ -569,6 +881,89 @@ def _resolve_device(device, *, on_load=False):
             "device='auto' or 'cpu'."
         )
     return resolved
+
+
+def _shape(X):
+    """The shape of an array or of nested lists, else ``()``.
+
+    ``X`` is not converted to read it; when its shape cannot be read so, scikit-learn's validation
+    reports what it finds.
+    """
+    shape = getattr(X, "shape", None)
+    if shape is None and isinstance(X, (list, tuple)):
+        try:
+            shape = np.shape(X)
+        except ValueError:  # ragged
+            shape = None
+    return tuple(shape) if shape is not None else ()
+
+
+def _check_batch_shape(batch_size, samples_per_class):
+    """A batch must hold two classes of ``samples_per_class`` samples each."""
+    if batch_size < 2 * samples_per_class:
+        raise invalid(
+            "batch_size",
+            f"at least 2 * samples_per_class = {2 * samples_per_class}, so that a batch holds two "
+            f"classes of samples_per_class={plain(samples_per_class)} samples each",
+            f"batch_size={plain(batch_size)}. Lower samples_per_class or raise batch_size",
+        )
+
+
+def _callbacks(callback):
+    """``callback`` as a list of callables (None: none; one callable; a list or tuple of them)."""
+    if callback is None:
+        return []
+    if callable(callback):
+        return [callback]
+    for i, item in enumerate(callback):
+        if not callable(item):
+            raise invalid(
+                "callback",
+                "a callable or a list of callables",
+                f"a {type(callback).__name__} whose item {i} is of type {type(item).__name__}",
+                InvalidParameterError,
+            )
+    return list(callback)
+
+
+def _architecture(estimator):
+    """The parameters that define the network an estimator builds, with their values.
+
+    ``n_components`` is left out when the backbone is a module instance (whose own output width
+    counts), and ``hidden_layer_sizes`` unless the backbone is ``"mlp"``.
+    """
+    backbone = estimator.backbone
+    values = {
+        "n_components": estimator.n_components,
+        "backbone": backbone,
+        "hidden_layer_sizes": tuple(np.atleast_1d(estimator.hidden_layer_sizes).tolist()),
+        "backbone_params": copy.copy(estimator.backbone_params),
+        "normalize": estimator.normalize,
+    }
+    if isinstance(backbone, torch.nn.Module):
+        del values["n_components"]
+    if not (isinstance(backbone, str) and backbone == "mlp"):
+        del values["hidden_layer_sizes"]
+    return values
+
+
+def _same(a, b):
+    """Whether two parameter values are equal (identity for modules and other objects)."""
+    if a is b:
+        return True
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError, RuntimeError):  # e.g. arrays, whose == is elementwise
+        return False
+
+
+def _describe(value):
+    """A parameter value for a message: modules and callables by name, NumPy scalars plainly."""
+    if isinstance(value, torch.nn.Module):
+        return f"a {type(value).__name__} module"
+    if callable(value):
+        return getattr(value, "__name__", type(value).__name__)
+    return repr(plain(value))
 
 
 def _make_rng(random_state):

@@ -1036,3 +1036,131 @@ CONTRASTIVE = LossDeclaration(
     CONTRASTIVE_STATISTICS,
     ("mining", "average", "squared"),
 )
+
+
+# -- the losses of given pairs and triplets --------------------------------------------------------
+
+
+def paired_distance(x1, x2, metric):
+    """Distance between aligned rows, (n, d), (n, d) -> (n,), differentiable everywhere.
+
+    See :func:`sklearn_triplet.distances.paired_distances` for the definitions. The Euclidean
+    distance has a zero gradient where it is 0 (the minimum-norm subgradient, as in
+    :func:`distance_matrix`); cosine is ``1 - cos`` clamped to ``[0, 2]``, a zero row at distance
+    1 from every row.
+    """
+    if metric == "cosine":
+        dots = (x1 * x2).sum(dim=1)
+        norms = torch.linalg.vector_norm(x1, dim=1) * torch.linalg.vector_norm(x2, dim=1)
+        nonzero = norms > 0
+        cosines = torch.where(nonzero, dots / torch.where(nonzero, norms, 1), 0)
+        return (1 - cosines).clamp(0, 2)
+    squared = (x1 - x2).square().sum(dim=1)
+    return squared if metric == "sqeuclidean" else _safe_sqrt(squared)
+
+
+def _safe_sqrt(squared):
+    """``sqrt`` with a zero gradient at 0 instead of an infinite one."""
+    positive = squared > 0
+    return torch.where(positive, torch.where(positive, squared, 1).sqrt(), 0)
+
+
+def given_pairs_kernel(first, second, y, *, margin, metric, counts=False, spread=False):
+    """The contrastive loss of :func:`sklearn_triplet.losses.contrastive_loss_on_pairs`.
+
+    Parameters
+    ----------
+    first, second : Tensor of shape (n_pairs, d)
+    y : Tensor of shape (n_pairs,)
+        +1 (similar) or -1 (dissimilar).
+    margin : float
+    metric : str
+        One of :data:`METRICS`.
+    counts : bool, default=False
+        Return the counts of :data:`GIVEN_PAIRS_STATISTICS`.
+    spread : bool, default=False
+        Return the sum and number of the distances of the dissimilar pairs.
+
+    Returns
+    -------
+    BatchLoss
+    """
+    if metric == "euclidean":  # D² straight from the coordinates: smooth at D = 0
+        squared = (first - second).square().sum(dim=1)
+        distances = _safe_sqrt(squared)
+    else:
+        distances = paired_distance(first, second, metric)
+        squared = distances.square()
+    similar = y > 0
+    terms = torch.where(similar, squared, (margin - distances).clamp_min(0).square())
+    loss = terms.sum() / max(terms.shape[0], 1)
+    with torch.no_grad():
+        dissimilar = ~similar
+        negatives = (distances.detach()[dissimilar].sum(), dissimilar.sum()) if spread else None
+        if not counts:
+            return BatchLoss(loss, None, negatives)
+        n_pairs = torch.tensor(terms.shape[0], device=terms.device)
+        n_similar = torch.count_nonzero(similar)
+        pair_counts = torch.stack(
+            [n_pairs, n_similar, n_pairs - n_similar, torch.count_nonzero(terms.detach() > 0)]
+        )
+    return BatchLoss(loss, pair_counts, negatives)
+
+
+def given_triplets_kernel(
+    anchors, positives, negatives, *, margin, metric, counts=False, spread=False
+):
+    """The triplet loss of :func:`sklearn_triplet.losses.triplet_loss_on_triplets`.
+
+    Parameters
+    ----------
+    anchors, positives, negatives : Tensor of shape (n_triplets, d)
+    margin : float
+    metric : str
+        One of :data:`METRICS`.
+    counts : bool, default=False
+        Return the counts of :data:`GIVEN_TRIPLETS_STATISTICS` (the taxonomy).
+    spread : bool, default=False
+        Return the sum and number of the anchor-negative distances.
+
+    Returns
+    -------
+    BatchLoss
+    """
+    positive_distances = paired_distance(anchors, positives, metric)
+    negative_distances = paired_distance(anchors, negatives, metric)
+    terms = (positive_distances - negative_distances + margin).clamp_min(0)
+    loss = terms.sum() / max(terms.shape[0], 1)
+    with torch.no_grad():
+        d_ap, d_an = positive_distances.detach(), negative_distances.detach()
+        n_triplets = torch.tensor(terms.shape[0], device=terms.device)
+        spread_sums = (d_an.sum(), n_triplets) if spread else None
+        if not counts:
+            return BatchLoss(loss, None, spread_sums)
+        threshold = d_ap + margin
+        easy, hard = d_an > threshold, d_an <= d_ap
+        type_counts = torch.stack(
+            [
+                n_triplets,
+                torch.count_nonzero(easy),
+                torch.count_nonzero(~easy & ~hard),
+                torch.count_nonzero(hard),
+                torch.count_nonzero(d_an < threshold),
+            ]
+        )
+    return BatchLoss(loss, type_counts, spread_sums)
+
+
+GIVEN_PAIRS_STATISTICS = Statistics(
+    (
+        Count("n_pairs", "the given pairs"),
+        Count("n_positive_pairs", "similar pairs, ``y = +1``"),
+        Count("n_negative_pairs", "dissimilar pairs, ``y = -1``"),
+        Count("n_active_pairs", "pairs with a contrastive loss above 0"),
+    ),
+    (_ACTIVE_PAIRS,),
+)
+GIVEN_TRIPLETS_STATISTICS = Statistics(TAXONOMY, _TAXONOMY_FRACTIONS + (_ACTIVE_TRIPLETS,))
+
+GIVEN_PAIRS = LossDeclaration(given_pairs_kernel, (), GIVEN_PAIRS_STATISTICS)
+GIVEN_TRIPLETS = LossDeclaration(given_triplets_kernel, (), GIVEN_TRIPLETS_STATISTICS)

@@ -10,8 +10,67 @@ import contextlib
 import math
 import sys
 import time
+from dataclasses import dataclass
 
 import torch
+
+_warmed_up = False
+
+
+def warm_up():
+    """Pay torch's one-time start-up of a process, so that no epoch's time counts it.
+
+    Building the first optimiser of a process imports torch's compiler stack: seconds, once. The
+    estimators call this before their clock starts.
+    """
+    global _warmed_up
+    if not _warmed_up:
+        torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+        _warmed_up = True
+
+
+def still_improving(history, *, window, tol, keys=("loss", "active_fraction")):
+    """Which training curve of ``history`` was still falling at its end, if any.
+
+    A curve is still falling when its lowest value over the last ``window`` epochs is below its
+    lowest value before them by more than ``tol`` per epoch: a mean fall, so that one lucky epoch
+    of a noisy curve does not count.
+
+    Parameters
+    ----------
+    history : list of dict
+        One row per epoch.
+    window : int
+        Number of last epochs to look at (fewer when the history is shorter).
+    tol : float
+        Smallest fall per epoch that counts.
+    keys : tuple of str, default=("loss", "active_fraction")
+        The curves, lower is better; rows without a finite value are skipped.
+
+    Returns
+    -------
+    key : str or None
+        The first key still falling, or None.
+
+    Examples
+    --------
+    >>> history = [{"loss": 1.0}, {"loss": 0.5}, {"loss": 0.4}]
+    >>> still_improving(history, window=2, tol=0.1)
+    'loss'
+    >>> still_improving(history, window=2, tol=0.5) is None
+    True
+    """
+    for key in keys:
+        values = [row[key] for row in history if _finite(row.get(key))]
+        span = min(window, len(values) - 1)
+        if span >= 1 and min(values[:-span]) - min(values[-span:]) > tol * span:
+            return key
+    return None
+
+
+def _finite(value):
+    return value is not None and math.isfinite(value)
+
 
 # Why training stopped; the estimators turn these into warnings and attributes.
 STOP_MAX_ITER = "max_iter"
@@ -44,27 +103,24 @@ def _cosine(step, n_steps):
 SCHEDULES = {"constant": _constant, "cosine": _cosine}
 
 
-def learning_rate_scheduler(optimizer, schedule, n_steps):
-    """A per-step scheduler that sets the rate of every step of a training run.
+@dataclass(frozen=True)
+class LearningRateSchedule:
+    """The learning rate of every step of one fit: ``initial * SCHEDULES[name](step, n_steps)``.
 
-    Parameters
-    ----------
-    optimizer : torch.optim.Optimizer
-        Its current rates are the initial ones.
-    schedule : {"constant", "cosine"}
-        A key of :data:`SCHEDULES`.
-    n_steps : int
-        The steps of the run (epochs times batches per epoch).
-
-    Returns
-    -------
-    scheduler : torch.optim.lr_scheduler.LambdaLR
-        Step it after every optimiser step; it has set the rate of the first step already.
+    The fit's epochs are numbered from ``first_epoch`` and it has ``n_epochs`` of them; with ``B``
+    batches an epoch, step ``(epoch - first_epoch) * B + batch`` of ``n_epochs * B``. A fit resumed
+    from a checkpoint keeps its ``first_epoch`` and goes on where it stopped.
     """
-    factor = SCHEDULES[schedule]
-    for group in optimizer.param_groups:  # today's rate, not one a saved optimiser started from
-        group["initial_lr"] = group["lr"]
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: factor(step, n_steps))
+
+    name: str
+    initial: float
+    first_epoch: int
+    n_epochs: int
+
+    def rate(self, epoch, batch, n_batches):
+        """The learning rate of batch ``batch`` (from 0) of ``n_batches`` in epoch ``epoch``."""
+        step = (epoch - self.first_epoch) * n_batches + batch
+        return self.initial * SCHEDULES[self.name](step, self.n_epochs * n_batches)
 
 
 def train(
@@ -79,7 +135,7 @@ def train(
     n_epochs,
     first_epoch=1,
     history,
-    scheduler=None,
+    schedule=None,
     validation_score=None,
     n_iter_no_change=10,
     tol=0.0,
@@ -87,6 +143,8 @@ def train(
     mixed_precision=False,
     verbose=0,
     start_time=None,
+    state=None,
+    checkpoint=None,
 ):
     """Train ``module`` in place for up to ``n_epochs`` epochs.
 
@@ -107,10 +165,13 @@ def train(
     X : torch.Tensor of shape (n_samples, n_features)
         Training data, on the device when it fits there, else on the CPU (pinned when the device is
         CUDA).
-    y : torch.Tensor of shape (n_samples,)
-        Encoded labels, on the same device as ``X``.
+    y : torch.Tensor of shape (n_samples,) or None
+        Encoded labels, on the same device as ``X``; None when every batch brings its targets.
     batches : callable
-        ``batches() -> iterable of index arrays``: the batches of one epoch.
+        ``batches() -> iterable``: the batches of one epoch, each an index array into ``X`` (and
+        ``y``), or a pair ``(indices, targets)`` whose ``targets``, already on the device, are
+        handed to ``batch_loss`` in place of ``y[indices]`` (the estimators that learn from given
+        pairs and triplets pass there which embeddings of the batch form each tuple).
     n_epochs : int
         The most epochs to run in this call.
     first_epoch : int, default=1
@@ -118,8 +179,8 @@ def train(
     history : list
         One dict per epoch is appended here as soon as the epoch ends, so a caller interrupted by
         ``KeyboardInterrupt`` keeps every completed epoch.
-    scheduler : torch.optim.lr_scheduler.LRScheduler, default=None
-        Stepped after every optimiser step (see :func:`learning_rate_scheduler`).
+    schedule : LearningRateSchedule, default=None
+        Sets the optimiser's learning rate before every step; None leaves it as it is.
     validation_score : callable, default=None
         ``validation_score() -> float``, higher is better; enables early stopping on it, restoring
         the best weights at the end.
@@ -135,6 +196,12 @@ def train(
         0 silent, 1 a progress bar over epochs, 2 one line per epoch.
     start_time : float, default=None
         ``time.perf_counter()`` at the start of fit; the ``"time"`` column counts from it.
+    state : dict, default=None
+        Early stopping's state, ``{"best_score", "best_state", "n_no_change"}``, to resume an
+        interrupted loop from; updated in place after every epoch. None starts afresh.
+    checkpoint : callable, default=None
+        ``checkpoint(epoch, state)``, called after each epoch that training continues from, when
+        the weights, the optimiser and ``state`` are those the next epoch starts from.
 
     Returns
     -------
@@ -154,7 +221,10 @@ def train(
         if mixed_precision
         else contextlib.nullcontext()
     )
-    best_score, best_state, n_no_change = -math.inf, None, 0
+    if state is None:
+        state = {}
+    if not state:
+        state.update(best_score=-math.inf, best_state=None, n_no_change=0)
     stop_reason = STOP_MAX_ITER
     epochs = range(first_epoch, first_epoch + n_epochs)
     with _progress(epochs, verbose) as bar:
@@ -163,7 +233,8 @@ def train(
             logs = _train_epoch(
                 module,
                 optimizer,
-                scheduler,
+                schedule,
+                epoch,
                 batch_loss,
                 statistics,
                 X,
@@ -184,38 +255,42 @@ def train(
             logs = {"epoch": epoch, **logs}
             if validation_score is not None:
                 logs["validation_score"] = float(validation_score())
-                if logs["validation_score"] > best_score + tol:
-                    n_no_change = 0
+                if logs["validation_score"] > state["best_score"] + tol:
+                    state["n_no_change"] = 0
                 else:
-                    n_no_change += 1
-                if logs["validation_score"] > best_score:
-                    best_score, best_state = logs["validation_score"], _copy_state(module)
+                    state["n_no_change"] += 1
+                if logs["validation_score"] > state["best_score"]:
+                    state["best_score"] = logs["validation_score"]
+                    state["best_state"] = _copy_state(module)
             logs["time"] = time.perf_counter() - start_time
             history.append(logs)
             _report(bar, logs, verbose, first_epoch + n_epochs - 1, statistics)
             if on_epoch_end is not None and on_epoch_end(epoch, logs):
                 stop_reason = STOP_CALLBACK
                 break
-            if validation_score is not None and n_no_change >= n_iter_no_change:
+            if validation_score is not None and state["n_no_change"] >= n_iter_no_change:
                 stop_reason = STOP_NO_CHANGE
                 break
-    if best_state is not None:
-        module.load_state_dict(best_state)
+            if checkpoint is not None and epoch < epochs[-1]:
+                checkpoint(epoch, state)
+    if state["best_state"] is not None:
+        module.load_state_dict(state["best_state"])
     return stop_reason
 
 
 def _train_epoch(
-    module, optimizer, scheduler, batch_loss, statistics, X, y, batches, device, autocast
+    module, optimizer, schedule, epoch, batch_loss, statistics, X, y, batches, device, autocast
 ):
     module.train()
     batches = list(batches)
     loss_sum = torch.zeros((), device=device)
     finite = torch.ones((), dtype=torch.bool, device=device)
     totals = negatives = None
-    for i, indices in enumerate(batches):
+    for i, batch in enumerate(batches):
+        indices, targets = batch if isinstance(batch, tuple) else (batch, None)
         indices = torch.as_tensor(indices, device=X.device)
         xb = X[indices].to(device, non_blocking=True)
-        yb = y[indices].to(device, non_blocking=True)
+        yb = y[indices].to(device, non_blocking=True) if targets is None else targets
         with autocast:
             embeddings = module(xb)
         loss, counts, spread = batch_loss(
@@ -226,9 +301,11 @@ def _train_epoch(
         )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if schedule is not None:
+            rate = schedule.rate(epoch, i, len(batches))
+            for group in optimizer.param_groups:
+                group["lr"] = rate
         optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
         loss_sum += loss.detach()
         # NaN embeddings make every comparison false, so a loss alone can read 0: check both.
         finite &= torch.isfinite(embeddings.detach()).all()

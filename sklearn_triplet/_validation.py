@@ -13,14 +13,19 @@ Two kinds of rules, each with one message format:
 Inner functions trust what they are given: validate once, at the boundary.
 """
 
+import functools
+
 import numpy as np
 import torch
 from sklearn.base import _fit_context
+from sklearn.pipeline import Pipeline
+from sklearn.utils import _safe_indexing
 from sklearn.utils._param_validation import (
     HasMethods,
     Interval,
     InvalidParameterError,
     StrOptions,
+    validate_parameter_constraints,
     validate_params,
 )
 from sklearn.utils.validation import validate_data
@@ -36,17 +41,22 @@ __all__ = [
     "check_embeddings",
     "check_labels",
     "check_option",
+    "embedding_part",
     "encode_labels",
     "final_estimator",
     "fit_context",
     "invalid",
-    "resolve_metric",
+    "plain",
+    "safe_indexing",
     "validate_data",
+    "validate_estimator_params",
     "validate_function_params",
 ]
 
 # scikit-learn's decorator of ``fit`` (parameter validation, then the fit itself).
 fit_context = _fit_context
+# Rows of an array, a DataFrame or a list by index (scikit-learn documents it, under this name).
+safe_indexing = _safe_indexing
 
 
 def validate_function_params(constraints):
@@ -60,8 +70,45 @@ def validate_function_params(constraints):
     Returns
     -------
     decorator : callable
+        NumPy scalars among the arguments reach the function as the Python scalars they hold, so
+        that an error shows ``Got 0``, not ``Got np.int64(0)`` (a value from a NumPy grid).
     """
-    return validate_params(constraints, prefer_skip_nested_validation=True)
+
+    def decorator(function):
+        validated = validate_params(constraints, prefer_skip_nested_validation=True)(function)
+
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            return validated(*map(plain, args), **{k: plain(v) for k, v in kwargs.items()})
+
+        return wrapper
+
+    return decorator
+
+
+def validate_estimator_params(estimator):
+    """scikit-learn's check of ``estimator``'s parameters against its ``_parameter_constraints``.
+
+    Run by ``fit`` (through :data:`fit_context`) as ``estimator._validate_params()``. The values are
+    checked as plain Python values, so that an error shows ``Got 0``, not ``Got np.int64(0)``.
+    """
+    validate_parameter_constraints(
+        estimator._parameter_constraints,
+        {name: plain(value) for name, value in estimator.get_params(deep=False).items()},
+        caller_name=type(estimator).__name__,
+    )
+
+
+def plain(value):
+    """A NumPy scalar as the Python scalar it holds, for messages; any other value as it is.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> repr(plain(np.int64(0))), repr(plain(np.float32(0.5))), plain([1])
+    ('0', '0.5', [1])
+    """
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def invalid(name, allowed, received, error=ValueError):
@@ -95,7 +142,9 @@ def check_option(name, value, allowed):
         Listing the allowed values.
     """
     if not isinstance(value, str) or value not in allowed:
-        raise invalid(name, f"one of {', '.join(repr(option) for option in allowed)}", repr(value))
+        raise invalid(
+            name, f"one of {', '.join(repr(option) for option in allowed)}", repr(plain(value))
+        )
     return allowed[value] if isinstance(allowed, dict) else value
 
 
@@ -171,17 +220,52 @@ def final_estimator(estimator):
     return estimator
 
 
-def resolve_metric(metric, estimator):
-    """``metric``, else the ``metric`` of the estimator (of a Pipeline's last step), else Euclidean.
+def embedding_part(estimator, metric=None):
+    """What embeds ``X`` for ``estimator``, and the distance its embeddings are measured in.
+
+    An estimator with ``transform`` embeds ``X`` itself. A Pipeline whose last step searches or
+    predicts (it has ``kneighbors``, or no ``transform``), such as
+    ``Pipeline([("emb", TripletEmbedder()), ("knn", KNeighborsClassifier())])``, is represented by
+    the steps before that last one: their output is the embedding the last step works on.
+
+    Parameters
+    ----------
+    estimator : estimator
+        A fitted embedder, or a Pipeline that holds one.
+    metric : str, default=None
+        The distance to use; None takes the ``metric`` attribute of the embedding part's last step
+        when it has one, else ``"euclidean"``.
+
+    Returns
+    -------
+    embedder : estimator with ``transform``
+        ``estimator`` itself, or a Pipeline of its steps before the last one (sharing the fitted
+        steps).
+    metric : str
+        One of :data:`~sklearn_triplet.distances.METRICS`.
 
     Raises
     ------
+    TypeError
+        If nothing in ``estimator`` embeds ``X``.
     ValueError
-        If the estimator's metric is not one of :data:`~sklearn_triplet.distances.METRICS`.
+        If the embedder's metric is not one of :data:`~sklearn_triplet.distances.METRICS`.
     """
-    if metric is not None:
-        return metric
-    final = final_estimator(estimator)
-    return check_option(
-        f"{type(final).__name__}.metric", getattr(final, "metric", "euclidean"), METRICS
-    )
+    embedder = estimator
+    steps = getattr(estimator, "steps", None) or []
+    if steps and (hasattr(steps[-1][1], "kneighbors") or not hasattr(estimator, "transform")):
+        embedder = Pipeline(steps[:-1]) if len(steps) > 1 else None
+    if embedder is None or not hasattr(embedder, "transform"):
+        raise invalid(
+            "estimator",
+            "an embedder (with transform), or a Pipeline whose steps before its last one embed X, "
+            "such as Pipeline([('emb', TripletEmbedder()), ('knn', KNeighborsClassifier())])",
+            f"{type(estimator).__name__}, which has no transform",
+            TypeError,
+        )
+    if metric is None:
+        final = final_estimator(embedder)
+        metric = check_option(
+            f"{type(final).__name__}.metric", getattr(final, "metric", "euclidean"), METRICS
+        )
+    return embedder, metric

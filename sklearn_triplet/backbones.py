@@ -7,19 +7,26 @@ A backbone maps a batch of flattened samples ``(batch, n_features)`` to embeddin
 - ``"linear"``: :func:`make_linear`, a learned linear map (the deep analogue of scikit-learn's
   :class:`~sklearn.neighbors.NeighborhoodComponentsAnalysis`), which the estimators initialise
   from the data as NCA does (:func:`initial_linear_weights`);
-- ``"cnn"``: :func:`make_cnn`, a small convolutional network for images given as flattened pixels,
-  with ``backbone_params={"input_shape": (channels, height, width)}``, or for 1-D signals, with
-  ``backbone_params={"input_shape": (channels, length)}``;
+- ``"cnn"``: :func:`make_cnn`, a small convolutional network for images or signals, with
+  ``backbone_params={"input_shape": (channels, height, width)}`` or ``(channels, length)`` (the
+  estimators read the shape of images from ``X`` given as arrays);
 - a :class:`torch.nn.Module` instance, deep-copied at fit so the user's module is never changed;
 - a class or factory, called as ``factory(n_features, n_components, **backbone_params)``.
+
+The built-in networks take a :class:`torch.Generator` and draw their initial weights from it alone,
+the same weights as they would draw from torch's global generator seeded alike; torch's global
+random state is neither read nor changed.
 """
 
 import copy
 import math
 
+import torch
 from sklearn.decomposition import PCA
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from torch import nn
+
+from ._threads import seeded_global_generator
 
 
 class L2Normalize(nn.Module):
@@ -36,7 +43,9 @@ class L2Normalize(nn.Module):
         return nn.functional.normalize(x, p=2.0, dim=1)
 
 
-def make_mlp(n_features, n_components, *, hidden_layer_sizes=(256,), activation="relu"):
+def make_mlp(
+    n_features, n_components, *, hidden_layer_sizes=(256,), activation="relu", generator=None
+):
     """Fully connected network from ``n_features`` through the hidden layers to ``n_components``.
 
     Parameters
@@ -49,6 +58,9 @@ def make_mlp(n_features, n_components, *, hidden_layer_sizes=(256,), activation=
         Width of each hidden layer; ``()`` gives a linear map with bias.
     activation : {"relu", "gelu", "tanh"}, default="relu"
         Non-linearity after each hidden layer.
+    generator : torch.Generator, default=None
+        Source of the initial weights (PyTorch's default initialisation of each layer, drawn in
+        order); None draws from torch's global generator, as ``torch.nn.Linear`` does.
 
     Returns
     -------
@@ -63,13 +75,14 @@ def make_mlp(n_features, n_components, *, hidden_layer_sizes=(256,), activation=
       (2): Linear(in_features=32, out_features=2, bias=True)
     )
     """
+    on = _where(generator)
     layers = []
     width = n_features
     for size in hidden_layer_sizes:
-        layers += [nn.Linear(width, int(size)), _activation(activation)]
+        layers += [nn.Linear(width, int(size), **on), _activation(activation)]
         width = int(size)
-    layers.append(nn.Linear(width, n_components))
-    return nn.Sequential(*layers)
+    layers.append(nn.Linear(width, n_components, **on))
+    return _initialised(nn.Sequential(*layers), generator)
 
 
 def initial_linear_weights(X, y, n_components, *, init, random_state=None):
@@ -110,28 +123,52 @@ def initial_linear_weights(X, y, n_components, *, init, random_state=None):
     return PCA(n_components=n_components, random_state=random_state).fit(X).components_
 
 
-def make_linear(n_features, n_components):
+def make_linear(n_features, n_components, *, generator=None):
     """A learned linear map ``x -> x @ W.T`` without bias, like NCA's ``components_``.
+
+    Parameters
+    ----------
+    n_features : int
+        Input width.
+    n_components : int
+        Embedding width.
+    generator : torch.Generator, default=None
+        Source of the initial weights; None draws from torch's global generator.
+
+    Returns
+    -------
+    module : torch.nn.Linear
 
     Examples
     --------
     >>> make_linear(64, 2)
     Linear(in_features=64, out_features=2, bias=False)
     """
-    return nn.Linear(n_features, n_components, bias=False)
+    linear = nn.Linear(n_features, n_components, bias=False, **_where(generator))
+    return _initialised(linear, generator)
 
 
 def make_cnn(
-    n_features, n_components, *, input_shape, channels=(32, 64), hidden_size=128, kernel_size=None
+    n_features,
+    n_components,
+    *,
+    input_shape,
+    channels=(32, 64),
+    hidden_size=128,
+    kernel_size=None,
+    generator=None,
 ):
-    """Small convolutional network for images or 1-D signals passed as flattened rows.
+    """Small convolutional network for images or signals passed as flattened rows.
 
-    ``input_shape=(channels, height, width)`` builds 2-D convolutions (images);
-    ``input_shape=(channels, length)`` builds 1-D convolutions (time series, spectra, sensor data).
-    Each entry of ``channels`` adds a block ``Conv -> ReLU -> Conv -> ReLU -> MaxPool2`` (the pool
-    only while the image or signal is at least 4 steps wide along every axis), followed by average
-    pooling to 2 x 2 cells (4 cells for a signal), a hidden linear layer with ReLU and the output
-    layer. The convolutions are padded to keep the width.
+    ``input_shape=(channels, height, width)`` builds 2-D convolutions (images),
+    ``input_shape=(channels, length)`` 1-D ones (signals). Each entry of ``channels`` adds a block
+    ``Conv -> ReLU -> Conv -> ReLU -> MaxPool2`` (kernels of ``kernel_size`` along each axis,
+    padded to keep the width; the pool only while the image or signal is at least 4 steps wide
+    along every axis), followed by average pooling to
+    2 x 2 cells (2 for a signal), a hidden linear layer with ReLU and the output layer. Weights
+    start as He et al. (2015) advise for ReLU networks (normal, fan-in), biases at zero: with
+    PyTorch's default initialisation the signal fades through the layers and every image starts
+    at nearly the same embedding.
 
     Parameters
     ----------
@@ -141,15 +178,17 @@ def make_cnn(
         Embedding width.
     input_shape : tuple of int
         ``(channels, height, width)`` of an image or ``(channels, length)`` of a signal; rows of X
-        are reshaped to it (C order: for a signal, all the steps of the first channel come first).
+        are reshaped to it (C order).
     channels : tuple of int, default=(32, 64)
         Output channels of each convolutional block.
     hidden_size : int, default=128
         Width of the hidden fully connected layer.
     kernel_size : int, default=None
-        Width of the (odd) convolution kernels along each axis; ``None`` means 3 for images (3 x 3
+        Width of the (odd) convolution kernels along each axis; None means 3 for images (3 x 3
         kernels) and 7 for signals, whose features (peaks, edges, oscillations) usually span more
         steps than an image's span pixels.
+    generator : torch.Generator, default=None
+        Source of the initial weights; None draws from torch's global generator.
 
     Returns
     -------
@@ -161,12 +200,13 @@ def make_cnn(
     >>> net = make_cnn(64, 16, input_shape=(1, 8, 8))
     >>> net(torch.zeros(5, 64)).shape
     torch.Size([5, 16])
-    >>> signal_net = make_cnn(3 * 50, 16, input_shape=(3, 50), kernel_size=5)
-    >>> signal_net(torch.zeros(5, 150)).shape
+    >>> make_cnn(3 * 50, 16, input_shape=(3, 50))(torch.zeros(5, 150)).shape
     torch.Size([5, 16])
+    >>> make_cnn(3 * 50, 16, input_shape=(3, 50), kernel_size=5)[1]
+    Conv1d(3, 32, kernel_size=(5,), stride=(1,), padding=(2,))
     """
     shape = tuple(int(s) for s in input_shape)
-    if len(shape) not in (2, 3) or min(shape) < 1 or math.prod(shape) != n_features:
+    if len(shape) not in (2, 3) or math.prod(shape) != n_features:
         raise ValueError(
             "input_shape must be (channels, height, width) or (channels, length), with a product "
             f"equal to n_features={n_features}; got input_shape={tuple(input_shape)}."
@@ -177,32 +217,29 @@ def make_cnn(
         raise ValueError(f"kernel_size must be an odd positive integer; got {kernel_size!r}.")
     conv, pool, average = _CONV_LAYERS[len(shape) - 1]
     in_channels, sizes = shape[0], list(shape[1:])
+    on = {**_where(generator), "padding": int(kernel_size) // 2}
     layers = [nn.Unflatten(1, shape)]
     for out_channels in channels:
         layers += [
-            conv(in_channels, int(out_channels), int(kernel_size), padding=int(kernel_size) // 2),
+            conv(in_channels, int(out_channels), int(kernel_size), **on),
             nn.ReLU(),
-            conv(
-                int(out_channels),
-                int(out_channels),
-                int(kernel_size),
-                padding=int(kernel_size) // 2,
-            ),
+            conv(int(out_channels), int(out_channels), int(kernel_size), **on),
             nn.ReLU(),
         ]
         if min(sizes) >= 4:
             layers.append(pool(2))
             sizes = [size // 2 for size in sizes]
         in_channels = int(out_channels)
-    cells = (2, 2) if len(sizes) == 2 else (4,)
+    cells = (2,) * len(sizes)
     layers += [
         average(cells),
         nn.Flatten(),
-        nn.Linear(in_channels * math.prod(cells), hidden_size),
+        nn.Linear(in_channels * math.prod(cells), hidden_size, **_where(generator)),
         nn.ReLU(),
-        nn.Linear(hidden_size, n_components),
+        nn.Linear(hidden_size, n_components, **_where(generator)),
     ]
-    return nn.Sequential(*layers)
+    # Built as PyTorch builds it (its default initialisation), then He's, from one generator.
+    return _relu_init(_initialised(nn.Sequential(*layers), generator), generator)
 
 
 # Convolution, max pooling and adaptive average pooling, for signals (1) and images (2).
@@ -210,6 +247,61 @@ _CONV_LAYERS = {
     1: (nn.Conv1d, nn.MaxPool1d, nn.AdaptiveAvgPool1d),
     2: (nn.Conv2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d),
 }
+
+
+def _relu_init(module, generator=None):
+    """He (Kaiming) normal weights, fan-in, and zero biases for each conv and linear layer."""
+    for layer in module.modules():
+        if isinstance(layer, _RANDOM_INIT_LAYERS):
+            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu", generator=generator)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+    return module
+
+
+def _default_init(layer, generator):
+    """PyTorch's own ``reset_parameters`` of a linear or convolution layer, from ``generator``."""
+    nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+    if layer.bias is not None:
+        bound = 1 / math.sqrt(layer.weight[0].numel())  # 1 / sqrt(fan_in)
+        nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+
+
+def _where(generator):
+    """Layer keyword arguments: on the meta device (no values drawn) when a generator fills them."""
+    return {} if generator is None else {"device": "meta"}
+
+
+def _initialised(module, generator):
+    """``module``, built on the meta device, with PyTorch's initialisation drawn from ``generator``.
+
+    The meta device draws nothing; the layers get CPU memory here and are filled in order, weight
+    then bias, as their ``reset_parameters`` would fill them from the global generator.
+    Normalisation layers have no random initialisation and reset themselves. None leaves the
+    module as it is (built on the CPU, from the global generator).
+    """
+    if generator is None:
+        return module
+    module = module.to_empty(device="cpu")
+    with torch.no_grad():
+        for layer in module.modules():
+            if isinstance(layer, _RANDOM_INIT_LAYERS):
+                _default_init(layer, generator)
+            elif isinstance(layer, _FIXED_INIT_LAYERS):
+                layer.reset_parameters()
+            elif list(layer.parameters(recurse=False)) or list(layer.buffers(recurse=False)):
+                raise TypeError(f"No initialisation from a generator for {type(layer).__name__}.")
+    return module
+
+
+_RANDOM_INIT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_FIXED_INIT_LAYERS = (
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.LayerNorm,
+    nn.GroupNorm,
+)
 
 
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
@@ -227,7 +319,9 @@ def _activation(name):
 _BUILTIN = {"mlp": make_mlp, "linear": make_linear, "cnn": make_cnn}
 
 
-def build_backbone(backbone, n_features, n_components, *, hidden_layer_sizes=(256,), params=None):
+def build_backbone(
+    backbone, n_features, n_components, *, hidden_layer_sizes=(256,), params=None, generator=None
+):
     """Resolve a ``backbone`` parameter into a fresh module.
 
     Parameters
@@ -242,6 +336,11 @@ def build_backbone(backbone, n_features, n_components, *, hidden_layer_sizes=(25
     params : dict, default=None
         Extra keyword arguments of the builder (for ``"cnn"``: ``input_shape``, ``channels``,
         ``hidden_size``, ``kernel_size``; for ``"mlp"``: ``activation``).
+    generator : torch.Generator, default=None
+        Source of the initial weights of a built-in network. A class or factory is called with
+        torch's global generator seeded from ``generator.initial_seed()`` (and restored afterwards,
+        under a lock shared by all fits of the process); a module instance is copied as it is.
+        None leaves torch's global generator to all of them.
 
     Returns
     -------
@@ -267,11 +366,14 @@ def build_backbone(backbone, n_features, n_components, *, hidden_layer_sizes=(25
             params.setdefault("hidden_layer_sizes", tuple(hidden_layer_sizes))
         if backbone == "cnn" and "input_shape" not in params:
             raise ValueError(
-                "backbone='cnn' needs backbone_params={'input_shape': (channels, height, width)} "
-                "for images or {'input_shape': (channels, length)} for 1-D signals."
+                "backbone='cnn' needs backbone_params={'input_shape': (channels, height, width)}."
             )
-        backbone = _BUILTIN[backbone]
-    module = backbone(n_features, n_components, **params)
+        module = _BUILTIN[backbone](n_features, n_components, generator=generator, **params)
+    elif generator is None:
+        module = backbone(n_features, n_components, **params)
+    else:
+        with seeded_global_generator(generator.initial_seed(), torch.device("cpu")):
+            module = backbone(n_features, n_components, **params)
     if not isinstance(module, nn.Module):
         raise TypeError(
             f"The backbone factory must return a torch.nn.Module; got {type(module).__name__}."

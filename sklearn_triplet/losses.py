@@ -37,6 +37,16 @@ that a training loop can add them up over an epoch and read them once:
 - For :func:`contrastive_loss` also ``n_pairs``, ``n_positive_pairs``,
   ``n_negative_pairs`` and ``n_active_pairs``, over all the unordered pairs.
 
+Given pairs and triplets
+------------------------
+:func:`contrastive_loss_on_pairs` and :func:`triplet_loss_on_triplets` take
+the pairs or triplets themselves, as aligned rows of embeddings, rather than
+a labelled batch: nothing is mined and nothing is inferred from points that
+several tuples share. They are what
+:class:`~sklearn_triplet.PairEmbedder` and
+:class:`~sklearn_triplet.ComparisonEmbedder` train with, and their gradient is
+plain autograd over the ``n`` row distances.
+
 How the gradient is computed
 ----------------------------
 Every loss here is a piecewise smooth function of the (B, B) distance matrix
@@ -58,10 +68,14 @@ from ._kernels import (
     AVERAGES,
     CONTRASTIVE,
     CONTRASTIVE_STATISTICS,
+    GIVEN_PAIRS_STATISTICS,
+    GIVEN_TRIPLETS_STATISTICS,
     METRICS,
     TRIPLET,
     TRIPLET_STATISTICS,
     contrastive_kernel,
+    given_pairs_kernel,
+    given_triplets_kernel,
     triplet_kernel,
 )
 from ._validation import (
@@ -69,10 +83,16 @@ from ._validation import (
     StrOptions,
     check_embeddings,
     check_labels,
+    invalid,
     validate_function_params,
 )
 
-__all__ = ["contrastive_loss", "triplet_loss"]
+__all__ = [
+    "contrastive_loss",
+    "contrastive_loss_on_pairs",
+    "triplet_loss",
+    "triplet_loss_on_triplets",
+]
 
 
 def _constraints(minings):
@@ -351,3 +371,204 @@ def contrastive_loss(
     if not return_stats:
         return result.loss
     return result.loss, CONTRASTIVE_STATISTICS.as_dict(result.counts)
+
+
+def _given_constraints(*tensors):
+    return {
+        **dict.fromkeys(tensors, [torch.Tensor]),
+        "margin": [Interval(Real, 0, None, closed="neither")],
+        "metric": [StrOptions(set(METRICS))],
+        "return_stats": ["boolean"],
+    }
+
+
+def _check_rows(**tensors):
+    """2-D floating-point tensors, all of one shape, dtype and device."""
+    (first_name, first), *others = tensors.items()
+    for name, tensor in tensors.items():
+        check_embeddings(name, tensor, rows="n", columns="n_components")
+    for name, tensor in others:
+        if (tensor.shape, tensor.dtype, tensor.device) != (first.shape, first.dtype, first.device):
+            raise invalid(
+                name,
+                f"of the shape, dtype and device of {first_name}",
+                f"{first_name}: {tuple(first.shape)}, {first.dtype}, {first.device} and "
+                f"{name}: {tuple(tensor.shape)}, {tensor.dtype}, {tensor.device}",
+            )
+
+
+def _check_pair_targets(y, first):
+    if (
+        y.shape != first.shape[:1]
+        or y.device != first.device
+        or y.dtype == torch.bool
+        or y.is_complex()
+    ):
+        raise invalid(
+            "y",
+            f"a real or integer tensor of shape ({first.shape[0]},) on {first.device}",
+            f"shape {tuple(y.shape)}, dtype {y.dtype} on {y.device}",
+        )
+    bad = (y != 1) & (y != -1)
+    if bool(bad.any()):
+        values = torch.unique(y[bad])[:5].tolist()
+        raise invalid("y", "+1 (similar pair) or -1 (dissimilar pair)", f"also {values}")
+
+
+@validate_function_params(_given_constraints("first", "second", "y"))
+def contrastive_loss_on_pairs(
+    first, second, y, *, margin=1.0, metric="euclidean", return_stats=False
+):
+    """Contrastive loss of given pairs (Hadsell, Chopra and LeCun, 2006).
+
+    ``y`` follows metric-learn's convention, ``+1`` for a similar pair and ``-1`` for a
+    dissimilar one. The paper's label is ``Y = (1 - y) / 2``: ``Y = 0`` similar, ``Y = 1``
+    dissimilar. With ``D = d(first[i], second[i])`` the loss of pair ``i`` is
+
+        ``(1 - Y) D² + Y max(0, margin - D)²``
+
+    and the function returns its mean over the pairs. (The paper writes both terms with a factor
+    ½, which only halves the loss; the formula here is that of
+    :func:`sklearn_triplet.losses.contrastive_loss`, so one margin means the same in both.) A
+    similar pair's loss is above 0 when ``D > 0``, a dissimilar pair's when ``D < margin``.
+
+    Parameters
+    ----------
+    first, second : Tensor of shape (n_pairs, d)
+        Floating-point embeddings of the two members of each pair, on one device and in one
+        dtype.
+    y : Tensor of shape (n_pairs,)
+        ``+1`` (similar) or ``-1`` (dissimilar) for each pair, any real or integer dtype, on the
+        device of the embeddings.
+    margin : float, default=1.0
+        The margin, > 0, in units of ``metric``.
+    metric : {"euclidean", "sqeuclidean", "cosine"}, default="euclidean"
+        The distance ``D``; ``"cosine"`` is ``1 - cos`` and a zero vector is at distance 1 from
+        every vector. With ``"sqeuclidean"`` the loss squares the squared distance.
+    return_stats : bool, default=False
+        Also return ``stats``: ``n_pairs``, ``n_positive_pairs`` (similar), ``n_negative_pairs``
+        (dissimilar) and ``n_active_pairs`` (pairs whose loss is above 0).
+
+    Returns
+    -------
+    loss : Tensor of shape ()
+        Differentiable, in the dtype of the embeddings; 0, still attached to the graph, for no
+        pairs.
+    stats : dict of str to Tensor
+        Only when ``return_stats`` is True.
+
+    Raises
+    ------
+    ValueError
+        If ``margin`` is not positive, ``metric`` is unknown, ``y`` holds a value other than
+        ``+1`` and ``-1``, or the shapes, dtypes or devices do not fit.
+    TypeError
+        If an input is not a tensor.
+
+    See Also
+    --------
+    triplet_loss_on_triplets : The loss of given triplets.
+    sklearn_triplet.losses.contrastive_loss : The same loss over the pairs of a labelled batch.
+
+    References
+    ----------
+    R. Hadsell, S. Chopra and Y. LeCun, "Dimensionality Reduction by Learning an Invariant
+    Mapping", CVPR 2006.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_triplet.losses import contrastive_loss_on_pairs
+    >>> first = torch.tensor([[0.0, 0.0], [0.0, 0.0]], requires_grad=True)
+    >>> second = torch.tensor([[3.0, 4.0], [0.3, 0.4]])
+    >>> y = torch.tensor([1, -1])  # similar at distance 5, dissimilar at 0.5
+    >>> loss = contrastive_loss_on_pairs(first, second, y, margin=1.0)
+    >>> loss.item()  # (5² + (1 - 0.5)²) / 2
+    12.625
+    """
+    _check_rows(first=first, second=second)
+    _check_pair_targets(y, first)
+    result = given_pairs_kernel(first, second, y, margin=margin, metric=metric, counts=return_stats)
+    if not return_stats:
+        return result.loss
+    return result.loss, GIVEN_PAIRS_STATISTICS.as_dict(result.counts)
+
+
+@validate_function_params(_given_constraints("anchors", "positives", "negatives"))
+def triplet_loss_on_triplets(
+    anchors, positives, negatives, *, margin=0.2, metric="euclidean", return_stats=False
+):
+    """Triplet loss of given triplets (Schroff, Kalenichenko and Philbin, 2015).
+
+    Triplet ``i`` says that ``anchors[i]`` is more like ``positives[i]`` than like
+    ``negatives[i]``; its loss is
+
+        ``max(0, d(a, p) - d(a, n) + margin)``
+
+    and the function returns the mean over the triplets. Each triplet is counted, as in
+    :mod:`sklearn_triplet.losses`, as easy (``d(a, n) > d(a, p) + margin``), semi-hard
+    (``d(a, p) < d(a, n) <= d(a, p) + margin``) or hard (``d(a, n) <= d(a, p)``), and as
+    active when its loss is above 0 (``d(a, n) < d(a, p) + margin``).
+
+    Parameters
+    ----------
+    anchors, positives, negatives : Tensor of shape (n_triplets, d)
+        Floating-point embeddings of the members of each triplet, on one device and in one dtype.
+    margin : float, default=0.2
+        The margin, > 0, in units of ``metric``.
+    metric : {"euclidean", "sqeuclidean", "cosine"}, default="euclidean"
+        The distance ``d``; ``"cosine"`` is ``1 - cos`` and a zero vector is at distance 1 from
+        every vector.
+    return_stats : bool, default=False
+        Also return ``stats``: ``n_triplets``, ``n_easy``, ``n_semi_hard``, ``n_hard`` and
+        ``n_active``.
+
+    Returns
+    -------
+    loss : Tensor of shape ()
+        Differentiable, in the dtype of the embeddings; 0, still attached to the graph, for no
+        triplets.
+    stats : dict of str to Tensor
+        Only when ``return_stats`` is True.
+
+    Raises
+    ------
+    ValueError
+        If ``margin`` is not positive, ``metric`` is unknown, or the shapes, dtypes or devices do
+        not fit.
+    TypeError
+        If an input is not a tensor.
+
+    See Also
+    --------
+    contrastive_loss_on_pairs : The loss of given pairs.
+    sklearn_triplet.losses.triplet_loss : The same loss over triplets mined from a labelled
+        batch.
+
+    References
+    ----------
+    F. Schroff, D. Kalenichenko and J. Philbin, "FaceNet: A Unified Embedding for Face
+    Recognition and Clustering", CVPR 2015.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_triplet.losses import triplet_loss_on_triplets
+    >>> anchors = torch.tensor([[0.0], [0.0]], requires_grad=True)
+    >>> positives = torch.tensor([[1.0], [1.0]])
+    >>> negatives = torch.tensor([[3.0], [1.1]])  # one easy triplet, one semi-hard
+    >>> loss, stats = triplet_loss_on_triplets(
+    ...     anchors, positives, negatives, margin=0.5, return_stats=True
+    ... )
+    >>> round(loss.item(), 4)  # (0 + (1 - 1.1 + 0.5)) / 2
+    0.2
+    >>> {key: int(value) for key, value in stats.items()}  # doctest: +NORMALIZE_WHITESPACE
+    {'n_triplets': 2, 'n_easy': 1, 'n_semi_hard': 1, 'n_hard': 0, 'n_active': 1}
+    """
+    _check_rows(anchors=anchors, positives=positives, negatives=negatives)
+    result = given_triplets_kernel(
+        anchors, positives, negatives, margin=margin, metric=metric, counts=return_stats
+    )
+    if not return_stats:
+        return result.loss
+    return result.loss, GIVEN_TRIPLETS_STATISTICS.as_dict(result.counts)

@@ -47,7 +47,11 @@ Scorers
 :data:`precision_at_1_scorer` and :data:`r_precision_scorer` are callables
 ``scorer(estimator, X, y) -> float`` for ``GridSearchCV(scoring=...)``: they
 embed ``X`` with ``estimator.transform`` and compute the metric
-leave-one-out on the held-out fold.
+leave-one-out on the held-out fold. Given a Pipeline that ends in a
+neighbours estimator or a classifier, such as
+``Pipeline([("emb", TripletEmbedder()), ("knn", KNeighborsClassifier())])``,
+they score the embedding made by the steps before that last one (what it
+searches), in the embedder's metric.
 """
 
 from numbers import Integral
@@ -58,9 +62,9 @@ from sklearn.utils.validation import check_array, check_consistent_length, colum
 from ._validation import (
     Interval,
     StrOptions,
+    embedding_part,
     encode_labels,
     invalid,
-    resolve_metric,
     validate_function_params,
 )
 from .distances import METRICS, pairwise_distances
@@ -462,8 +466,8 @@ class _RetrievalScorer:
     def __call__(self, estimator, X, y):
         if y is None:
             raise ValueError(f"The {self.name} scorer needs class labels y; got y=None.")
-        metric = resolve_metric(self.metric, estimator)
-        embedding = estimator.transform(X)
+        embedder, metric = embedding_part(estimator, self.metric)
+        embedding = embedder.transform(X)
         return _METRIC_FUNCTIONS[self.name](embedding, y, metric=metric, chunk_size=self.chunk_size)
 
     def __repr__(self):
@@ -488,7 +492,9 @@ def make_retrieval_scorer(name, *, metric=None, chunk_size=None):
     The scorer is a callable ``scorer(estimator, X, y) -> float`` that embeds
     ``X`` with ``estimator.transform`` and computes the metric leave-one-out
     on those embeddings (the held-out fold during cross-validation). Higher is
-    better. It can be passed alone or as a value of a ``scoring`` dict.
+    better. It can be passed alone or as a value of a ``scoring`` dict. A
+    Pipeline whose last step is a neighbours estimator or a classifier is
+    scored on the embedding made by the steps before that step.
 
     Parameters
     ----------
@@ -496,8 +502,9 @@ def make_retrieval_scorer(name, *, metric=None, chunk_size=None):
         The retrieval metric.
     metric : {"euclidean", "sqeuclidean", "cosine"}, default=None
         Distance between embeddings. None uses the ``metric`` attribute of the
-        estimator (of the last step of a Pipeline) when it has one, otherwise
-        ``"euclidean"``.
+        embedder (of the last embedding step of a Pipeline) when it has one,
+        otherwise ``"euclidean"``; a final classifier's own ``metric`` is
+        not used.
     chunk_size : int, default=None
         Passed to the metric function; bounds memory.
 

@@ -6,6 +6,8 @@ matplotlib objects as attributes ending in ``_``. matplotlib is optional: it
 is imported only when a plot is drawn.
 """
 
+from collections.abc import Mapping
+
 import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.exceptions import NotFittedError
@@ -14,6 +16,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_consistent_length, column_or_1d
 
 from ._kernels import CALLABLE_STATISTICS, CONTRASTIVE_STATISTICS, TRIPLET_STATISTICS
+from ._validation import embedding_part
 
 __all__ = ["EmbeddingDisplay", "HistoryDisplay"]
 
@@ -48,6 +51,18 @@ def _tsne(embedding, random_state):
 
 _PROJECTIONS = {"pca": _pca, "tsne": _tsne}
 
+# projection="auto" draws t-SNE up to this many points, PCA beyond: t-SNE keeps each point's
+# nearest neighbours near it (what a KNN sees) where PCA overlaps classes, but its cost grows
+# faster than linearly (on one core: about 2 s for 450 points, 10 s for 2,000, 30 s for 5,000;
+# see benchmarks/projections.py).
+_TSNE_MAX_SAMPLES = 5000
+
+
+def _auto(embedding, random_state):
+    if embedding.shape[0] <= _TSNE_MAX_SAMPLES:
+        return _tsne(embedding, random_state)
+    return _pca(embedding, random_state)
+
 
 def _project(embedding, projection, random_state):
     """Two-dimensional points and axis labels for an embedding of any width."""
@@ -66,16 +81,18 @@ def _project(embedding, projection, random_state):
             )
         name = type(projection).__name__
         return points, (f"{name} 1", f"{name} 2")
+    if projection == "auto":
+        return _auto(embedding, random_state)
     return _PROJECTIONS[projection](embedding, random_state)
 
 
 def _check_projection(projection):
     if hasattr(projection, "fit_transform"):
         return
-    if not (isinstance(projection, str) and projection in _PROJECTIONS):
+    if not (isinstance(projection, str) and (projection == "auto" or projection in _PROJECTIONS)):
         raise ValueError(
             f"projection={projection!r} is not supported; choose one of "
-            f"{sorted(_PROJECTIONS)} or pass an object with fit_transform."
+            f"{sorted(['auto', *_PROJECTIONS])} or pass an object with fit_transform."
         )
 
 
@@ -129,9 +146,9 @@ class EmbeddingDisplay:
     >>> from sklearn_triplet.plotting import EmbeddingDisplay
     >>> X, y = load_digits(return_X_y=True)
     >>> embedder = PCA(n_components=8).fit(X)
-    >>> display = EmbeddingDisplay.from_estimator(embedder, X[:500], y[:500])
-    >>> len(display.scatters_)
-    10
+    >>> display = EmbeddingDisplay.from_estimator(embedder, X[:200], y[:200], random_state=0)
+    >>> len(display.scatters_), display.ax_.get_xlabel()
+    (10, 't-SNE 1')
     """
 
     def __init__(self, points, y, *, axis_labels=("component 1", "component 2")):
@@ -147,8 +164,8 @@ class EmbeddingDisplay:
         ax : matplotlib Axes, default=None
             Axes to draw on; None makes a new figure.
         legend : bool, default=None
-            Whether to draw a legend of the classes; None draws one when there
-            are at most 20 classes.
+            Whether to draw a legend of the classes, beside the axes; None
+            draws one when there are at most 20 classes.
         **kwargs : dict
             Passed to :meth:`matplotlib.axes.Axes.scatter`.
 
@@ -159,7 +176,7 @@ class EmbeddingDisplay:
         """
         plt = _import_pyplot("EmbeddingDisplay.plot")
         if ax is None:
-            _, ax = plt.subplots()
+            _, ax = plt.subplots(layout="constrained")
         points, y = np.asarray(self.points), np.asarray(self.y)
         self.classes_ = np.unique(y)
         style = {"s": 12, "alpha": 0.8, **kwargs}
@@ -173,14 +190,22 @@ class EmbeddingDisplay:
             legend = len(self.classes_) <= _MAX_LEGEND_CLASSES
         self.legend_ = None
         if legend:
-            self.legend_ = ax.legend(title="class", markerscale=1.5, fontsize="small")
+            # Beside the axes, never over the points.
+            self.legend_ = ax.legend(
+                title="class",
+                markerscale=1.5,
+                fontsize="small",
+                loc="upper left",
+                bbox_to_anchor=(1.01, 1.0),
+                borderaxespad=0.0,
+            )
         self.ax_ = ax
         self.figure_ = ax.figure
         return self
 
     @classmethod
     def from_embedding(
-        cls, embedding, y, *, projection="pca", ax=None, random_state=None, legend=None, **kwargs
+        cls, embedding, y, *, projection="auto", ax=None, random_state=None, legend=None, **kwargs
     ):
         """Plot an embedding, projected to two dimensions when wider.
 
@@ -191,11 +216,18 @@ class EmbeddingDisplay:
             plotted against random vertical jitter; more are projected.
         y : array-like of shape (n_samples,)
             Class of each sample.
-        projection : {"pca", "tsne"} or object with ``fit_transform``, default="pca"
-            Projection used when ``n_components > 2``: scikit-learn's
-            :class:`~sklearn.decomposition.PCA` or
-            :class:`~sklearn.manifold.TSNE`, or any transformer whose
-            ``fit_transform`` returns two columns.
+        projection : {"auto", "tsne", "pca"} or object with ``fit_transform``, \
+                default="auto"
+            Projection used when the embedding has more than two components.
+            ``"tsne"``: scikit-learn's :class:`~sklearn.manifold.TSNE`, which
+            keeps each point's nearest neighbours near it, so that the view
+            shows the classes as a nearest-neighbour classifier sees them; it
+            takes seconds (on one core, about 2 s for 450 points, 30 s for
+            5,000). ``"pca"``: the first two principal components
+            (:class:`~sklearn.decomposition.PCA`), at once, but a linear view
+            in which classes far apart in the embedding can overlap.
+            ``"auto"``: t-SNE up to 5,000 samples, PCA beyond. Or any
+            transformer whose ``fit_transform`` returns two columns.
         ax : matplotlib Axes, default=None
             Axes to draw on; None makes a new figure.
         random_state : int, RandomState instance or None, default=None
@@ -215,9 +247,12 @@ class EmbeddingDisplay:
         >>> import numpy as np
         >>> from sklearn_triplet.plotting import EmbeddingDisplay
         >>> embedding = np.random.default_rng(0).normal(size=(60, 5))
-        >>> display = EmbeddingDisplay.from_embedding(embedding, [0, 1, 2] * 20)
-        >>> display.points.shape, display.ax_.get_xlabel()[:5]
-        ((60, 2), 'PCA 1')
+        >>> display = EmbeddingDisplay.from_embedding(embedding, [0, 1, 2] * 20, random_state=0)
+        >>> display.points.shape, display.ax_.get_xlabel()
+        ((60, 2), 't-SNE 1')
+        >>> display = EmbeddingDisplay.from_embedding(embedding, [0, 1, 2] * 20, projection="pca")
+        >>> display.ax_.get_xlabel()
+        'PCA 1 (30% variance)'
         """
         _import_pyplot("EmbeddingDisplay.from_embedding")
         _check_projection(projection)
@@ -230,20 +265,43 @@ class EmbeddingDisplay:
 
     @classmethod
     def from_estimator(
-        cls, estimator, X, y, *, projection="pca", ax=None, random_state=None, legend=None, **kwargs
+        cls,
+        estimator,
+        X,
+        y,
+        *,
+        projection="auto",
+        ax=None,
+        random_state=None,
+        legend=None,
+        **kwargs,
     ):
         """Embed ``X`` with ``estimator.transform`` and plot it.
 
         Parameters
         ----------
-        estimator : estimator with ``transform``
-            A fitted embedder, or a Pipeline ending in one.
+        estimator : estimator with ``transform``, or Pipeline
+            A fitted embedder, or a Pipeline holding one. A Pipeline whose
+            last step is a neighbours estimator or a classifier (such as
+            ``Pipeline([("emb", TripletEmbedder()), ("knn",
+            KNeighborsClassifier())])``) is drawn through the steps before
+            that one.
         X : array-like of shape (n_samples, n_features)
             Samples to embed.
         y : array-like of shape (n_samples,)
             Class of each sample.
-        projection : {"pca", "tsne"} or object with ``fit_transform``, default="pca"
+        projection : {"auto", "tsne", "pca"} or object with ``fit_transform``, \
+                default="auto"
             Projection used when the embedding has more than two components.
+            ``"tsne"``: scikit-learn's :class:`~sklearn.manifold.TSNE`, which
+            keeps each point's nearest neighbours near it, so that the view
+            shows the classes as a nearest-neighbour classifier sees them; it
+            takes seconds (on one core, about 2 s for 450 points, 30 s for
+            5,000). ``"pca"``: the first two principal components
+            (:class:`~sklearn.decomposition.PCA`), at once, but a linear view
+            in which classes far apart in the embedding can overlap.
+            ``"auto"``: t-SNE up to 5,000 samples, PCA beyond. Or any
+            transformer whose ``fit_transform`` returns two columns.
         ax : matplotlib Axes, default=None
             Axes to draw on; None makes a new figure.
         random_state : int, RandomState instance or None, default=None
@@ -270,8 +328,9 @@ class EmbeddingDisplay:
         True
         """
         _import_pyplot("EmbeddingDisplay.from_estimator")
+        embedder, _ = embedding_part(estimator)
         return cls.from_embedding(
-            estimator.transform(X),
+            embedder.transform(X),
             y,
             projection=projection,
             ax=ax,
@@ -296,17 +355,75 @@ _HISTORY_PANELS = {
             }.values()
         ),
     ),
-    "validation": ("Validation", "score", [("validation_score", "validation score")]),
+    # the embedders' validation score is MAP@R on the held-out split
+    "validation": ("Validation", "MAP@R", [("validation_score", "validation MAP@R")]),
 }
 _X_AXES = {"epoch": "epoch", "time": "time (s)"}
 
 
 def _curve(history, x, key):
-    """Points (x, value) of the rows that hold both, as two float arrays."""
+    """Points (x, value) of the rows that hold both (not None, not NaN), as two float arrays."""
+    points = np.array([(row.get(x), row.get(key)) for row in history], dtype=np.float64).reshape(
+        -1, 2
+    )  # None becomes NaN
+    return points[~np.isnan(points).any(axis=1)].T
+
+
+def _history_rows(history):
+    """The history as a list of per-epoch dicts, from such a list or from a pandas DataFrame."""
+    if hasattr(history, "columns") and hasattr(history, "to_dict"):  # pd.DataFrame(history_)
+        rows = history.to_dict(orient="records")
+    elif isinstance(history, (list, tuple)):
+        rows = list(history)
+    else:
+        rows = None
+    if not rows or not all(isinstance(row, Mapping) for row in rows):
+        raise ValueError(
+            "history must be a non-empty list of dicts, one per epoch (as an embedder's "
+            "history_), or a pandas DataFrame with one row per epoch; got "
+            f"{_describe_history(history)}."
+        )
+    return rows
+
+
+def _describe_history(history):
+    """What ``history`` is, in a few words (an error message never prints a whole table)."""
+    kind = type(history).__name__
+    if hasattr(history, "columns") and hasattr(history, "to_dict"):
+        return f"a {kind} with {len(history)} rows"
+    if isinstance(history, (list, tuple)):
+        if not history:
+            return f"an empty {kind}"
+        first_bad = next(i for i, row in enumerate(history) if not isinstance(row, Mapping))
+        return f"a {kind} whose item {first_bad} is of type {type(history[first_bad]).__name__}"
+    return f"an object of type {kind}"
+
+
+def _mark_best(axis, history, x, line):
+    """Mark the first epoch with the highest validation score; return the marker."""
     rows = [
-        (row[x], row[key]) for row in history if row.get(x) is not None and row.get(key) is not None
+        row
+        for row in history
+        if row.get(x) is not None
+        and row.get("validation_score") is not None
+        and not np.isnan(row["validation_score"])
+        and not np.isnan(row[x])
     ]
-    return np.array(rows, dtype=np.float64).reshape(-1, 2).T
+    best = max(rows, key=lambda row: row["validation_score"])  # max keeps the first of ties
+    when = f"epoch {best['epoch']:g}" if best.get("epoch") is not None else f"{best[x]:g} s"
+    (marker,) = axis.plot(
+        [best[x]],
+        [best["validation_score"]],
+        marker="*",
+        markersize=14,
+        linestyle="none",
+        color=line.get_color(),
+        markeredgecolor="black",
+        zorder=3,
+        label=f"best: {best['validation_score']:.3f} at {when}",
+    )
+    axis.axvline(best[x], color="0.6", linestyle=":", linewidth=1, zorder=1)
+    return marker
 
 
 class HistoryDisplay:
@@ -316,19 +433,22 @@ class HistoryDisplay:
     embedders: a list with one dict per epoch, with keys among ``"epoch"``,
     ``"loss"``, ``"easy_fraction"``, ``"semi_hard_fraction"``,
     ``"hard_fraction"``, ``"active_fraction"``, ``"validation_score"`` and
-    ``"time"``. A panel is drawn for each group of keys present (loss;
-    triplet types; validation score); missing keys, or ``None`` values, are
-    skipped.
+    ``"time"``, or the same as a pandas DataFrame with one row per epoch,
+    ``pd.DataFrame(history_)``. A panel is drawn for each group of keys
+    present (loss; triplet types; validation score, MAP@R, with its best
+    epoch marked); missing keys, ``None`` and NaN values are skipped.
+    Legends sit below their panel, off the curves.
 
     Parameters
     ----------
-    history : list of dict
-        One dict per epoch.
+    history : list of dict or pandas DataFrame
+        One dict, or one row, per epoch.
 
     Attributes
     ----------
     lines_ : dict of str to matplotlib Line2D
-        The curves, keyed by history key (``"loss"``, ``"hard_fraction"``, ...).
+        The curves, keyed by history key (``"loss"``, ``"hard_fraction"``, ...),
+        and the marker of the best validation score, ``"best_validation_score"``.
     axes_ : ndarray of matplotlib Axes
         One Axes per panel, in the order loss, triplets, validation.
     figure_ : matplotlib Figure
@@ -371,11 +491,7 @@ class HistoryDisplay:
         plt = _import_pyplot("HistoryDisplay.plot")
         if not (isinstance(x, str) and x in _X_AXES):
             raise ValueError(f"x={x!r} is not supported; choose one of {sorted(_X_AXES)}.")
-        if not isinstance(self.history, (list, tuple)) or not self.history:
-            raise ValueError(
-                f"history must be a non-empty list of dicts, one per epoch; got {self.history!r}."
-            )
-        history = self.history
+        history = _history_rows(self.history)
         if x == "epoch" and not any("epoch" in row for row in history):
             history = [{**row, "epoch": i} for i, row in enumerate(history, start=1)]
         curves = {
@@ -393,7 +509,7 @@ class HistoryDisplay:
             _, axes = plt.subplots(
                 1,
                 len(panels),
-                figsize=(4.5 * len(panels), 3.5),
+                figsize=(5.0 * len(panels), 3.5),
                 squeeze=False,
                 layout="constrained",
             )
@@ -415,7 +531,21 @@ class HistoryDisplay:
             axis.set_ylabel(ylabel)
             if panel == "triplets":
                 axis.set_ylim(-0.02, 1.02)
-                axis.legend(fontsize="small")
+            if panel == "validation":
+                self.lines_["best_validation_score"] = _mark_best(
+                    axis, history, x, self.lines_["validation_score"]
+                )
+            if panel != "loss":
+                # Below the curves, never over them.
+                axis.legend(
+                    fontsize="small",
+                    loc="upper center",
+                    bbox_to_anchor=(0.5, -0.22),
+                    ncols=4,
+                    frameon=False,
+                    handlelength=1.5,
+                    columnspacing=1.0,
+                )
         self.axes_ = np.asarray(axes, dtype=object)
         self.figure_ = self.axes_[0].figure
         return self
@@ -426,8 +556,9 @@ class HistoryDisplay:
 
         Parameters
         ----------
-        history : list of dict
-            One dict per epoch (see the class documentation for the keys).
+        history : list of dict or pandas DataFrame
+            One dict, or one row, per epoch (see the class documentation for
+            the keys).
         ax : matplotlib Axes or sequence of Axes, default=None
             One Axes per panel; None makes a new figure.
         x : {"epoch", "time"}, default="epoch"

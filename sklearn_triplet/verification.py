@@ -19,9 +19,12 @@ It accepts two inputs, chosen by its ``embedder`` parameter:
   ``(n_pairs, 1)``. Distances may come from any source (an embedder of this
   package, another model, a precomputed matrix), and calibrating a threshold
   needs nothing more.
-- a fitted ``embedder``: the two samples of each pair side by side, shape
-  ``(n_pairs, 2 * n_features)``, i.e. ``np.hstack([X1, X2])``. One row per
-  pair keeps scikit-learn's contract (``X`` two-dimensional, one label per
+- a fitted ``embedder``: the two samples of each pair, either stacked as in
+  metric-learn, shape ``(n_pairs, 2, n_features)``, i.e.
+  ``np.stack([X1, X2], axis=1)``, or side by side, shape
+  ``(n_pairs, 2 * n_features)``, i.e. ``np.hstack([X1, X2])``. The first
+  form is turned into the second, so ``n_features_in_`` is ``2 * n_features``
+  either way. One row per pair keeps scikit-learn's contract (one label per
   row), so :func:`~sklearn.model_selection.cross_val_score`, ``GridSearchCV``
   and :func:`~sklearn.metrics.RocCurveDisplay.from_estimator` work on raw
   pairs directly.
@@ -59,10 +62,12 @@ from ._validation import (
     HasMethods,
     Interval,
     StrOptions,
+    embedding_part,
     encode_labels,
     fit_context,
-    resolve_metric,
+    plain,
     validate_data,
+    validate_estimator_params,
     validate_function_params,
 )
 from .distances import METRICS, paired_distances
@@ -77,7 +82,7 @@ __all__ = [
 
 @validate_function_params(
     {
-        "estimator": [HasMethods(["transform"])],
+        "estimator": "no_validation",  # checked by embedding_part, which knows Pipelines
         "X1": ["array-like"],
         "X2": ["array-like"],
         "metric": [StrOptions(set(METRICS)), None],
@@ -88,16 +93,19 @@ def paired_embedding_distances(estimator, X1, X2, *, metric=None):
 
     Parameters
     ----------
-    estimator : estimator with ``transform``
-        A fitted embedder (or a Pipeline ending in one).
+    estimator : estimator with ``transform``, or Pipeline
+        A fitted embedder, or a Pipeline holding one. A Pipeline whose last
+        step is a neighbours estimator or a classifier (such as
+        ``Pipeline([("emb", TripletEmbedder()), ("knn",
+        KNeighborsClassifier())])``) embeds with the steps before that one.
     X1 : array-like of shape (n_pairs, n_features)
         First sample of each pair.
     X2 : array-like of shape (n_pairs, n_features)
         Second sample of each pair.
     metric : {"euclidean", "sqeuclidean", "cosine"}, default=None
         Distance between embeddings. None uses the ``metric`` attribute of
-        the estimator (of the last step of a Pipeline) when it has one,
-        otherwise ``"euclidean"``.
+        the embedder (of the last embedding step of a Pipeline) when it has
+        one, otherwise ``"euclidean"``.
 
     Returns
     -------
@@ -117,8 +125,8 @@ def paired_embedding_distances(estimator, X1, X2, *, metric=None):
     >>> paired_embedding_distances(pca, X[:2], X[2:]).round(2)
     array([4., 4.])
     """
-    metric = resolve_metric(metric, estimator)
-    return paired_distances(estimator.transform(X1), estimator.transform(X2), metric=metric)
+    embedder, metric = embedding_part(estimator, metric)
+    return paired_distances(embedder.transform(X1), embedder.transform(X2), metric=metric)
 
 
 @validate_function_params(
@@ -222,7 +230,7 @@ def _first_labels(y, codes):
     return [y[i].item() if hasattr(y[i], "item") else y[i] for i in first]
 
 
-def _calibrate_threshold(distances, same, target_far=None):
+def calibrate_threshold(distances, same, target_far=None):
     """Threshold on distances that separates same from different pairs.
 
     Parameters
@@ -281,7 +289,8 @@ class PairVerifier(ClassifierMixin, BaseEstimator):
     embedder : estimator with ``transform``, default=None
         None: ``X`` holds one distance per pair. Otherwise a *fitted* embedder
         (or Pipeline ending in one), used as is, and ``X`` holds both samples
-        of each pair side by side, ``np.hstack([X1, X2])``. Wrap it in
+        of each pair, shape ``(n_pairs, 2, n_features)`` or side by side,
+        ``np.hstack([X1, X2])``. Wrap it in
         :class:`sklearn.frozen.FrozenEstimator` to cross-validate the verifier.
     metric : {"euclidean", "sqeuclidean", "cosine"}, default=None
         Distance between the two embeddings of a pair. None uses the
@@ -307,7 +316,8 @@ class PairVerifier(ClassifierMixin, BaseEstimator):
     classes_ : ndarray of shape (2,)
         The two values of ``y``; ``classes_[1]`` (True, or 1) means *same*.
     n_features_in_ : int
-        Number of columns of ``X`` seen in ``fit``.
+        Number of columns of ``X`` seen in ``fit``: 1 for distances,
+        ``2 * n_features`` for pairs of samples in either form.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Column names of ``X``, when it is a DataFrame with string column names.
 
@@ -366,6 +376,10 @@ class PairVerifier(ClassifierMixin, BaseEstimator):
         self.threshold = threshold
         self.target_far = target_far
 
+    def _validate_params(self):
+        # scikit-learn's check, with "Got 0" rather than "Got np.int64(0)" in its messages
+        validate_estimator_params(self)
+
     def _check_options(self):
         if (self.threshold == "far") != (self.target_far is not None):
             if self.target_far is None:
@@ -374,8 +388,8 @@ class PairVerifier(ClassifierMixin, BaseEstimator):
                     "allowed; got target_far=None."
                 )
             raise ValueError(
-                f"target_far={self.target_far!r} is only used with threshold='far'; "
-                f"got threshold={self.threshold!r}."
+                f"target_far={plain(self.target_far)!r} is only used with threshold='far'; "
+                f"got threshold={plain(self.threshold)!r}."
             )
         if self.embedder is None and self.metric is not None:
             raise ValueError(
@@ -394,31 +408,52 @@ class PairVerifier(ClassifierMixin, BaseEstimator):
 
     def _distances(self, X, y=None, *, reset):
         """Validate X (and y); return the distance of each pair (and y)."""
-        if self.embedder is None and np.ndim(X) == 1:
-            X = np.reshape(X, (-1, 1))
+        X = self._check_shape(X)
         if y is None:
             X = validate_data(self, X, reset=reset, dtype=np.float64)
         else:
             X, y = validate_data(self, X, y, reset=reset, dtype=np.float64)
         if self.embedder is None:
-            if X.shape[1] != 1:
-                raise ValueError(
-                    "Without an embedder, X holds one distance per pair, of shape "
-                    f"(n_pairs,) or (n_pairs, 1); got shape {X.shape}."
-                )
             distances = X[:, 0]
         else:
-            if X.shape[1] % 2:
-                raise ValueError(
-                    "With an embedder, X holds the two samples of each pair side by "
-                    "side, np.hstack([X1, X2]), so its number of columns is even; "
-                    f"got {X.shape[1]}."
-                )
-            half = X.shape[1] // 2
+            n_features = X.shape[1] // 2
             distances = paired_embedding_distances(
-                self.embedder, X[:, :half], X[:, half:], metric=self.metric
+                self.embedder, X[:, :n_features], X[:, n_features:], metric=self.metric
             )
         return distances if y is None else (distances, y)
+
+    def _check_shape(self, X):
+        """X as a 2-D array-like of one row per pair, or an error that says which shape to give."""
+        shape = X.shape if hasattr(X, "shape") else np.shape(X)
+        if self.embedder is None:
+            if len(shape) == 1:
+                return np.reshape(X, (-1, 1))
+            if len(shape) != 2 or shape[1] != 1:
+                raise ValueError(
+                    "Without an embedder, X holds one distance per pair, of shape (n_pairs,) or "
+                    f"(n_pairs, 1); got shape {tuple(shape)}. To compare pairs of samples, pass a "
+                    "fitted embedder."
+                )
+            return X
+        n_features = getattr(self.embedder, "n_features_in_", None)
+        if len(shape) >= 3 and shape[1] == 2:  # (n_pairs, 2, n_features): one pair per row
+            X = np.reshape(np.asarray(X), (shape[0], -1))
+            width = X.shape[1]
+        else:
+            width = shape[1] if len(shape) == 2 else None
+        if width is None or (width != 2 * n_features if n_features else width % 2):
+            expected = (
+                f". The embedder {type(self.embedder).__name__} takes {n_features} features, so "
+                f"X must have shape (n_pairs, 2, {n_features}) or (n_pairs, {2 * n_features})"
+                if n_features
+                else ""
+            )
+            raise ValueError(
+                "With an embedder, X holds the two samples of each pair: shape "
+                "(n_pairs, 2, n_features), or (n_pairs, 2 * n_features) with the two samples side "
+                f"by side as np.hstack([X1, X2]){expected}; got shape {tuple(shape)}."
+            )
+        return X
 
     @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
@@ -426,8 +461,8 @@ class PairVerifier(ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_pairs,), (n_pairs, 1) or (n_pairs, 2 * n_features)
-            Distances, or pairs of samples side by side when there is an embedder.
+        X : array-like of shape (n_pairs,), (n_pairs, 1), (n_pairs, 2, d) or (n_pairs, 2 * d)
+            Distances, or with an embedder pairs of samples of ``d`` features each.
         y : array-like of shape (n_pairs,)
             True (or 1) for same-class pairs, False (or 0) for different-class pairs.
 
@@ -447,7 +482,7 @@ class PairVerifier(ClassifierMixin, BaseEstimator):
             )
         if isinstance(self.threshold, str):
             target_far = self.target_far if self.threshold == "far" else None
-            self.threshold_ = _calibrate_threshold(distances, y == self.classes_[1], target_far)
+            self.threshold_ = calibrate_threshold(distances, y == self.classes_[1], target_far)
         else:
             self.threshold_ = float(self.threshold)
         return self
@@ -457,8 +492,8 @@ class PairVerifier(ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_pairs,), (n_pairs, 1) or (n_pairs, 2 * n_features)
-            Distances, or pairs of samples side by side when there is an embedder.
+        X : array-like of shape (n_pairs,), (n_pairs, 1), (n_pairs, 2, d) or (n_pairs, 2 * d)
+            Distances, or with an embedder pairs of samples of ``d`` features each.
 
         Returns
         -------
@@ -473,8 +508,8 @@ class PairVerifier(ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_pairs,), (n_pairs, 1) or (n_pairs, 2 * n_features)
-            Distances, or pairs of samples side by side when there is an embedder.
+        X : array-like of shape (n_pairs,), (n_pairs, 1), (n_pairs, 2, d) or (n_pairs, 2 * d)
+            Distances, or with an embedder pairs of samples of ``d`` features each.
 
         Returns
         -------

@@ -2,6 +2,7 @@
 
 import pickle
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 
-from sklearn_triplet import TripletEmbedder
+from sklearn_triplet import EmbeddingCollapseWarning, TripletEmbedder
 from sklearn_triplet.backbones import build_backbone, make_cnn, make_mlp
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -56,6 +57,26 @@ def test_each_backbone_fits_and_transforms(backbone, params, n_out, digits_300, 
     assert est.get_feature_names_out().shape == (n_out,)
 
 
+def test_cnn_starts_with_embeddings_apart_and_does_not_collapse(digits_300, fast):
+    # With PyTorch's default initialisation the CNN mapped every digit to nearly one point (mean
+    # distance between different classes about 0.02 after normalisation), and a short fit ended
+    # with an EmbeddingCollapseWarning.
+    X, y = digits_300
+    X_t, y_t = torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y)
+    different = y_t[:, None] != y_t[None, :]
+    with torch.random.fork_rng(devices=[]):
+        for seed in range(3):
+            torch.manual_seed(seed)
+            cnn = make_cnn(64, 8, input_shape=(1, 8, 8), channels=(4,), hidden_size=16)
+            with torch.no_grad():
+                embeddings = torch.nn.functional.normalize(cnn(X_t), dim=1)
+            assert torch.cdist(embeddings, embeddings)[different].mean() > 0.2
+    params = {"input_shape": (1, 8, 8), "channels": (4,), "hidden_size": 16}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EmbeddingCollapseWarning)
+        TripletEmbedder(**fast, backbone="cnn", backbone_params=params).fit(X, y)
+
+
 def test_linear_backbone_is_a_linear_map(digits_300, fast):
     X, y = digits_300
     est = TripletEmbedder(**fast, backbone="linear", normalize=False).fit(X, y)
@@ -98,8 +119,11 @@ def test_backbone_params_are_searchable(digits_300, fast):
         (
             dict(backbone="cnn"),
             ValueError,
-            "backbone='cnn' needs backbone_params={'input_shape': (channels, height, width)} for "
-            "images or {'input_shape': (channels, length)} for 1-D signals.",
+            "X must be images, (n_samples, channels, height, width) or (n_samples, height, "
+            "width), when backbone='cnn' has no backbone_params['input_shape']; got shape "
+            "(300, 64). Give X as images, or the shape of one sample as "
+            "backbone_params={'input_shape': (channels, height, width)}, or (channels, length) "
+            "for signals.",
         ),
         (
             dict(backbone="cnn", backbone_params={"input_shape": (1, 7, 7)}),
@@ -299,3 +323,37 @@ def test_mixed_precision_on_cuda(digits_300, fast):
     X, y = digits_300
     est = TripletEmbedder(**fast, device="cuda", mixed_precision=True).fit(X, y)
     assert np.isfinite(est.transform(X)).all()
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda g: make_mlp(64, 8, hidden_layer_sizes=(32, 16), generator=g),
+        lambda g: build_backbone("linear", 64, 8, generator=g),
+        lambda g: build_backbone("cnn", 64, 8, params={"input_shape": (1, 8, 8)}, generator=g),
+        lambda g: make_cnn(3 * 20, 8, input_shape=(3, 20), generator=g),
+    ],
+)
+def test_builtin_backbones_draw_their_init_from_their_generator(build):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        expected = build(None).state_dict()  # the same draws, from the global generator
+    torch.manual_seed(11)
+    state = torch.get_rng_state()
+    got = build(torch.Generator().manual_seed(3)).state_dict()
+    assert torch.equal(torch.get_rng_state(), state)  # the global generator was not touched
+    assert list(got) == list(expected)
+    for name in expected:
+        assert torch.equal(got[name], expected[name]), name
+        assert got[name].device == torch.device("cpu")
+
+
+def test_factory_is_seeded_from_the_generator_and_the_global_state_restored():
+    torch.manual_seed(11)
+    state = torch.get_rng_state()
+    first = build_backbone(factory, 64, 8, generator=torch.Generator().manual_seed(3))
+    second = build_backbone(factory, 64, 8, generator=torch.Generator().manual_seed(3))
+    other = build_backbone(factory, 64, 8, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(first.weight, second.weight)
+    assert not torch.equal(first.weight, other.weight)

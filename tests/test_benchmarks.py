@@ -129,3 +129,46 @@ def test_quick_configuration_runs_on_a_tiny_subset(peers):
     assert table.count("| TripletEmbedder (tuned) |") == len(peers.TASKS)
     assert table.count("| TripletEmbedder (linear) |") == len(peers.TASKS)
     assert table.count("| TripletEmbedder (cnn) |") == 1
+
+
+# -- benchmarks/pairs.py ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pairs_benchmark():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "pairs.py"
+    spec = importlib.util.spec_from_file_location("pairs_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_training_triplets_follow_the_labels(pairs_benchmark):
+    y = np.repeat(np.arange(5), [2, 3, 4, 5, 6])
+    triplets = pairs_benchmark.training_triplets(y, 500, seed=0)
+    anchors, positives, negatives = triplets.T
+    assert (anchors != positives).all()
+    assert (y[anchors] == y[positives]).all() and (y[anchors] != y[negatives]).all()
+    # Every other member of the class of an anchor is drawn as its positive.
+    assert set(positives[anchors == 0]) == {1}
+    assert set(positives[anchors == 2]) == {3, 4}
+    assert set(positives[anchors == 5]) == {6, 7, 8}
+
+
+def test_pairs_quick_configuration_runs_on_a_tiny_subset(pairs_benchmark, monkeypatch):
+    pytest.importorskip("metric_learn")
+    bench = pairs_benchmark
+    config = dataclasses.replace(bench.QUICK, max_samples=200, sizes=(60,), max_iter=1)
+    kept = ["PairEmbedder", "ComparisonEmbedder", "ITML (metric-learn)", "MMC (metric-learn)"]
+    monkeypatch.setattr(
+        bench, "TUPLE_CONTESTANTS", {name: bench.TUPLE_CONTESTANTS[name] for name in kept}
+    )
+    _, _, results = bench.run_job(config, "digits + noise", seed=0)
+    for name in kept[:3]:
+        result = results[name, 60]
+        assert result["status"] == "ok", result
+        assert 0.0 <= result["knn_accuracy"] <= 1.0 and 0.0 <= result["roc_auc"] <= 1.0
+    assert results["MMC (metric-learn)", 60]["status"] == "not run"  # too slow at 264 features
+    assert results["NCA (scikit-learn)", "labels"]["status"] == "ok"
+    table = bench.markdown({"digits + noise": {k: [v] for k, v in results.items()}}, config)
+    assert "| PairEmbedder | pairs |" in table

@@ -11,6 +11,7 @@ import pytest
 import torch
 from scipy import sparse
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
@@ -337,7 +338,7 @@ def test_bad_y(Estimator, small_digits, fast):
     with pytest.raises(
         ValueError,
         match=re.escape(
-            f"{name} needs at least two classes to learn from; y has only one class, np.int64(3)."
+            f"{name} needs at least two classes to learn from; y has only one class, 3."
         ),
     ):
         Estimator(**fast).fit(X, np.full(300, 3))
@@ -373,7 +374,119 @@ def test_default_pipeline_on_digits_reaches_098(digits):
         X, y, test_size=0.25, stratify=y, random_state=0
     )
     model = Pipeline([("emb", TripletEmbedder(random_state=0)), ("knn", KNeighborsClassifier())])
-    assert model.fit(X_train, y_train).score(X_test, y_test) >= 0.98
+    with warnings.catch_warnings():
+        # converged: no ConvergenceWarning (the test configuration ignores the ones of tiny fits)
+        warnings.simplefilter("error", ConvergenceWarning)
+        model.fit(X_train, y_train)
+    assert model.score(X_test, y_test) >= 0.98
+
+
+# -- warm starts -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, value, built, shown",
+    [
+        ("n_components", np.int64(16), "8", "16"),
+        ("normalize", False, "True", "False"),
+        ("hidden_layer_sizes", [64, 32], "(32,)", "(64, 32)"),
+        ("backbone", "linear", "'mlp'", "'linear'"),
+        ("backbone_params", {"activation": "tanh"}, "None", "{'activation': 'tanh'}"),
+    ],
+)
+def test_warm_start_refuses_to_change_the_network(name, value, built, shown, small_digits, fast):
+    X, y = small_digits
+    est = TripletEmbedder(**fast, warm_start=True).fit(X, y)
+    before = est.transform(X)
+    est.set_params(**{name: value})
+    message = (
+        f"{name} must stay {built} while warm_start=True trains the fitted network further; got "
+        f"{shown}. Set warm_start=False to build and train a new network, or set it back."
+    )
+    for method in (est.fit, est.partial_fit):
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            method(X, y)
+    # the fitted model is untouched, and a cold fit builds the new network
+    np.testing.assert_array_equal(est.transform(X), before)
+    assert est.n_iter_ == fast["max_iter"]
+    est.set_params(warm_start=False).fit(X, y)
+    assert est.n_iter_ == fast["max_iter"]
+
+
+def test_warm_start_names_every_changed_parameter(small_digits, fast):
+    X, y = small_digits
+    est = TripletEmbedder(**fast, warm_start=True).fit(X, y)
+    est.set_params(n_components=16, normalize=False)
+    message = (
+        "n_components and normalize must stay 8 and True while warm_start=True trains the fitted "
+        "network further; got 16 and False. Set warm_start=False to build and train a new "
+        "network, or set them back."
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        est.fit(X, y)
+
+
+def test_warm_start_applies_the_training_parameters(small_digits, fast):
+    # What does not define the network applies to the epochs to come. Two estimators fitted alike
+    # continue alike, unless a training parameter of one of them changes.
+    X, y = small_digits
+
+    def continued(**changes):
+        est = TripletEmbedder(**fast, warm_start=True).fit(X, y)
+        return est.set_params(**changes).fit(X, y).transform(X)
+
+    reference = continued()
+    np.testing.assert_array_equal(continued(), reference)
+    np.testing.assert_array_equal(continued(hidden_layer_sizes=[32]), reference)  # equal value
+    for changes in ({"margin": 0.5}, {"mining": "hard"}, {"metric": "cosine"}, {"batch_size": 32}):
+        assert not np.array_equal(continued(**changes), reference), changes
+    # a width that a linear backbone does not use is no change to its network
+    linear = TripletEmbedder(**fast, backbone="linear", warm_start=True).fit(X, y)
+    linear.set_params(hidden_layer_sizes=(5,)).fit(X, y)
+    assert linear.n_iter_ == 2 * fast["max_iter"]
+
+
+def test_warm_start_on_a_device_that_is_not_there_is_an_error(small_digits, fast):
+    # The device applies to the epochs to come: a warm fit moves the network (here: refuses).
+    X, y = small_digits
+    est = TripletEmbedder(**fast, device="cpu", warm_start=True).fit(X, y)
+    if torch.cuda.is_available():
+        est.set_params(device="cuda").fit(X, y)
+        assert est.device_.type == "cuda" and next(est.module_.parameters()).is_cuda
+    else:
+        with pytest.raises(ValueError, match=re.escape("device='cuda' was requested but is not")):
+            est.set_params(device="cuda").fit(X, y)
+
+
+# -- batches ---------------------------------------------------------------------------------------
+
+
+def test_batch_size_must_hold_two_classes_of_samples_per_class(small_digits, fast):
+    X, y = small_digits
+    message = (
+        "batch_size must be at least 2 * samples_per_class = 16, so that a batch holds two classes "
+        "of samples_per_class=8 samples each; got batch_size=6. Lower samples_per_class or raise "
+        "batch_size."
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        TripletEmbedder(**{**fast, "batch_size": 6}, samples_per_class=8).fit(X, y)
+    # at the limit, every class drawn gives samples_per_class samples
+    TripletEmbedder(**{**fast, "batch_size": 16}, samples_per_class=8).fit(X, y)
+
+
+# -- messages --------------------------------------------------------------------------------------
+
+
+def test_messages_show_numpy_scalars_as_plain_numbers(small_digits, fast):
+    # values from a NumPy grid: "Got 0", not "Got np.int64(0)"
+    X, y = small_digits
+    message = "The 'max_iter' parameter of TripletEmbedder must be an int in the range [1, inf). "
+    with pytest.raises(ValueError, match=re.escape(message + "Got 0 instead.")):
+        TripletEmbedder(max_iter=np.int64(0)).fit(X, y)
+    with pytest.raises(ValueError, match=re.escape("Got -0.5 instead.")):
+        TripletEmbedder(margin=np.float64(-0.5)).fit(X, y)
+    with pytest.raises(ValueError, match=re.escape("y has only one class, 0.")):
+        TripletEmbedder(**fast).fit(X, np.zeros(300, dtype=np.int64))
 
 
 # -- persistence across machines -----------------------------------------------------------------
@@ -506,3 +619,102 @@ def test_a_new_estimator_declares_its_own_parameters_only(small_digits):
     X, y = small_digits
     assert est.fit(X / 16, y).transform(X[:5]).shape == (5, 4)
     assert "n_active_pairs" in est.history_[0]
+
+
+# -- samples given as arrays (images, signals) -----------------------------------------------------
+
+SMALL_CNN = {"channels": (4,), "hidden_size": 16}
+
+
+@pytest.fixture
+def digit_images(digits_module):
+    from sklearn.datasets import load_digits
+
+    images = load_digits().images[:300] / 16.0  # (300, 8, 8), as scikit-learn ships them
+    return images, digits_module[1][:300]
+
+
+def test_cnn_reads_images_and_their_shape_from_X(digit_images, fast):
+    images, y = digit_images
+    est = TripletEmbedder(**fast, backbone="cnn", backbone_params=SMALL_CNN).fit(images, y)
+    assert est.n_features_in_ == 64
+    assert tuple(est.module_.backbone[0].unflattened_size) == (1, 8, 8)
+    flat = images.reshape(300, 64)
+    np.testing.assert_array_equal(est.transform(images), est.transform(flat))
+    np.testing.assert_array_equal(est.transform(images[:, None]), est.transform(flat))
+    # the same network as from flattened rows with the shape given
+    params = {**SMALL_CNN, "input_shape": (1, 8, 8)}
+    from_rows = TripletEmbedder(**fast, backbone="cnn", backbone_params=params).fit(flat, y)
+    np.testing.assert_array_equal(from_rows.transform(flat), est.transform(flat))
+    np.testing.assert_array_equal(from_rows.transform(images), est.transform(flat))
+    # channels first, as torch has them: (n, C, H, W)
+    stacked = np.stack([images, 1 - images], axis=1)
+    two = TripletEmbedder(**fast, backbone="cnn", backbone_params=SMALL_CNN).fit(stacked, y)
+    assert tuple(two.module_.backbone[0].unflattened_size) == (2, 8, 8)
+    assert two.transform(stacked).shape == (300, 8) and two.n_features_in_ == 128
+    assert two.score(stacked, y) > 0
+
+
+def test_cnn_reads_signals_with_their_shape_given(fast):
+    # (n_samples, channels, length): a 3-D X is read as images unless input_shape says (C, L)
+    rng = np.random.default_rng(0)
+    steps = np.arange(40)
+    y = np.repeat(np.arange(3), 30)
+    signals = np.stack(
+        [np.sin(steps / (2 + c)) + 0.3 * rng.normal(size=(2, 40)) for c in y]
+    )  # (90, 2, 40)
+    params = {**SMALL_CNN, "input_shape": (2, 40)}
+    est = TripletEmbedder(**fast, backbone="cnn", backbone_params=params).fit(signals, y)
+    assert isinstance(est.module_.backbone[1], torch.nn.Conv1d) and est.n_features_in_ == 80
+    np.testing.assert_array_equal(est.transform(signals), est.transform(signals.reshape(90, 80)))
+    as_images = TripletEmbedder(**fast, backbone="cnn", backbone_params=SMALL_CNN).fit(signals, y)
+    assert tuple(as_images.module_.backbone[0].unflattened_size) == (1, 2, 40)
+
+
+def test_arrays_of_samples_need_a_convolutional_backbone(digit_images, fast):
+    images, y = digit_images
+    message = (
+        "X must be 2-D, (n_samples, n_features), with backbone='mlp'; got shape (300, 8, 8). "
+        "Flatten each sample, X.reshape(len(X), -1), or use backbone='cnn', which reads images "
+        "(n_samples, channels, height, width) or (n_samples, height, width), and signals "
+        "(n_samples, channels, length) with backbone_params={'input_shape': (channels, length)}."
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        TripletEmbedder(**fast).fit(images, y)
+    est = TripletEmbedder(**fast).fit(images.reshape(300, 64), y)
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        est.transform(images)
+    with pytest.raises(ValueError, match=re.escape("with a Linear module as backbone; got shape")):
+        TripletEmbedder(**fast, backbone=torch.nn.Linear(64, 8)).fit(images, y)
+
+
+def test_sample_shape_errors_say_which_shapes_fit(digit_images, fast):
+    images, y = digit_images
+    params = {**SMALL_CNN, "input_shape": (2, 4, 8)}
+    message = (
+        "X must be of shape (n_samples, 2, 4, 8) to match backbone_params['input_shape']="
+        "(2, 4, 8); got shape (300, 8, 8)."
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        TripletEmbedder(**fast, backbone="cnn", backbone_params=params).fit(images, y)
+    est = TripletEmbedder(**fast, backbone="cnn", backbone_params=SMALL_CNN).fit(images, y)
+    message = (
+        "X must be of shape (n_samples, 1, 8, 8) or (n_samples, 8, 8), or (n_samples, 64), like "
+        "the samples this TripletEmbedder was fitted on; got shape (5, 7, 7)."
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        est.transform(np.zeros((5, 7, 7)))
+    with pytest.raises(ValueError, match=re.escape("got shape (5, 1, 1, 8, 8)")):
+        TripletEmbedder(**fast, backbone="cnn").fit(np.zeros((5, 1, 1, 8, 8)), y[:5])
+
+
+def test_pairs_of_images_for_a_verifier(digit_images, fast):
+    from sklearn_triplet.verification import PairVerifier, make_pairs
+
+    images, y = digit_images
+    est = TripletEmbedder(**fast, backbone="cnn", backbone_params=SMALL_CNN).fit(images, y)
+    X1, X2, same = make_pairs(images, y, n_pairs=100, random_state=0)
+    pairs = np.stack([X1, X2], axis=1)  # (100, 2, 8, 8)
+    verifier = PairVerifier(est).fit(pairs, same)
+    flat = PairVerifier(est).fit(np.hstack([X1.reshape(100, -1), X2.reshape(100, -1)]), same)
+    assert verifier.threshold_ == flat.threshold_

@@ -1,6 +1,7 @@
 import itertools
 import math
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -8,7 +9,8 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
 from sklearn.model_selection import GridSearchCV
-from sklearn.pipeline import make_pipeline
+from sklearn.neighbors import KNeighborsClassifier, KNeighborsTransformer
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sklearn_triplet.metrics import (
@@ -373,6 +375,68 @@ def test_scorers_in_grid_search():
     assert search.cv_results_["split0_test_score"][1] == pytest.approx(
         map_at_r(fitted.transform(X[first_test]), y[first_test])
     )
+
+
+@pytest.mark.parametrize("last", [KNeighborsClassifier(), KNeighborsTransformer()])
+def test_scorer_scores_the_embedding_a_final_neighbours_step_searches(last):
+    # The README's pipeline: the KNN's own metric ("minkowski") is not what is scored, and the
+    # pipeline has no transform; the embedding made by the steps before the KNN is, in the
+    # embedder's metric.
+    rng = np.random.default_rng(10)
+    X, y = rng.normal(size=(40, 3)), rng.integers(3, size=40)
+    pipeline = Pipeline(
+        [
+            ("scale", StandardScaler()),
+            ("emb", _Embedding(scale=4.0, metric="cosine")),
+            ("knn", last),
+        ]
+    ).fit(X, y)
+    embedding = pipeline[:-1].transform(X)
+    assert map_at_r_scorer(pipeline, X, y) == map_at_r(embedding, y, metric="cosine")
+    assert precision_at_1_scorer(pipeline, X, y) == precision_at_1(embedding, y, metric="cosine")
+    scorer = make_retrieval_scorer("r_precision", metric="euclidean")
+    assert scorer(pipeline, X, y) == r_precision(embedding, y, metric="euclidean")
+
+
+def test_scorers_in_a_multi_metric_grid_search_over_the_readme_pipeline():
+    from sklearn_triplet import TripletEmbedder
+
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:240] / 16.0, y[:240]
+    embedder = TripletEmbedder(
+        n_components=8, max_iter=2, learning_rate_init=1e-2, metric="cosine", random_state=0
+    )
+    pipeline = Pipeline([("emb", embedder), ("knn", KNeighborsClassifier())])
+    scoring = {"acc": "accuracy", "map": map_at_r_scorer}
+    with warnings.catch_warnings():
+        # a failed scorer only warns "Scoring failed ... set to nan" and goes on
+        warnings.filterwarnings("error", message="(?s).*(Scoring failed|non-finite)")
+        search = GridSearchCV(
+            pipeline, {"knn__n_neighbors": [1, 3]}, scoring=scoring, refit="acc", cv=2
+        ).fit(X, y)
+    scores = search.cv_results_["mean_test_map"]
+    assert np.all((scores > 0) & (scores <= 1))
+    # the MAP@R column does not depend on the KNN's parameter, only on the embedding
+    assert scores[0] == scores[1]
+    refitted = search.best_estimator_
+    assert map_at_r_scorer(refitted, X, y) == map_at_r(
+        refitted[:-1].transform(X), y, metric="cosine"
+    )
+
+
+def test_scorer_says_what_it_needs_from_an_estimator_without_transform():
+    X, y = [[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1]
+    message = (
+        "estimator must be an embedder (with transform), or a Pipeline whose steps before its last "
+        "one embed X, such as Pipeline([('emb', TripletEmbedder()), ('knn', "
+        "KNeighborsClassifier())]); got {}, which has no transform."
+    )
+    knn = KNeighborsClassifier(n_neighbors=1).fit(X, y)
+    with pytest.raises(TypeError, match=f"^{re.escape(message.format('KNeighborsClassifier'))}$"):
+        map_at_r_scorer(knn, X, y)
+    lone = Pipeline([("knn", KNeighborsClassifier(n_neighbors=1))]).fit(X, y)
+    with pytest.raises(TypeError, match=f"^{re.escape(message.format('Pipeline'))}$"):
+        map_at_r_scorer(lone, X, y)
 
 
 def test_scorer_rejects_an_estimator_metric_it_cannot_use():

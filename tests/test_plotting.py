@@ -52,7 +52,7 @@ def _full_history(n_epochs=4, validation=True):
 def test_embedding_display_from_estimator_projects_with_pca(digits_400):
     X, y = digits_400
     embedder = make_pipeline(StandardScaler(), PCA(n_components=6, random_state=0)).fit(X)
-    display = EmbeddingDisplay.from_estimator(embedder, X, y, random_state=0)
+    display = EmbeddingDisplay.from_estimator(embedder, X, y, projection="pca", random_state=0)
     assert len(display.scatters_) == 10 == len(display.ax_.collections)
     np.testing.assert_array_equal(display.classes_, np.arange(10))
     expected = PCA(n_components=2, random_state=0).fit_transform(embedder.transform(X))
@@ -124,7 +124,7 @@ def test_embedding_display_from_constructor():
 def test_embedding_display_errors():
     embedding = np.random.default_rng(3).normal(size=(4, 3))
     message = (
-        "projection='umap' is not supported; choose one of ['pca', 'tsne'] "
+        "projection='umap' is not supported; choose one of ['auto', 'pca', 'tsne'] "
         "or pass an object with fit_transform."
     )
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -136,7 +136,138 @@ def test_embedding_display_errors():
         EmbeddingDisplay.from_embedding(embedding, [0, 0, 1, 1], projection=PCA(3))
 
 
+def _leave_one_out_knn_accuracy(points, y, k=5):
+    from sklearn.neighbors import NearestNeighbors
+
+    _, neighbours = NearestNeighbors(n_neighbors=k + 1).fit(points).kneighbors(points)
+    votes = y[neighbours[:, 1:]]
+    predicted = np.array([np.bincount(row, minlength=10).argmax() for row in votes])
+    return np.mean(predicted == y)
+
+
+def test_default_projection_shows_the_classes_a_knn_separates(digits_400):
+    # In the standardised pixels a 5-NN is right about 90 % of the time; the first two principal
+    # components overlap the classes (about 50 %), t-SNE keeps what the KNN sees.
+    X, y = digits_400
+    X, y = StandardScaler().fit_transform(X[:300]), y[:300]
+    display = EmbeddingDisplay.from_embedding(X, y, random_state=0)
+    assert display.ax_.get_xlabel() == "t-SNE 1"
+    in_full = _leave_one_out_knn_accuracy(X, y)
+    assert _leave_one_out_knn_accuracy(display.points, y) >= in_full - 0.05
+    pca = EmbeddingDisplay.from_embedding(X, y, projection="pca").points
+    assert _leave_one_out_knn_accuracy(pca, y) < in_full - 0.2
+
+
+def test_default_projection_is_pca_beyond_the_tsne_size_limit(monkeypatch, digits_400):
+    from sklearn_triplet import plotting
+
+    X, y = digits_400
+    monkeypatch.setattr(plotting, "_TSNE_MAX_SAMPLES", 99)
+    display = EmbeddingDisplay.from_embedding(X[:100], y[:100], random_state=0)
+    assert display.ax_.get_xlabel().startswith("PCA 1 (")
+    display = EmbeddingDisplay.from_embedding(X[:99], y[:99], random_state=0)
+    assert display.ax_.get_xlabel() == "t-SNE 1"
+
+
+def _covers_a_point(legend, ax, points):
+    ax.figure.canvas.draw()
+    box = legend.get_window_extent()
+    pixels = ax.transData.transform(points)
+    return bool(
+        np.any(
+            (pixels[:, 0] >= box.x0)
+            & (pixels[:, 0] <= box.x1)
+            & (pixels[:, 1] >= box.y0)
+            & (pixels[:, 1] <= box.y1)
+        )
+    )
+
+
+def test_embedding_legend_sits_beside_the_points():
+    # points everywhere in the axes: a legend inside them would cover some
+    grid = np.stack(np.meshgrid(np.linspace(0, 1, 40), np.linspace(0, 1, 40)), -1).reshape(-1, 2)
+    y = np.arange(len(grid)) % 10
+    display = EmbeddingDisplay.from_embedding(grid, y)
+    assert len(display.legend_.get_texts()) == 10
+    assert not _covers_a_point(display.legend_, display.ax_, grid)
+    # and it stays inside the figure
+    figure_box = display.figure_.bbox
+    box = display.legend_.get_window_extent()
+    assert box.x1 <= figure_box.x1 + 1 and box.x0 >= figure_box.x0 - 1
+
+
+def test_embedding_display_from_the_readme_pipeline(digits_400):
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import Pipeline
+
+    X, y = digits_400
+    pipeline = Pipeline(
+        [("pca", PCA(n_components=5, random_state=0)), ("knn", KNeighborsClassifier())]
+    ).fit(X, y)
+    display = EmbeddingDisplay.from_estimator(pipeline, X, y, projection="pca", random_state=0)
+    expected = PCA(n_components=2, random_state=0).fit_transform(pipeline[:-1].transform(X))
+    np.testing.assert_allclose(display.points, expected)
+
+
 # HistoryDisplay ---------------------------------------------------------------------
+
+
+def test_history_display_reads_a_data_frame_as_the_list_it_came_from():
+    pd = pytest.importorskip("pandas")
+    history = _full_history()
+    del history[0]["validation_score"]  # a key missing in one row becomes NaN in the frame
+    from_list = HistoryDisplay.from_history(history)
+    from_frame = HistoryDisplay.from_history(pd.DataFrame(history))
+    assert sorted(from_frame.lines_) == sorted(from_list.lines_)
+    for key, line in from_list.lines_.items():
+        np.testing.assert_array_equal(from_frame.lines_[key].get_xdata(), line.get_xdata())
+        np.testing.assert_array_equal(from_frame.lines_[key].get_ydata(), line.get_ydata())
+    np.testing.assert_array_equal(from_frame.lines_["validation_score"].get_xdata(), [2, 3, 4])
+
+
+def test_history_errors_describe_the_input_without_printing_it():
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"epoch": [], "loss": []})
+    cases = {
+        "a DataFrame with 0 rows": frame,
+        "an empty list": [],
+        "a list whose item 1 is of type DataFrame": [{"loss": 1.0}, pd.DataFrame(_full_history())],
+        "an object of type dict": {"loss": [1.0, 0.5]},
+    }
+    for description, history in cases.items():
+        message = (
+            "history must be a non-empty list of dicts, one per epoch (as an embedder's "
+            "history_), or a pandas DataFrame with one row per epoch; got "
+            f"{description}."
+        )
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            HistoryDisplay.from_history(history)
+
+
+def test_validation_panel_names_the_metric_and_marks_the_best_epoch():
+    history = _full_history(n_epochs=6)
+    scores = [0.5, 0.7, 0.9, 0.8, 0.9, 0.85]  # best 0.9, first reached at epoch 3
+    for row, score in zip(history, scores):
+        row["validation_score"] = score
+    display = HistoryDisplay.from_history(history)
+    validation = display.axes_[2]
+    assert validation.get_ylabel() == "MAP@R"
+    best = display.lines_["best_validation_score"]
+    assert (list(best.get_xdata()), list(best.get_ydata())) == ([3], [0.9])
+    assert best.get_label() == "best: 0.900 at epoch 3"
+    texts = [text.get_text() for text in validation.get_legend().get_texts()]
+    assert texts == ["validation MAP@R", "best: 0.900 at epoch 3"]
+    # against time, the marker moves with the best epoch's time
+    display = HistoryDisplay.from_history(history, x="time")
+    assert list(display.lines_["best_validation_score"].get_xdata()) == [0.75]
+
+
+def test_history_legends_sit_below_their_panel():
+    display = HistoryDisplay.from_history(_full_history())
+    display.figure_.canvas.draw()
+    for axis in display.axes_[1:]:
+        legend, panel = axis.get_legend().get_window_extent(), axis.get_window_extent()
+        assert legend.y1 < panel.y0  # wholly below the plotting area
 
 
 def test_history_display_full_history():
@@ -148,7 +279,8 @@ def test_history_display_full_history():
         "Triplet types",
         "Validation",
     ]
-    assert [len(axis.get_lines()) for axis in display.axes_] == [1, 4, 1]
+    # the validation panel: the curve, the best epoch's marker and its vertical line
+    assert [len(axis.get_lines()) for axis in display.axes_] == [1, 4, 3]
     assert sorted(display.lines_) == sorted(
         [
             "loss",
@@ -157,9 +289,12 @@ def test_history_display_full_history():
             "hard_fraction",
             "active_fraction",
             "validation_score",
+            "best_validation_score",
         ]
     )
     for key, line in display.lines_.items():
+        if key == "best_validation_score":
+            continue
         np.testing.assert_array_equal(line.get_xdata(), [1, 2, 3, 4])
         np.testing.assert_allclose(line.get_ydata(), [row[key] for row in history])
     legend = [text.get_text() for text in display.axes_[1].get_legend().get_texts()]
@@ -185,7 +320,7 @@ def test_history_display_skips_missing_keys_and_values():
     np.testing.assert_array_equal(display.lines_["loss"].get_xdata(), [1, 2])
     np.testing.assert_array_equal(display.lines_["hard_fraction"].get_xdata(), [1, 3])
     np.testing.assert_array_equal(display.lines_["validation_score"].get_xdata(), [3])
-    assert [len(axis.get_lines()) for axis in display.axes_] == [1, 1, 1]
+    assert [len(axis.get_lines()) for axis in display.axes_] == [1, 1, 3]
 
 
 def test_history_display_numbers_epochs_when_absent_and_plots_against_time():

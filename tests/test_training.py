@@ -111,6 +111,107 @@ def test_best_weights_are_restored(data, fast):
         assert torch.equal(final[key], value)
 
 
+def test_validation_scores_as_mlp_has_them(data, fast):
+    X, y = data
+    est = TripletEmbedder(**fast, early_stopping=True, warm_start=True)
+    with pytest.warns(ConvergenceWarning):
+        est.fit(X, y)
+    scores = [row["validation_score"] for row in est.history_]
+    assert est.validation_scores_ == scores and len(scores) == fast["max_iter"]
+    assert est.best_validation_score_ == max(scores)
+    # a warm fit draws a new validation split: its own scores, and its best (the weights kept)
+    with pytest.warns(ConvergenceWarning):
+        est.set_params(max_iter=2).fit(X, y)
+    assert est.validation_scores_ == [row["validation_score"] for row in est.history_[3:]]
+    assert est.best_validation_score_ == max(est.validation_scores_)
+    # partial_fit splits nothing off and keeps them; a fit without early stopping has none
+    est.partial_fit(X, y)
+    assert len(est.validation_scores_) == 2
+    plain = TripletEmbedder(**fast).fit(X, y)
+    assert plain.validation_scores_ is None and plain.best_validation_score_ is None
+    assert TripletEmbedder(**fast).partial_fit(X, y).validation_scores_ is None
+
+
+# -- convergence -----------------------------------------------------------------------------------
+
+
+def test_underfitting_is_warned(data, fast):
+    X, y = data
+    message = (
+        "TripletEmbedder reached max_iter=3 while the training loss was still falling by more "
+        "than tol=0.0001 per epoch over the last 2 epochs; increase max_iter, or set "
+        "early_stopping=True to train until a validation score stops improving."
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        TripletEmbedder(**fast).fit(X, y)
+    convergence = [w for w in caught if w.category is ConvergenceWarning]
+    assert [str(w.message) for w in convergence] == [message]
+    assert convergence[0].filename == __file__  # points at the caller's fit
+    # with a tolerance no curve beats, or one epoch at a time, nothing is warned
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        TripletEmbedder(**fast, tol=1.0).fit(X, y)
+        TripletEmbedder(**fast).partial_fit(X, y).partial_fit(X, y)
+
+
+def test_still_improving_reads_mean_falls_not_lucky_epochs():
+    from sklearn_triplet._training import still_improving
+
+    flat = [{"loss": 0.1, "active_fraction": 0.3} for _ in range(20)]
+    assert still_improving(flat, window=10, tol=1e-4) is None
+    # one lucky epoch 5e-4 below the rest is less than 1e-4 per epoch over 10 epochs
+    lucky = [dict(row) for row in flat]
+    lucky[15]["loss"] = 0.1 - 5e-4
+    assert still_improving(lucky, window=10, tol=1e-4) is None
+    # a loss on a plateau while fewer and fewer triplets are active: still improving
+    shrinking = [{"loss": 0.1, "active_fraction": 0.3 - 0.01 * i} for i in range(20)]
+    assert still_improving(shrinking, window=10, tol=1e-4) == "active_fraction"
+    falling = [{"loss": 1.0 - 0.01 * i, "active_fraction": math.nan} for i in range(20)]
+    assert still_improving(falling, window=10, tol=1e-4) == "loss"
+    assert still_improving(falling, window=10, tol=0.01) is None  # 0.01 per epoch: not more
+    assert still_improving(falling[:1], window=10, tol=1e-4) is None  # one epoch: nothing to say
+
+
+def test_epoch_times_do_not_count_torch_start_up(tmp_path):
+    # The first optimiser of a process imports torch's compiler stack (seconds). It must be built
+    # before the clock of fit starts, so that epoch 1's "time" is the epoch's. Run in a fresh
+    # process, where no optimiser was built yet.
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import time, types
+        import torch
+        from sklearn.datasets import load_digits
+        from sklearn_triplet import TripletEmbedder, _base
+
+        built = []
+        original = torch.optim.Optimizer.__init__
+        def counting_init(self, *args, **kwargs):
+            built.append(1)
+            original(self, *args, **kwargs)
+        torch.optim.Optimizer.__init__ = counting_init
+        clock = []
+        def perf_counter():
+            clock.append(len(built))
+            return time.perf_counter()
+        _base.time = types.SimpleNamespace(perf_counter=perf_counter)
+        X, y = load_digits(return_X_y=True)
+        TripletEmbedder(n_components=4, hidden_layer_sizes=(8,), max_iter=1).fit(X[:100], y[:100])
+        print(clock[0], len(built))
+        """
+    )
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
+    ).stdout.split()
+    built_before_clock, built_in_all = int(out[0]), int(out[1])
+    assert built_before_clock >= 1 and built_in_all == built_before_clock + 1
+
+
 # -- verbose ---------------------------------------------------------------------------------------
 
 
@@ -150,6 +251,31 @@ def test_callback_sees_each_epoch_and_can_stop(data, fast):
     est = TripletEmbedder(**{**fast, "max_iter": 10}, callback=stop_at_two).fit(X, y)
     assert seen == [(1, 1, 1), (2, 2, 2)]
     assert est.n_iter_ == 2 and len(est.history_) == 2
+
+
+def test_a_list_of_callbacks(data, fast):
+    X, y = data
+    seen = []
+
+    def log(estimator, epoch, logs):
+        seen.append(("log", epoch))
+
+    def stop_at_two(estimator, epoch, logs):
+        seen.append(("stop", epoch))
+        return epoch == 2
+
+    est = TripletEmbedder(**{**fast, "max_iter": 10}, callback=[log, stop_at_two]).fit(X, y)
+    # every callback sees every epoch, in order; any of them can stop training
+    assert seen == [("log", 1), ("stop", 1), ("log", 2), ("stop", 2)]
+    assert est.n_iter_ == 2
+    seen.clear()
+    TripletEmbedder(**{**fast, "max_iter": 10}, callback=(stop_at_two, log)).fit(X, y)
+    assert seen == [("stop", 1), ("log", 1), ("stop", 2), ("log", 2)]
+    message = "callback must be a callable or a list of callables; got a list whose item 1 is of "
+    with pytest.raises(ValueError, match=re.escape(message + "type str.")):
+        TripletEmbedder(**fast, callback=[log, "stop"]).fit(X, y)
+    with pytest.raises(ValueError, match="The 'callback' parameter of TripletEmbedder must be"):
+        TripletEmbedder(**fast, callback="stop").fit(X, y)
 
 
 def test_warm_start_continues(data, fast):

@@ -15,7 +15,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn_triplet.distances import paired_distances
 from sklearn_triplet.verification import (
     PairVerifier,
-    _calibrate_threshold,
+    calibrate_threshold,
     make_pairs,
     paired_embedding_distances,
 )
@@ -156,7 +156,7 @@ def test_accuracy_threshold_matches_brute_force():
         distances = np.round(rng.normal(np.where(same, 1.0, 1.8), 0.5), 1)
         candidates = np.concatenate([np.unique(distances), [np.inf]])
         best = max(_accuracy(distances, same, t) for t in candidates)
-        threshold = _calibrate_threshold(distances, same)
+        threshold = calibrate_threshold(distances, same)
         assert _accuracy(distances, same, threshold) == best
         # the smallest threshold with that accuracy: one step down loses accuracy
         below = distances[distances < threshold]
@@ -319,14 +319,67 @@ def test_input_shape_errors():
         PairVerifier().fit([[0.1, 0.2], [0.3, 0.4]], [1, 0])
     embedder = _Embedding().fit([[0.0]])
     message = (
-        "With an embedder, X holds the two samples of each pair side by side, "
-        "np.hstack([X1, X2]), so its number of columns is even; got 3."
+        "With an embedder, X holds the two samples of each pair: shape (n_pairs, 2, n_features), "
+        "or (n_pairs, 2 * n_features) with the two samples side by side as "
+        "np.hstack([X1, X2]). The embedder _Embedding takes 1 features, so X must have shape "
+        "(n_pairs, 2, 1) or (n_pairs, 2); got shape (2, 3)."
     )
     with pytest.raises(ValueError, match=re.escape(message)):
         PairVerifier(embedder).fit(np.zeros((2, 3)), [1, 0])
     verifier = PairVerifier(embedder).fit(np.array([[0.0, 0.1], [0.0, 3.0]]), [1, 0])
-    with pytest.raises(ValueError, match="X has 4 features, but PairVerifier is expecting 2"):
+    with pytest.raises(ValueError, match=re.escape(message.replace("(2, 3)", "(1, 4)"))):
         verifier.predict(np.zeros((1, 4)))
+
+
+def test_pair_shape_errors_name_the_shapes_expected_not_half_widths():
+    X, y = load_digits(return_X_y=True)
+    pca = PCA(n_components=8, random_state=0).fit(X[:800])
+    X1, X2, same = make_pairs(X[800:], y[800:], n_pairs=40, random_state=0)
+    expected = (
+        "With an embedder, X holds the two samples of each pair: shape (n_pairs, 2, n_features), "
+        "or (n_pairs, 2 * n_features) with the two samples side by side as "
+        "np.hstack([X1, X2]). The embedder PCA takes 64 features, so X must have shape "
+        "(n_pairs, 2, 64) or (n_pairs, 128); got shape {}."
+    )
+    # one side only: an even width, but not two samples of the embedder's width
+    with pytest.raises(ValueError, match=re.escape(expected.format("(40, 64)"))):
+        PairVerifier(pca).fit(X1, same)
+    with pytest.raises(ValueError, match=re.escape(expected.format("(40, 3, 64)"))):
+        PairVerifier(pca).fit(np.stack([X1, X2, X1], axis=1), same)
+    with pytest.raises(ValueError, match=re.escape(expected.format("(40, 2, 32)"))):
+        PairVerifier(pca).fit(np.stack([X1[:, :32], X2[:, :32]], axis=1), same)
+    verifier = PairVerifier(pca).fit(np.hstack([X1, X2]), same)
+    with pytest.raises(ValueError, match=re.escape(expected.format("(40,)"))):
+        verifier.predict(X1[:, 0])
+    # no embedder: pairs of samples are refused with a pointer to the embedder
+    message = (
+        "Without an embedder, X holds one distance per pair, of shape (n_pairs,) or "
+        "(n_pairs, 1); got shape (40, 2, 64). To compare pairs of samples, pass a fitted embedder."
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        PairVerifier().fit(np.stack([X1, X2], axis=1), same)
+
+
+def test_verifier_accepts_metric_learn_style_pairs():
+    X, y = load_digits(return_X_y=True)
+    pca = PCA(n_components=8, random_state=0).fit(X[:800])
+    X1, X2, same = make_pairs(X[800:], y[800:], n_pairs=200, random_state=2)
+    stacked, side_by_side = np.stack([X1, X2], axis=1), np.hstack([X1, X2])
+    assert stacked.shape == (200, 2, 64)
+    on_stacked = PairVerifier(pca, metric="cosine").fit(stacked, same)
+    on_side_by_side = PairVerifier(pca, metric="cosine").fit(side_by_side, same)
+    assert on_stacked.threshold_ == on_side_by_side.threshold_
+    assert on_stacked.n_features_in_ == 128
+    expected = on_side_by_side.decision_function(side_by_side)
+    np.testing.assert_array_equal(on_stacked.decision_function(stacked), expected)
+    np.testing.assert_array_equal(on_stacked.decision_function(side_by_side), expected)
+    # metric-learn's labels: +1 for similar pairs, -1 for dissimilar ones
+    signed = np.where(same, 1, -1)
+    learn_style = PairVerifier(pca, metric="cosine").fit(stacked.tolist(), signed)
+    assert learn_style.threshold_ == on_stacked.threshold_
+    np.testing.assert_array_equal(
+        learn_style.predict(stacked), np.where(on_stacked.predict(stacked), 1, -1)
+    )
 
 
 def test_y_must_hold_both_kinds_of_pairs():
