@@ -39,7 +39,9 @@ To add an estimator, write a module with the class alone::
             "mining": [StrOptions(set(PAIRS.minings))],
         }
 
-The docstring's shared sections are filled in by ``__init_subclass__`` too, and
+Every name in the declaration's ``options`` (here ``("mining",)``) must be a parameter of the
+estimator: ``fit`` hands its value to the loss kernel under that name. The docstring's shared
+sections are filled in by ``__init_subclass__`` too, and
 ``__init__.py`` exports the class. The training loop, the console report, the history plots and the
 ``history_`` documentation follow the declaration's statistics.
 """
@@ -73,7 +75,7 @@ from ._validation import (
     validate_data,
     validate_estimator_params,
 )
-from .backbones import L2Normalize, build_backbone
+from .backbones import L2Normalize, build_backbone, initial_linear_weights
 from .metrics import map_at_r
 from .sampling import class_balanced_batches
 
@@ -100,10 +102,12 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         "metric": "euclidean",
         "margin": 0.2,
         "loss": None,
+        "init": "auto",
         "batch_size": 128,
         "samples_per_class": 4,
         "max_iter": 50,
-        "learning_rate_init": 1e-3,
+        "learning_rate": "cosine",
+        "learning_rate_init": 3e-3,
         "weight_decay": 0.0,
         "mixed_precision": False,
         "early_stopping": False,
@@ -134,6 +138,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         "backbone": [StrOptions({"mlp", "linear", "cnn"}), torch.nn.Module, callable],
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "backbone_params": [dict, None],
+        "init": [StrOptions({"auto", "pca", "lda", "random"})],
         "normalize": ["boolean"],
         "metric": [StrOptions(set(METRICS))],
         "margin": [Interval(Real, 0, None, closed="neither")],
@@ -141,6 +146,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         "batch_size": [Interval(Integral, 4, None, closed="left")],
         "samples_per_class": [Interval(Integral, 2, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions(set(_training.SCHEDULES))],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "mixed_precision": ["boolean"],
@@ -169,8 +175,9 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
 
     @classmethod
     def _docstring_sections(cls):
-        """Shared docstring sections this class words its own way (none: the shared texts)."""
-        return {}
+        """Shared docstring sections this class words its own way: the shared training section,
+        with this class's default of ``samples_per_class``."""
+        return {"training": _docstrings.training_section(cls._parameter_defaults())}
 
     @classmethod
     def _parameter_defaults(cls):
@@ -250,8 +257,17 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         X_val = y_val = None
         if validate and self.early_stopping:
             X, y, X_val, y_val = self._split_validation(X, y)
+        if reset:
+            self._initialise_from_data(X, y)
         seed = int(self._rng.integers(2**31))
         first_row = len(self.history_)
+        # The learning rate's schedule spans the epochs of one fit (a resumed one included);
+        # partial_fit trains at learning_rate_init.
+        schedule = None
+        if validate and self.learning_rate != "constant":
+            schedule = _training.LearningRateSchedule(
+                self.learning_rate, self.learning_rate_init, self.n_iter_ + 1, n_epochs
+            )
         if checkpoint:
             n_epochs, start_time = checkpoint.restore(self, n_epochs, start_time)
         # Built-in networks and losses draw from generators of this fit alone; user code may draw
@@ -275,6 +291,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 start_time=start_time,
                 callbacks=callbacks,
                 checkpoint=checkpoint,
+                schedule=schedule,
             )
         if checkpoint:
             checkpoint.finish()
@@ -293,6 +310,47 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     def _check_fit_parameters(self):
         """Rules between parameters, checked at fit."""
         _check_batch_shape(self.batch_size, self.samples_per_class)
+        if self.init in ("pca", "lda") and not _is_builtin(self.backbone, "linear"):
+            raise ValueError(
+                f"init={self.init!r} sets the weights of backbone='linear' only; got "
+                f"backbone={self.backbone!r}. Use init='auto' or 'random'."
+            )
+
+    def _initialise_from_data(self, X, y):
+        """Set the linear backbone's weights from the training data, as ``init`` says.
+
+        ``"auto"`` follows :class:`~sklearn.neighbors.NeighborhoodComponentsAnalysis`: LDA when
+        there are more classes than components, else PCA when the data has enough samples and
+        features, else the random initialisation of the layer.
+        """
+        if not _is_builtin(self.backbone, "linear"):
+            return
+        n_samples, n_features = X.shape
+        n_classes = int(y.max()) + 1
+        n_components = self.n_components_
+        init = self.init
+        if init == "auto":
+            if n_components <= min(n_features, n_classes - 1):
+                init = "lda"
+            elif n_components <= min(n_features, n_samples):
+                init = "pca"
+            else:
+                init = "random"
+        if init == "random":
+            return
+        limit = min(n_features, n_classes - 1) if init == "lda" else min(n_features, n_samples)
+        if n_components > limit:
+            what = "n_features and n_classes - 1" if init == "lda" else "n_features and n_samples"
+            raise ValueError(
+                f"init={init!r} gives at most min({what}) = {limit} components; got "
+                f"n_components={n_components}. Use init='auto' or 'random'."
+            )
+        weights = initial_linear_weights(
+            X, y, n_components, init=init, random_state=int(self._rng.integers(2**31))
+        )
+        with torch.no_grad():
+            layer = self.module_.backbone
+            layer.weight.copy_(torch.as_tensor(weights, dtype=layer.weight.dtype))
 
     def _check_training_data(self, X, y, *, reset):
         """``X`` (float32, one row per sample), encoded ``y`` and the input shape of a CNN."""
@@ -472,7 +530,9 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
 
         return X_t, y_t, batches, validation_score
 
-    def _train(self, X, y, X_val, y_val, *, n_epochs, start_time, callbacks, checkpoint=None):
+    def _train(
+        self, X, y, X_val, y_val, *, n_epochs, start_time, callbacks, checkpoint=None, schedule=None
+    ):
         module = self.module_
         optimizer = torch.optim.Adam(
             module.parameters(), lr=self.learning_rate_init, weight_decay=self.weight_decay
@@ -505,6 +565,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 n_epochs=n_epochs,
                 first_epoch=self.n_iter_ + 1,
                 history=self.history_,
+                schedule=schedule,
                 validation_score=validation_score,
                 n_iter_no_change=self.n_iter_no_change,
                 tol=self.tol,
@@ -586,6 +647,10 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         """The declaration of the statistics of the loss in use."""
         return CALLABLE_STATISTICS if self.loss is not None else self._loss.statistics
 
+    def _resolve_loss_options(self):
+        """The built-in loss kernel's options (``self._loss.options``), ``"auto"`` resolved."""
+        return {name: getattr(self, name) for name in self._loss.options}
+
     def _batch_loss(self, embeddings, labels, *, taxonomy, spread):
         """The loss of a batch and its statistics: a :class:`~sklearn_triplet._kernels.BatchLoss`.
 
@@ -601,8 +666,8 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             embeddings,
             labels,
             margin=self.margin,
-            mining=self.mining,
             metric=self.metric,
+            **self._resolve_loss_options(),
             **options,
         )
 
@@ -778,6 +843,10 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         if "module_" in state:
             self.device_ = _resolve_device(self.device, on_load=True)
             self.module_.to(self.device_)
+
+
+def _is_builtin(backbone, name):
+    return isinstance(backbone, str) and backbone == name
 
 
 def _resolve_device(device, *, on_load=False):

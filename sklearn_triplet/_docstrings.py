@@ -17,16 +17,18 @@ BACKBONE_PARAMETERS = """\
         :class:`~sklearn.neighbors.NeighborhoodComponentsAnalysis`. ``"cnn"``: a small convolutional
         network. It reads images as arrays, ``X`` of shape ``(n_samples, channels, height, width)``
         or ``(n_samples, height, width)`` (one channel), the shape of a sample taken from ``X``;
-        signals ``(n_samples, channels, length)`` with ``backbone_params={"input_shape":
-        (channels, length)}``; and flattened rows with ``backbone_params={"input_shape":
-        (channels, height, width)}``. The other backbones take 2-D ``X``. A module instance is
+        signals (time series, spectra) ``(n_samples, channels, length)`` with
+        ``backbone_params={"input_shape": (channels, length)}``, which builds 1-D convolutions;
+        and flattened rows with ``backbone_params={"input_shape": (channels, height, width)}`` or
+        ``(channels, length)``. The other backbones take 2-D ``X``. A module instance is
         deep-copied at fit (the given one is never changed); a class or factory is called as
         ``backbone(n_features, n_components, **backbone_params)``.
     hidden_layer_sizes : int or tuple of int, default=(256,)
         Hidden widths of the ``"mlp"`` backbone.
     backbone_params : dict, default=None
         Extra settings of the backbone builder, searchable by grid search as whole dicts (for
-        ``"cnn"``: ``input_shape``, ``channels``, ``hidden_size``; for ``"mlp"``: ``activation``).
+        ``"cnn"``: ``input_shape``, ``channels``, ``hidden_size``, ``kernel_size``; for
+        ``"mlp"``: ``activation``).
     normalize : bool, default=True
         Scale each embedding to unit Euclidean norm (as in FaceNet), in training and in
         ``transform``.
@@ -35,18 +37,34 @@ BACKBONE_PARAMETERS = """\
         ``1 - cos``."""
 
 TRAINING_PARAMETERS = """\
+    init : {"auto", "pca", "lda", "random"}, default="auto"
+        How the weights of ``backbone="linear"`` start, as in
+        :class:`~sklearn.neighbors.NeighborhoodComponentsAnalysis`. ``"pca"``: the leading
+        principal axes of the training data; ``"lda"``: its leading linear discriminant
+        directions; ``"random"``: torch's initialisation of the layer. ``"auto"``: ``"lda"`` when
+        ``n_components <= min(n_features, n_classes - 1)``, else ``"pca"`` when ``n_components <=
+        min(n_features, n_samples)``, else ``"random"``. Other backbones always start from their
+        own initialisation (``"auto"`` or ``"random"``).
     batch_size : int, default=128
         Target samples per batch. Batches are class-balanced: ``P = batch_size //
         samples_per_class`` classes (at most all of them), drawn with probability proportional to
         their size and always including two classes with two or more samples, then up to
         ``batch_size // P`` samples of each.
-    samples_per_class : int, default=4
+    samples_per_class : int, default=%(samples_per_class)s
         The minimum K of the P x K batches: each class drawn gives that many samples, or all it
         has. ``batch_size`` must be at least ``2 * samples_per_class``.
     max_iter : int, default=50
         Number of epochs; an epoch is ``ceil(n_samples / batch_size)`` batches.
-    learning_rate_init : float, default=1e-3
-        Learning rate of the Adam optimiser.
+    learning_rate : {"cosine", "constant"}, default="cosine"
+        Schedule of Adam's learning rate over the steps (batches) of a ``fit``. ``"cosine"``: a
+        linear warm-up from ``learning_rate_init / n_warmup`` to ``learning_rate_init`` over the
+        first ``n_warmup = max(1, round(0.05 * n_steps))`` steps, then half a cosine down to just
+        above 0 at the last step, ``n_steps`` being ``max_iter`` times the batches per epoch (with
+        early stopping too; a fit resumed from a checkpoint goes on where it stopped).
+        ``"constant"``: ``learning_rate_init`` throughout. Each ``fit``, a warm start included,
+        runs the whole schedule anew; ``partial_fit`` trains at ``learning_rate_init``.
+    learning_rate_init : float, default=3e-3
+        Initial (peak, with ``"cosine"``) learning rate of the Adam optimiser.
     weight_decay : float, default=0.0
         L2 penalty (Adam's ``weight_decay``).
     mixed_precision : bool, default=False
@@ -71,7 +89,7 @@ TRAINING_PARAMETERS = """\
         ``hidden_layer_sizes``, ``backbone_params``, ``normalize``) must keep their values: a
         change is an error that says to set ``warm_start=False``. The others (``margin``,
         ``mining``, ``metric``, ``learning_rate_init``, ``batch_size``, ``device``...) apply to the
-        epochs to come.
+        epochs to come (``init`` only to a fresh network).
     callback : callable or list of callables, default=None
         ``callback(estimator, epoch, logs)`` is called after each epoch with that epoch's history
         row; returning True stops training. Several are called in their order, every epoch, and
@@ -171,6 +189,12 @@ def history_attributes(statistics, callable_statistics):
     return ATTRIBUTES % {"history": history}
 
 
+def training_section(defaults):
+    """The shared training section with an estimator's ``defaults`` where they differ between
+    estimators (``samples_per_class``)."""
+    return TRAINING_PARAMETERS % {"samples_per_class": defaults["samples_per_class"]}
+
+
 def fill(doc, statistics, **overrides):
     """Put the shared sections into ``doc`` where a line says ``%(name)s``.
 
@@ -180,7 +204,7 @@ def fill(doc, statistics, **overrides):
     """
     sections = {
         "backbone": BACKBONE_PARAMETERS,
-        "training": TRAINING_PARAMETERS,
+        "training": training_section({"samples_per_class": 4}),
         "attributes": history_attributes(statistics, CALLABLE_STATISTICS),
         **overrides,
     }
@@ -194,6 +218,15 @@ def fill(doc, statistics, **overrides):
 # Their entries that differ from those of the embedders of labelled samples; every other entry is
 # taken from TRAINING_PARAMETERS and ATTRIBUTES as it stands there.
 _TUPLE_TRAINING_ENTRIES = {
+    "learning_rate": """\
+    learning_rate : {"constant", "cosine"}, default="constant"
+        Schedule of Adam's learning rate over the steps (batches) of a ``fit``. ``"constant"``:
+        ``learning_rate_init`` throughout. ``"cosine"``: a linear warm-up over the first 5%% of the
+        steps, then half a cosine down to just above 0 at the last step, run anew by each
+        ``fit``; ``partial_fit`` trains at ``learning_rate_init``.""",
+    "learning_rate_init": """\
+    learning_rate_init : float, default=1e-3
+        Learning rate (the peak, with ``"cosine"``) of the Adam optimiser.""",
     "batch_size": """\
     batch_size : int, default=128
         Number of %(kind)ss per batch; each distinct point of a batch is embedded once.""",
@@ -237,6 +270,10 @@ _TUPLE_ATTRIBUTE_ENTRIES = {
 }
 
 
+# Parameters of the embedders of labelled samples that the estimators learning from tuples lack.
+_NOT_FOR_TUPLES = ("samples_per_class", "init")
+
+
 def _entries(section):
     """``{name: text}`` of a numpydoc section's entries (a header line at four spaces, then its
     description), in order."""
@@ -269,7 +306,7 @@ def tuple_sections(statistics, *, kind, score, split, negatives, own_attributes=
         if name in _TUPLE_TRAINING_ENTRIES
         else text
         for name, text in _entries(TRAINING_PARAMETERS).items()
-        if name != "samples_per_class"
+        if name not in _NOT_FOR_TUPLES
     }
     training["warm_start"] = _refill(training["warm_start"].replace("``mining``, ", ""))
     counts, fractions = _counts_and_fractions(statistics)

@@ -106,7 +106,15 @@ class PairEmbedder(ClassifierMixin, TupleEmbedder):
     classes_ : ndarray of shape (2,)
         ``[-1, 1]``.
 """
-    _own_parameters = {"margin": 1.0, "points": None, "threshold": "accuracy", "target_far": None}
+    # The learning rate of the embedders' recipe was not studied for tuples: theirs stays as it was.
+    _own_parameters = {
+        "margin": 1.0,
+        "points": None,
+        "threshold": "accuracy",
+        "target_far": None,
+        "learning_rate": "constant",
+        "learning_rate_init": 1e-3,
+    }
     _parameter_constraints = {
         **TupleEmbedder._parameter_constraints,
         "threshold": [

@@ -10,6 +10,7 @@ import contextlib
 import math
 import sys
 import time
+from dataclasses import dataclass
 
 import torch
 
@@ -76,6 +77,51 @@ STOP_MAX_ITER = "max_iter"
 STOP_NO_CHANGE = "n_iter_no_change"
 STOP_CALLBACK = "callback"
 
+# The share of a cosine schedule's steps spent warming up.
+WARMUP_FRACTION = 0.05
+
+
+def _constant(step, n_steps):
+    return 1.0
+
+
+def _cosine(step, n_steps):
+    """A linear warm-up over the first 5% of the steps, then half a cosine from 1 towards 0.
+
+    ``step`` counts from 0 and ``n_warmup = max(1, round(0.05 * n_steps))``: step ``s`` is taken
+    at ``(s + 1) / n_warmup`` of the rate while ``s < n_warmup``, then at
+    ``(1 + cos(pi * (s - n_warmup) / (n_steps - n_warmup))) / 2``, which falls from 1 to just
+    above 0 at the last step.
+    """
+    n_warmup = max(1, round(WARMUP_FRACTION * n_steps))
+    if step < n_warmup:
+        return (step + 1) / n_warmup
+    return 0.5 * (1.0 + math.cos(math.pi * (step - n_warmup) / max(1, n_steps - n_warmup)))
+
+
+#: Learning-rate schedules: ``factor(step, n_steps)``, the multiple of the initial rate at a step.
+SCHEDULES = {"constant": _constant, "cosine": _cosine}
+
+
+@dataclass(frozen=True)
+class LearningRateSchedule:
+    """The learning rate of every step of one fit: ``initial * SCHEDULES[name](step, n_steps)``.
+
+    The fit's epochs are numbered from ``first_epoch`` and it has ``n_epochs`` of them; with ``B``
+    batches an epoch, step ``(epoch - first_epoch) * B + batch`` of ``n_epochs * B``. A fit resumed
+    from a checkpoint keeps its ``first_epoch`` and goes on where it stopped.
+    """
+
+    name: str
+    initial: float
+    first_epoch: int
+    n_epochs: int
+
+    def rate(self, epoch, batch, n_batches):
+        """The learning rate of batch ``batch`` (from 0) of ``n_batches`` in epoch ``epoch``."""
+        step = (epoch - self.first_epoch) * n_batches + batch
+        return self.initial * SCHEDULES[self.name](step, self.n_epochs * n_batches)
+
 
 def train(
     *,
@@ -89,6 +135,7 @@ def train(
     n_epochs,
     first_epoch=1,
     history,
+    schedule=None,
     validation_score=None,
     n_iter_no_change=10,
     tol=0.0,
@@ -132,6 +179,8 @@ def train(
     history : list
         One dict per epoch is appended here as soon as the epoch ends, so a caller interrupted by
         ``KeyboardInterrupt`` keeps every completed epoch.
+    schedule : LearningRateSchedule, default=None
+        Sets the optimiser's learning rate before every step; None leaves it as it is.
     validation_score : callable, default=None
         ``validation_score() -> float``, higher is better; enables early stopping on it, restoring
         the best weights at the end.
@@ -182,7 +231,17 @@ def train(
         for epoch in epochs:
             snapshot = _copy_state(module)
             logs = _train_epoch(
-                module, optimizer, batch_loss, statistics, X, y, batches(), device, autocast
+                module,
+                optimizer,
+                schedule,
+                epoch,
+                batch_loss,
+                statistics,
+                X,
+                y,
+                batches(),
+                device,
+                autocast,
             )
             problem = _divergence(logs, module)
             if problem:
@@ -219,7 +278,9 @@ def train(
     return stop_reason
 
 
-def _train_epoch(module, optimizer, batch_loss, statistics, X, y, batches, device, autocast):
+def _train_epoch(
+    module, optimizer, schedule, epoch, batch_loss, statistics, X, y, batches, device, autocast
+):
     module.train()
     batches = list(batches)
     loss_sum = torch.zeros((), device=device)
@@ -240,6 +301,10 @@ def _train_epoch(module, optimizer, batch_loss, statistics, X, y, batches, devic
         )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if schedule is not None:
+            rate = schedule.rate(epoch, i, len(batches))
+            for group in optimizer.param_groups:
+                group["lr"] = rate
         optimizer.step()
         loss_sum += loss.detach()
         # NaN embeddings make every comparison false, so a loss alone can read 0: check both.

@@ -141,8 +141,9 @@ def check_pair_labels(estimator, y, n_pairs, *, both_kinds):
 
 
 # The common parameters that make no sense without labelled samples: a loss of a labelled batch,
-# and the shape of class-balanced batches.
-_NOT_TAKEN = ("loss", "samples_per_class")
+# the shape of class-balanced batches, and a linear map started from the classes (LDA) or the
+# labelled data (PCA).
+_NOT_TAKEN = ("loss", "samples_per_class", "init")
 
 
 # -- the shared estimator --------------------------------------------------------------------------
@@ -188,6 +189,9 @@ class TupleEmbedder(BaseEmbedder):
 
     def _check_fit_parameters(self):
         """No rule between parameters here (a batch is any number of tuples)."""
+
+    def _initialise_from_data(self, X, y):
+        """Nothing: the networks start from their own initialisation (there is no ``init``)."""
 
     def _check_training_data(self, X, y, *, reset):
         points, tuples = check_tuples(self, X, tuple_size=self._tuple_size, reset=reset)

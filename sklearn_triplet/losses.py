@@ -31,8 +31,9 @@ that a training loop can add them up over an epoch and read them once:
   ``n_triplets``; ``n_easy`` (``d(a, n) > d(a, p) + m``); ``n_semi_hard``
   (``d(a, p) < d(a, n) <= d(a, p) + m``); ``n_hard`` (``d(a, n) <= d(a, p)``);
   ``n_active`` (``d(a, n) < d(a, p) + m``: the triplet's hinge loss is above 0).
-- ``n_mined``: how many terms the loss averaged over, and ``n_mined_active``:
-  how many of them are above 0.
+- ``n_mined``: how many terms the mining rule selected, and
+  ``n_mined_active``: how many of them are above 0 (the loss averages over
+  the former, or the latter with ``average="active"``).
 - For :func:`contrastive_loss` also ``n_pairs``, ``n_positive_pairs``,
   ``n_negative_pairs`` and ``n_active_pairs``, over all the unordered pairs.
 
@@ -64,6 +65,7 @@ from numbers import Real
 import torch
 
 from ._kernels import (
+    AVERAGES,
     CONTRASTIVE,
     CONTRASTIVE_STATISTICS,
     GIVEN_PAIRS_STATISTICS,
@@ -109,9 +111,16 @@ def _check_batch(embeddings, labels):
     check_labels(labels, embeddings.shape[0], embeddings.device)
 
 
-@validate_function_params(_constraints(TRIPLET.minings))
+@validate_function_params({**_constraints(TRIPLET.minings), "average": [StrOptions(set(AVERAGES))]})
 def triplet_loss(
-    embeddings, labels, *, margin=0.2, mining="semi-hard", metric="euclidean", return_stats=False
+    embeddings,
+    labels,
+    *,
+    margin=0.2,
+    mining="semi-hard",
+    metric="euclidean",
+    average="all",
+    return_stats=False,
 ):
     """Triplet loss of a batch, with online mining (Schroff et al., 2015).
 
@@ -127,30 +136,46 @@ def triplet_loss(
         Integer class labels (any values) on the device of ``embeddings``.
     margin : float, default=0.2
         The margin, > 0.
-    mining : {"all", "hard", "semi-hard"}, default="semi-hard"
-        Which triplets the loss averages over:
+    mining : {"all", "hard", "semi-hard", "easy-positive"}, default="semi-hard"
+        Which triplets the loss is taken over:
 
-        - ``"all"`` (batch-all, Hermans et al., 2017): the mean hinge loss over
-          the valid triplets whose loss is above 0; 0 if there are none.
+        - ``"all"`` (batch-all, Hermans et al., 2017): the valid triplets
+          whose loss is above 0; the loss is their mean hinge loss, 0 if
+          there are none.
         - ``"hard"`` (batch-hard, Hermans et al., 2017): for each anchor that
           has at least one positive and one negative, its farthest positive
-          and its closest negative; the mean over those anchors of
+          and its closest negative, the triplet of hinge loss
           ``max(0, max_p d(a, p) - min_n d(a, n) + margin)``.
         - ``"semi-hard"`` (Schroff et al., 2015): for each ordered positive
           pair ``(a, p)`` whose anchor has at least one negative, the negative
           with the smallest ``d(a, n)`` among those with ``d(a, n) > d(a, p)``
           (strictly), or the negative with the largest ``d(a, n)`` when there
-          is none; the mean over those pairs of the hinge loss.
+          is none.
+        - ``"easy-positive"`` (Xuan et al., 2020): for each anchor that has
+          at least one positive and one negative, its closest positive and
+          its closest negative, the triplet of hinge loss
+          ``max(0, min_p d(a, p) - min_n d(a, n) + margin)``: an anchor need
+          only be nearer to some sample of its class than to any other class,
+          so a class may spread over several clusters.
 
-        See :func:`sklearn_triplet.mining.semi_hard_negatives` and
-        :func:`sklearn_triplet.mining.hardest_positive_negative`.
+        Among equal distances the lowest index is chosen. See
+        :func:`sklearn_triplet.mining.semi_hard_negatives`,
+        :func:`sklearn_triplet.mining.hardest_positive_negative` and
+        :func:`sklearn_triplet.mining.easiest_positive_negative`.
     metric : {"euclidean", "sqeuclidean", "cosine"}, default="euclidean"
         The distance, see :func:`sklearn_triplet.distances.pairwise_distances`.
+    average : {"all", "active"}, default="all"
+        The loss is the sum of the mined triplets' hinge losses divided by the
+        number of mined triplets (``"all"``, the papers' rule), or by the
+        number of them whose loss is above 0 (``"active"``, the default
+        reduction of pytorch-metric-learning); 0 when there are none. For
+        ``"all"`` mining, which mines only active triplets, both are the
+        same.
     return_stats : bool, default=False
         Also return the statistics described in :mod:`sklearn_triplet.losses`.
-        ``n_mined`` counts active triplets for ``"all"`` (the terms of its
-        mean, so ``n_mined == n_mined_active``), positive pairs for
-        ``"semi-hard"`` and anchors for ``"hard"``.
+        ``n_mined`` counts active triplets for ``"all"`` (so
+        ``n_mined == n_mined_active``), positive pairs for ``"semi-hard"``
+        and anchors for ``"hard"`` and ``"easy-positive"``.
 
     Returns
     -------
@@ -194,6 +219,9 @@ def triplet_loss(
     A. Hermans, L. Beyer and B. Leibe, "In Defense of the Triplet Loss for
     Person Re-Identification", arXiv:1703.07737, 2017.
 
+    H. Xuan, A. Stylianou and R. Pless, "Improved Embeddings with Easy Positive
+    Triplet Mining", WACV 2020.
+
     Examples
     --------
     >>> import torch
@@ -217,23 +245,45 @@ def triplet_loss(
     """
     _check_batch(embeddings, labels)
     result = triplet_kernel(
-        embeddings, labels, margin=margin, mining=mining, metric=metric, counts=return_stats
+        embeddings,
+        labels,
+        margin=margin,
+        mining=mining,
+        metric=metric,
+        average=average,
+        counts=return_stats,
     )
     if not return_stats:
         return result.loss
     return result.loss, TRIPLET_STATISTICS.as_dict(result.counts)
 
 
-@validate_function_params(_constraints(CONTRASTIVE.minings))
+@validate_function_params(
+    {
+        **_constraints(CONTRASTIVE.minings),
+        "average": [StrOptions(set(AVERAGES))],
+        "squared": ["boolean"],
+    }
+)
 def contrastive_loss(
-    embeddings, labels, *, margin=1.0, mining="all", metric="euclidean", return_stats=False
+    embeddings,
+    labels,
+    *,
+    margin=1.0,
+    mining="all",
+    metric="euclidean",
+    average="all",
+    squared=True,
+    return_stats=False,
 ):
     """Contrastive loss of a batch (Hadsell, Chopra and LeCun, 2006).
 
     For an unordered pair ``{i, j}`` at distance ``D = d(i, j)``, with
     ``Y = 0`` when the labels are equal and ``Y = 1`` otherwise, the loss is
-    ``(1 - Y) D² + Y max(0, margin - D)²``. It is above 0 when ``D > 0`` for a
-    positive pair and when ``D < margin`` for a negative pair.
+    ``(1 - Y) D² + Y max(0, margin - D)²``, or without the squares,
+    ``(1 - Y) D + Y max(0, margin - D)``, with ``squared=False``. It is above
+    0 when ``D > 0`` for a positive pair and when ``D < margin`` for a
+    negative pair.
 
     Parameters
     ----------
@@ -254,10 +304,22 @@ def contrastive_loss(
     metric : {"euclidean", "sqeuclidean", "cosine"}, default="euclidean"
         The distance ``D``, see
         :func:`sklearn_triplet.distances.pairwise_distances`. With
-        ``"sqeuclidean"`` the loss squares the squared distance.
+        ``"sqeuclidean"`` and ``squared=True`` the loss squares the squared
+        distance.
+    average : {"all", "active"}, default="all"
+        ``"all"``: the sum of the mined pairs' losses divided by their number
+        (Hadsell et al.). ``"active"``: the mean over the mined positive pairs
+        whose loss is above 0 plus the mean over the mined negative pairs
+        whose loss is above 0 (pytorch-metric-learning's reduction), either
+        mean 0 when it has no pair.
+    squared : bool, default=True
+        Square the terms (Hadsell et al.); False takes them as they are, as
+        pytorch-metric-learning's ``ContrastiveLoss`` does: a pull of
+        constant strength on every positive pair, and a push that does not
+        fade as a negative pair nears the margin.
     return_stats : bool, default=False
         Also return the statistics described in :mod:`sklearn_triplet.losses`;
-        ``n_mined`` counts the pairs averaged over.
+        ``n_mined`` counts the pairs mined.
 
     Returns
     -------
@@ -297,7 +359,14 @@ def contrastive_loss(
     """
     _check_batch(embeddings, labels)
     result = contrastive_kernel(
-        embeddings, labels, margin=margin, mining=mining, metric=metric, counts=return_stats
+        embeddings,
+        labels,
+        margin=margin,
+        mining=mining,
+        metric=metric,
+        average=average,
+        squared=squared,
+        counts=return_stats,
     )
     if not return_stats:
         return result.loss

@@ -15,6 +15,7 @@ from sklearn_triplet.losses import (
 )
 
 DTYPES = [torch.float32, torch.float64]
+TRIPLET_MINING = ["all", "hard", "semi-hard", "easy-positive"]
 TRIPLET_KEYS = [
     "n_triplets",
     "n_easy",
@@ -69,7 +70,7 @@ def hinge(d_ap, d_an, m):
     return float(d_ap + m) - float(d_an) if d_an < d_ap + m else 0.0
 
 
-def brute_force_triplet(distances, labels, margin, mining):
+def brute_force_triplet(distances, labels, margin, mining, average="all"):
     d, m = _as_numpy(distances, margin)
     labels = labels.tolist()
     n = len(labels)
@@ -89,6 +90,12 @@ def brute_force_triplet(distances, labels, margin, mining):
                 farthest = max(d[a, p] for p in positives[a])
                 closest = min(d[a, k] for k in negatives[a])
                 terms.append(hinge(farthest, closest, m))
+    elif mining == "easy-positive":
+        for a in range(n):
+            if positives[a] and negatives[a]:
+                closest_positive = min(d[a, p] for p in positives[a])
+                closest_negative = min(d[a, k] for k in negatives[a])
+                terms.append(hinge(closest_positive, closest_negative, m))
     else:  # semi-hard
         for a in range(n):
             if not negatives[a]:
@@ -103,10 +110,11 @@ def brute_force_triplet(distances, labels, margin, mining):
     stats = brute_force_taxonomy(d, labels, m)
     stats["n_mined"] = len(terms)
     stats["n_mined_active"] = sum(term > 0 for term in terms)
-    return (sum(terms) / len(terms) if terms else 0.0), stats
+    count = stats["n_mined_active"] if average == "active" else stats["n_mined"]
+    return (sum(terms) / count if count else 0.0), stats
 
 
-def brute_force_contrastive(distances, labels, margin, mining):
+def brute_force_contrastive(distances, labels, margin, mining, average="all", squared=True):
     d, m = _as_numpy(distances, margin)
     labels = labels.tolist()
     n = len(labels)
@@ -124,22 +132,31 @@ def brute_force_contrastive(distances, labels, margin, mining):
         for j in range(i + 1, n):
             same = labels[i] == labels[j]
             if same:
-                loss = float(d[i, j]) ** 2
+                loss = float(d[i, j])
                 active = d[i, j] > 0
                 hard = d[i, j] > min(closest_negative[i], closest_negative[j])
             else:
-                loss = max(0.0, float(m - d[i, j])) ** 2
+                loss = max(0.0, float(m - d[i, j]))
                 active = d[i, j] < m
                 hard = d[i, j] < max(farthest_positive[i], farthest_positive[j])
+            if squared:
+                loss = loss**2
             stats["n_pairs"] += 1
             stats["n_positive_pairs" if same else "n_negative_pairs"] += 1
             stats["n_active_pairs"] += bool(active)
             if mining == "all" or hard:
-                terms.append((loss, active))
+                terms.append((loss, active, same))
     stats.update(brute_force_taxonomy(d, labels, m))
     stats["n_mined"] = len(terms)
-    stats["n_mined_active"] = sum(bool(active) for _, active in terms)
-    return (sum(loss for loss, _ in terms) / len(terms) if terms else 0.0), stats
+    stats["n_mined_active"] = sum(bool(active) for _, active, _ in terms)
+    if average == "all":
+        value = sum(loss for loss, _, _ in terms) / len(terms) if terms else 0.0
+    else:  # the mean over the active positive pairs plus the mean over the active negative ones
+        value = 0.0
+        for kind in (True, False):
+            active_terms = [loss for loss, active, same in terms if active and same == kind]
+            value += sum(active_terms) / len(active_terms) if active_terms else 0.0
+    return value, stats
 
 
 # ----------------------------------------------------------------------------------------
@@ -172,18 +189,25 @@ def check_stats(stats, expected, device):
         assert int(value) == expected[key], key
 
 
-@pytest.mark.parametrize("mining_mode", ["all", "hard", "semi-hard"])
+@pytest.mark.parametrize("average", ["all", "active"])
+@pytest.mark.parametrize("mining_mode", TRIPLET_MINING)
 @pytest.mark.parametrize("metric", METRICS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kind,seed", BATCHES)
-def test_triplet_loss_matches_brute_force(mining_mode, metric, dtype, kind, seed):
+def test_triplet_loss_matches_brute_force(average, mining_mode, metric, dtype, kind, seed):
     x, labels = make_batch(kind, dtype, seed)
     margin = 1.0 if kind == "integer" else 0.3  # 1.0: exact ties at d(a, p) + margin
     loss, stats = triplet_loss(
-        x, labels, margin=margin, mining=mining_mode, metric=metric, return_stats=True
+        x,
+        labels,
+        margin=margin,
+        mining=mining_mode,
+        metric=metric,
+        average=average,
+        return_stats=True,
     )
     expected_loss, expected_stats = brute_force_triplet(
-        pairwise_distances(x, metric=metric), labels, margin, mining_mode
+        pairwise_distances(x, metric=metric), labels, margin, mining_mode, average
     )
     assert loss.dtype == dtype and loss.shape == ()
     tolerance = 1e-5 if dtype == torch.float32 else 1e-12
@@ -192,18 +216,30 @@ def test_triplet_loss_matches_brute_force(mining_mode, metric, dtype, kind, seed
     check_stats(stats, expected, x.device)
 
 
+@pytest.mark.parametrize(
+    "average,squared", [("all", True), ("active", True), ("all", False), ("active", False)]
+)
 @pytest.mark.parametrize("mining_mode", ["all", "hard"])
 @pytest.mark.parametrize("metric", METRICS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kind,seed", BATCHES)
-def test_contrastive_loss_matches_brute_force(mining_mode, metric, dtype, kind, seed):
+def test_contrastive_loss_matches_brute_force(
+    average, squared, mining_mode, metric, dtype, kind, seed
+):
     x, labels = make_batch(kind, dtype, seed)
     margin = 2.0 if kind == "integer" else 0.8
     loss, stats = contrastive_loss(
-        x, labels, margin=margin, mining=mining_mode, metric=metric, return_stats=True
+        x,
+        labels,
+        margin=margin,
+        mining=mining_mode,
+        metric=metric,
+        average=average,
+        squared=squared,
+        return_stats=True,
     )
     expected_loss, expected_stats = brute_force_contrastive(
-        pairwise_distances(x, metric=metric), labels, margin, mining_mode
+        pairwise_distances(x, metric=metric), labels, margin, mining_mode, average, squared
     )
     assert loss.dtype == dtype and loss.shape == ()
     tolerance = 1e-5 if dtype == torch.float32 else 1e-12
@@ -214,7 +250,7 @@ def test_contrastive_loss_matches_brute_force(mining_mode, metric, dtype, kind, 
 
 def test_loss_without_stats_is_the_same_tensor_value():
     x, labels = make_batch("normal", torch.float32, 0)
-    for mode in ["all", "hard", "semi-hard"]:
+    for mode in TRIPLET_MINING:
         loss, _ = triplet_loss(x, labels, mining=mode, return_stats=True)
         assert torch.equal(triplet_loss(x, labels, mining=mode), loss)
     for mode in ["all", "hard"]:
@@ -227,39 +263,46 @@ def test_full_width_layout_gives_the_same_results(monkeypatch):
     x, labels = make_batch("integer", torch.float32, 1)
     results = [
         triplet_loss(x, labels, mining=mode, margin=1.0, return_stats=True)
-        for mode in ["all", "hard", "semi-hard"]
+        for mode in TRIPLET_MINING
     ]
     monkeypatch.setattr(_kernels, "_layout_width", len)
-    for mode, (loss, stats) in zip(["all", "hard", "semi-hard"], results):
+    for mode, (loss, stats) in zip(TRIPLET_MINING, results):
         wide_loss, wide_stats = triplet_loss(x, labels, mining=mode, margin=1.0, return_stats=True)
         assert float(wide_loss) == pytest.approx(float(loss), rel=1e-6)
         assert {k: int(v) for k, v in wide_stats.items()} == {k: int(v) for k, v in stats.items()}
 
 
-@pytest.mark.parametrize("mining_mode", ["all", "hard", "semi-hard"])
+@pytest.mark.parametrize("average", ["all", "active"])
+@pytest.mark.parametrize("mining_mode", TRIPLET_MINING)
 @pytest.mark.parametrize("metric", METRICS)
-def test_triplet_gradcheck(mining_mode, metric):
+def test_triplet_gradcheck(average, mining_mode, metric):
     generator = torch.Generator().manual_seed(1)
     x = torch.randn(10, 3, generator=generator, dtype=torch.float64, requires_grad=True)
     labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 3, 4])
     margin = 0.5 if metric == "cosine" else 1.0
-    assert triplet_loss(x, labels, margin=margin, mining=mining_mode, metric=metric) > 0
-    assert torch.autograd.gradcheck(
-        lambda x: triplet_loss(x, labels, margin=margin, mining=mining_mode, metric=metric), (x,)
-    )
+    options = {"margin": margin, "mining": mining_mode, "metric": metric, "average": average}
+    assert triplet_loss(x, labels, **options) > 0
+    assert torch.autograd.gradcheck(lambda x: triplet_loss(x, labels, **options), (x,))
 
 
+@pytest.mark.parametrize(
+    "average,squared", [("all", True), ("active", True), ("all", False), ("active", False)]
+)
 @pytest.mark.parametrize("mining_mode", ["all", "hard"])
 @pytest.mark.parametrize("metric", METRICS)
-def test_contrastive_gradcheck(mining_mode, metric):
+def test_contrastive_gradcheck(average, squared, mining_mode, metric):
     generator = torch.Generator().manual_seed(2)
     x = torch.randn(10, 3, generator=generator, dtype=torch.float64, requires_grad=True)
     labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 3, 4])
-    assert contrastive_loss(x, labels, margin=1.5, mining=mining_mode, metric=metric) > 0
-    assert torch.autograd.gradcheck(
-        lambda x: contrastive_loss(x, labels, margin=1.5, mining=mining_mode, metric=metric),
-        (x,),
-    )
+    options = {
+        "margin": 1.5,
+        "mining": mining_mode,
+        "metric": metric,
+        "average": average,
+        "squared": squared,
+    }
+    assert contrastive_loss(x, labels, **options) > 0
+    assert torch.autograd.gradcheck(lambda x: contrastive_loss(x, labels, **options), (x,))
 
 
 def _assert_attached_zero(loss, x):
@@ -268,13 +311,20 @@ def _assert_attached_zero(loss, x):
     assert torch.equal(x.grad, torch.zeros_like(x))
 
 
-@pytest.mark.parametrize("mining_mode", ["all", "hard", "semi-hard"])
+@pytest.mark.parametrize("average", ["all", "active"])
+@pytest.mark.parametrize("mining_mode", TRIPLET_MINING)
 @pytest.mark.parametrize("metric", METRICS)
-def test_all_easy_batch_gives_attached_zero(mining_mode, metric):
+def test_all_easy_batch_gives_attached_zero(average, mining_mode, metric):
     x = torch.tensor([[1.0, 0.0], [1.0, 0.01], [-1.0, 0.0], [-1.0, 0.01]], requires_grad=True)
     labels = torch.tensor([0, 0, 1, 1])
     loss, stats = triplet_loss(
-        x, labels, margin=0.1, mining=mining_mode, metric=metric, return_stats=True
+        x,
+        labels,
+        margin=0.1,
+        mining=mining_mode,
+        metric=metric,
+        average=average,
+        return_stats=True,
     )
     assert int(stats["n_easy"]) == int(stats["n_triplets"]) == 8
     _assert_attached_zero(loss, x)
@@ -283,7 +333,7 @@ def test_all_easy_batch_gives_attached_zero(mining_mode, metric):
 @pytest.mark.parametrize(
     "labels", [[3, 3, 3, 3, 3], [0, 1, 2, 3, 4]], ids=["one-class", "singletons"]
 )
-@pytest.mark.parametrize("mining_mode", ["all", "hard", "semi-hard"])
+@pytest.mark.parametrize("mining_mode", TRIPLET_MINING)
 def test_nothing_to_train_on_gives_attached_zero(labels, mining_mode):
     x = torch.randn(5, 3, generator=torch.Generator().manual_seed(0), requires_grad=True)
     loss, stats = triplet_loss(x, torch.tensor(labels), mining=mining_mode, return_stats=True)
@@ -336,7 +386,7 @@ def _str_among(n):
 @pytest.mark.parametrize("loss_function", [triplet_loss, contrastive_loss])
 def test_bad_options(loss_function):
     x, labels = torch.zeros(4, 2), torch.tensor([0, 0, 1, 1])
-    n_minings = 3 if loss_function is triplet_loss else 2
+    n_minings = 4 if loss_function is triplet_loss else 2
     pattern = _invalid_parameter("mining", loss_function, _str_among(n_minings), "seminard")
     with pytest.raises(ValueError, match=pattern):
         loss_function(x, labels, mining="seminard")
@@ -351,6 +401,42 @@ def test_bad_options(loss_function):
         ):
             loss_function(x, labels, margin=margin)
     assert float(loss_function(x, labels, margin=np.float32(0.5))) >= 0
+
+
+def test_bad_average():
+    x, labels = torch.zeros(4, 2), torch.tensor([0, 0, 1, 1])
+    pattern = _invalid_parameter("average", triplet_loss, _str_among(2), "nonzero")
+    with pytest.raises(ValueError, match=pattern):
+        triplet_loss(x, labels, average="nonzero")
+
+
+def test_active_average_keeps_the_gradient_as_triplets_turn_easy():
+    # Some of the mined triplets are easy: averaged over all of them, the loss and its gradient
+    # are those averaged over the active ones times the share of active ones.
+    x = torch.tensor([[0.0], [0.1], [0.65], [3.0], [3.3]], requires_grad=True)
+    labels = torch.tensor([0, 0, 1, 1, 1])
+    results = {}
+    for average in ["all", "active"]:
+        loss, stats = triplet_loss(
+            x, labels, margin=0.5, mining="semi-hard", average=average, return_stats=True
+        )
+        (gradient,) = torch.autograd.grad(loss, x)
+        results[average] = (loss.detach(), gradient)
+    n_mined, n_active = int(stats["n_mined"]), int(stats["n_mined_active"])
+    assert n_mined == 8 and 0 < n_active < n_mined
+    share = n_active / n_mined
+    torch.testing.assert_close(results["all"][0], results["active"][0] * share)
+    torch.testing.assert_close(results["all"][1], results["active"][1] * share)
+
+
+def test_easy_positive_lets_a_class_keep_two_clusters():
+    # Class 0 sits in two clusters, each next to a point of its own class; class 1 far away.
+    x = torch.tensor([[0.0], [0.1], [5.0], [5.1], [10.0], [10.1]], requires_grad=True)
+    labels = torch.tensor([0, 0, 0, 0, 1, 1])
+    easy = triplet_loss(x, labels, margin=0.5, mining="easy-positive")
+    assert float(easy) == 0.0  # every anchor is nearer to a sample of its class than to class 1
+    assert float(triplet_loss(x, labels, margin=0.5, mining="semi-hard")) > 0
+    assert float(triplet_loss(x, labels, margin=0.5, mining="hard")) > 0
 
 
 @pytest.mark.parametrize("loss_function", [triplet_loss, contrastive_loss])
@@ -449,6 +535,25 @@ def test_cuda_matches_cpu(metric):
         assert cuda_loss == pytest.approx(cpu_loss, rel=1e-5, abs=1e-6)
         torch.testing.assert_close(cuda_grad, cpu_grad, rtol=1e-4, atol=1e-5)
         assert cuda_stats == cpu_stats
+
+
+def test_unsquared_active_contrastive_is_pytorch_metric_learnings():
+    pml_losses = pytest.importorskip("pytorch_metric_learning.losses")
+    from pytorch_metric_learning.distances import LpDistance
+
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(24, 5, generator=generator, dtype=torch.float64)
+    labels = torch.randint(0, 5, (24,), generator=generator)
+    theirs_loss = pml_losses.ContrastiveLoss(
+        pos_margin=0, neg_margin=1, distance=LpDistance(normalize_embeddings=False)
+    )
+    ours, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    loss = contrastive_loss(ours, labels, margin=1.0, average="active", squared=False)
+    expected = theirs_loss(theirs, labels)
+    loss.backward()
+    expected.backward()
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(ours.grad, theirs.grad)
 
 
 # ----------------------------------------------------------------------------------------
