@@ -125,6 +125,9 @@ def test_a_checkpoint_loads_as_the_estimator_at_its_epoch(data, tmp_path, config
 def test_resume_with_more_epochs_and_other_free_parameters(data, tmp_path, config):
     X, y = data
     path = tmp_path / "fit.ckpt"
+    # A constant learning rate: a schedule is drawn over max_iter, so a fit given more epochs
+    # after the interruption follows another schedule than one given them from the start.
+    config = {**config, "learning_rate": "constant"}
     reference = TripletEmbedder(**{**config, "max_iter": 7}).fit(X, y)
     fit_interrupted(TripletEmbedder(**config, checkpoint=path), X, y, at=3)
     resumed = TripletEmbedder(
@@ -180,8 +183,12 @@ def test_warm_start_resumes_from_the_same_starting_point(data, tmp_path, config)
             "parameter hidden_layer_sizes, parameter learning_rate_init",
         ),
         ({"data": True}, "data (X or y)"),
-        # The defaults of margin and mining differ between the two.
-        ({"estimator": SiameseEmbedder}, "estimator, parameter margin, parameter mining"),
+        # The defaults of margin, mining, samples_per_class and squared differ between the two.
+        (
+            {"estimator": SiameseEmbedder},
+            "estimator, parameter margin, parameter mining, parameter samples_per_class, "
+            "parameter squared",
+        ),
     ],
     ids=["margin", "two-parameters", "data", "estimator"],
 )
