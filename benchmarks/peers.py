@@ -18,35 +18,41 @@ Contestants, each a transformer followed by the same k-nearest-neighbour evaluat
   averages over the pairs with a non-zero loss, ours (Hadsell et al.) squares them and averages over
   all pairs;
 - ``TripletEmbedder`` and ``SiameseEmbedder`` with default parameters (``max_iter`` aside in quick
-  mode), and ``(tuned)``: chosen by a ``GridSearchCV`` over ``margin`` and ``mining`` on one
-  stratified 75/25 split of the training split (scored by the embedder's own leave-one-out MAP@R on
-  the validation quarter), then refitted on the whole training split; its fit time includes the
-  search.
+  mode), ``TripletEmbedder (linear)``: the same with ``backbone="linear"`` (a linear map to 32
+  dimensions, like NCA's), and ``(tuned)``: chosen by a ``GridSearchCV`` over ``margin`` and
+  ``mining`` on one stratified 75/25 split of the training split (scored by the embedder's own
+  leave-one-out MAP@R on the validation quarter), then refitted on the whole training split; its
+  fit time includes the search;
+- on a task of signals (``Task.input_shape`` set), ``(cnn)``: our embedders and the two
+  pytorch-metric-learning loops with the 1-D convolutional network of ``backbone="cnn"`` instead of
+  the MLP.
 
 Every contestant is a pipeline ``StandardScaler -> transformer`` fitted on the training split (the
 same standardisation for all: the raw digits' pixel scale would otherwise drown the noise task's
 features, or the reverse), on the CPU with one thread (``torch.set_num_threads(1)``, BLAS and OpenMP
 limited to one thread too). ``--n-jobs`` (task, seed) jobs run side by side in separate processes.
+With ``--default-threads``, every contestant is then fitted once more on the first seed of each
+task, one fit at a time, with torch's and BLAS's thread settings left as they are (what a user who
+sets nothing gets); that fit's wall time is reported beside the one-thread figures.
 
-Tasks:
-
-- ``digits``: scikit-learn's ``load_digits``, stratified 75/25 split;
-- ``digits + noise``: the same with 200 added standard Gaussian features;
-- ``unseen classes``: trained on all digits 0-6, evaluated on all digits 7-9 (leave-one-out);
-- ``500 classes``: Gaussian clusters in 16 dimensions seen through a fixed random non-linear map
-  into 64, 8 samples per class, stratified 75/25 split (3,000 training samples).
+Tasks: those of ``benchmarks/tasks.py`` (its docstring describes them): ``digits``,
+``digits + noise``, ``unseen classes`` (trained on digits 0-6, evaluated on 7-9), ``500 classes``,
+``signals`` (1-D signals: shifted, scaled templates with noise, several per class) and ``open set``
+(trained on 400 classes of a generated 500-class problem whose classes share structure, evaluated
+among the 100 unseen).
 
 Figures, medians over the seeds: KNN accuracy (k=5) of test samples against the training set, and
 precision@1 and MAP@R (:mod:`sklearn_triplet.metrics`) of test queries retrieving from the training
-set; on ``unseen classes`` the training set holds none of the classes evaluated, so the evaluated
-set is its own reference, leave-one-out, for all three figures. Fit time is the transformer
-pipeline's ``fit`` on the training split, transform time its ``transform`` of the evaluated (test)
-set; the KNN and the scores are not timed. Times are process CPU time (on one thread, the wall time
-of an idle core, whatever else shares the machine); the fit's wall time is shown too.
+set; on ``unseen classes`` and ``open set`` the training set holds none of the classes evaluated,
+so the evaluated set is its own reference, leave-one-out, for all three figures. Fit time is the
+transformer pipeline's ``fit`` on the training split, transform time its ``transform`` of the
+evaluated (test) set; the KNN and the scores are not timed. Times are process CPU time (on one
+thread, the wall time of an idle core, whatever else shares the machine); the fit's wall time is
+shown too.
 
-    python benchmarks/peers.py --quick          # one seed, 10 epochs, small grids: about a minute
-    python benchmarks/peers.py                  # three seeds: under 15 minutes on 2 idle cores
-    python benchmarks/peers.py --output docs/benchmarks_peers.rst
+    python benchmarks/peers.py --quick          # one seed, 10 epochs, small grids: a few minutes
+    python benchmarks/peers.py --quick --tasks digits,signals --default-threads
+    python benchmarks/peers.py --default-threads --output docs/benchmarks_peers.rst
 """
 
 import argparse
@@ -61,24 +67,29 @@ import sys
 import time
 import warnings
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import sklearn
 import torch
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
-from sklearn.model_selection import GridSearchCV, StratifiedShuffleSplit, train_test_split
+from sklearn.model_selection import GridSearchCV, StratifiedShuffleSplit
 from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors, NeighborhoodComponentsAnalysis
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-import sklearn_triplet
-from sklearn_triplet import SiameseEmbedder, TripletEmbedder
-from sklearn_triplet.metrics import retrieval_scores
-from sklearn_triplet.sampling import batch_shape
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import tasks as benchmark_tasks  # noqa: E402
+
+import sklearn_triplet  # noqa: E402
+from sklearn_triplet import SiameseEmbedder, TripletEmbedder  # noqa: E402
+from sklearn_triplet.backbones import make_cnn, make_mlp  # noqa: E402
+from sklearn_triplet.metrics import retrieval_scores  # noqa: E402
+from sklearn_triplet.sampling import batch_shape  # noqa: E402
 
 N_COMPONENTS = 32
 N_NEIGHBORS = 5
@@ -90,19 +101,18 @@ class Config:
 
     name: str
     seeds: tuple
-    max_iter: int  # epochs of every network, ours and pytorch-metric-learning's
+    max_iter: int  # epochs of our embedders; None: their default
+    pml_max_iter: int  # epochs of the pytorch-metric-learning loops
     triplet_grid: dict
     siamese_grid: dict
-    n_noise_features: int = 200
-    synthetic_classes: int = 500
-    synthetic_per_class: int = 8
-    max_samples: int = None  # stratified subsample of each task's data set (for smoke tests)
+    sizes: benchmark_tasks.Sizes = benchmark_tasks.SIZES
 
 
 FULL = Config(
     name="full",
     seeds=(0, 1, 2),
-    max_iter=50,
+    max_iter=None,
+    pml_max_iter=50,
     triplet_grid={"margin": [0.1, 0.2, 0.5], "mining": ["semi-hard", "hard"]},
     siamese_grid={"margin": [0.5, 1.0], "mining": ["all", "hard"]},
 )
@@ -111,6 +121,7 @@ QUICK = dataclasses.replace(
     name="quick",
     seeds=(0,),
     max_iter=10,
+    pml_max_iter=10,
     triplet_grid={"margin": [0.1, 0.2], "mining": ["semi-hard"]},
     siamese_grid={"margin": [0.5, 1.0], "mining": ["all"]},
 )
@@ -118,84 +129,17 @@ QUICK = dataclasses.replace(
 
 # -- tasks -----------------------------------------------------------------------------------------
 
-
-@dataclasses.dataclass
-class Task:
-    X_train: np.ndarray
-    y_train: np.ndarray
-    X_test: np.ndarray
-    y_test: np.ndarray
-    leave_one_out: bool  # evaluate the test set against itself rather than against the training set
-
-
-def _subsample(X, y, max_samples, seed):
-    if max_samples is None or max_samples >= y.shape[0]:
-        return X, y
-    keep, _ = train_test_split(
-        np.arange(y.shape[0]), train_size=max_samples, stratify=y, random_state=seed
-    )
-    keep = np.sort(keep)
-    return X[keep], y[keep]
-
-
-def _split(X, y, seed):
-    X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=0.25, stratify=y, random_state=seed
-    )
-    return Task(X_train, y_train, X_test, y_test, leave_one_out=False)
-
-
-def make_digits(config, seed):
-    X, y = load_digits(return_X_y=True)
-    return _split(*_subsample(X, y, config.max_samples, seed), seed)
-
-
-def make_noisy_digits(config, seed):
-    X, y = load_digits(return_X_y=True)
-    noise = np.random.default_rng(seed).standard_normal((X.shape[0], config.n_noise_features))
-    return _split(*_subsample(np.hstack([X, noise]), y, config.max_samples, seed), seed)
-
-
-def make_unseen_classes(config, seed):
-    X, y = _subsample(*load_digits(return_X_y=True), config.max_samples, seed)
-    seen = y <= 6
-    return Task(X[seen], y[seen], X[~seen], y[~seen], leave_one_out=True)
-
-
-def make_many_classes(n_classes, n_per_class, *, n_latent=16, n_features=64, spread=0.7, seed=0):
-    """Gaussian clusters in ``n_latent`` dimensions seen through a random map ``tanh(z W1) W2``.
-
-    With ``spread=0.7`` the nearest true centre in the latent space names the class of about 91% of
-    the samples, while KNN (k=5) on the standardised 64 features gets about 48% (500 classes, 8
-    each, a 75/25 split).
-    """
-    rng = np.random.default_rng(seed)
-    y = np.repeat(np.arange(n_classes), n_per_class)
-    centres = rng.standard_normal((n_classes, n_latent))
-    z = centres[y] + spread * rng.standard_normal((y.shape[0], n_latent))
-    W1 = rng.standard_normal((n_latent, n_features)) * 2.0 / np.sqrt(n_latent)
-    W2 = rng.standard_normal((n_features, n_features)) / np.sqrt(n_features)
-    return np.tanh(z @ W1) @ W2, y
-
-
-def make_synthetic(config, seed):
-    X, y = make_many_classes(config.synthetic_classes, config.synthetic_per_class, seed=seed)
-    return _split(*_subsample(X, y, config.max_samples, seed), seed)
-
-
-TASKS = {
-    "digits": make_digits,
-    "digits + noise": make_noisy_digits,
-    "unseen classes": make_unseen_classes,
-    "500 classes": make_synthetic,
-}
+#: The task names, in the order of the tables (see ``benchmarks/tasks.py``).
+TASKS = list(benchmark_tasks.TASKS)
+# The longest jobs go first, so that side-by-side processes end together.
+_LONGEST_FIRST = ("500 classes", "open set")
 
 
 # -- the pytorch-metric-learning contestant --------------------------------------------------------
 
 
 class PMLEmbedder(TransformerMixin, BaseEstimator):
-    """Our default MLP trained by a plain loop on a pytorch-metric-learning loss.
+    """Our default MLP (or CNN) trained by a plain loop on a pytorch-metric-learning loss.
 
     Parameters
     ----------
@@ -203,6 +147,9 @@ class PMLEmbedder(TransformerMixin, BaseEstimator):
         ``TripletMarginLoss(margin=0.2)`` with ``TripletMarginMiner(margin=0.2,
         type_of_triplets="semihard")``, or ``ContrastiveLoss(pos_margin=0, neg_margin=1)`` over all
         pairs of the batch.
+    input_shape : tuple of int, default=None
+        None: our default MLP, ``make_mlp(n_features, 32, hidden_layer_sizes=(256,))``. A shape:
+        our default CNN for it, ``make_cnn(n_features, 32, input_shape=input_shape)``.
     max_iter, batch_size, samples_per_class, learning_rate_init, random_state
         As in :class:`~sklearn_triplet.TripletEmbedder`: epochs of ``ceil(n_samples / batch_size)``
         batches of P classes x K samples from ``MPerClassSampler``, Adam.
@@ -212,6 +159,7 @@ class PMLEmbedder(TransformerMixin, BaseEstimator):
         self,
         loss="triplet",
         *,
+        input_shape=None,
         max_iter=50,
         batch_size=128,
         samples_per_class=4,
@@ -219,6 +167,7 @@ class PMLEmbedder(TransformerMixin, BaseEstimator):
         random_state=None,
     ):
         self.loss = loss
+        self.input_shape = input_shape
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.samples_per_class = samples_per_class
@@ -253,11 +202,10 @@ class PMLEmbedder(TransformerMixin, BaseEstimator):
             # pytorch-metric-learning samples from this module-level generator; seed a private one.
             common_functions.NUMPY_RANDOM = np.random.RandomState(self.random_state)
             try:
-                self.module_ = torch.nn.Sequential(
-                    torch.nn.Linear(X.shape[1], 256),
-                    torch.nn.ReLU(),
-                    torch.nn.Linear(256, N_COMPONENTS),
-                )
+                if self.input_shape is None:
+                    self.module_ = make_mlp(X.shape[1], N_COMPONENTS, hidden_layer_sizes=(256,))
+                else:
+                    self.module_ = make_cnn(X.shape[1], N_COMPONENTS, input_shape=self.input_shape)
                 sampler = samplers.MPerClassSampler(
                     y,
                     m=k,
@@ -294,7 +242,7 @@ class NotAvailable(Exception):
     """A contestant whose library is not installed."""
 
 
-def _lmnn(config, seed):
+def _lmnn(config, seed, task):
     try:
         from metric_learn import LMNN
     except ImportError as exc:
@@ -302,20 +250,28 @@ def _lmnn(config, seed):
     return LMNN(n_components=N_COMPONENTS, random_state=seed)
 
 
-def _pml(loss):
-    def build(config, seed):
+def _pml(loss, *, cnn=False):
+    def build(config, seed, task):
         try:
             import pytorch_metric_learning  # noqa: F401
         except ImportError as exc:
             raise NotAvailable("pytorch-metric-learning is not installed") from exc
-        return PMLEmbedder(loss, max_iter=config.max_iter, random_state=seed)
+        input_shape = task.input_shape if cnn else None
+        return PMLEmbedder(
+            loss, input_shape=input_shape, max_iter=config.pml_max_iter, random_state=seed
+        )
 
     return build
 
 
-def _ours(cls, tuned):
-    def build(config, seed):
-        embedder = cls(max_iter=config.max_iter, device="cpu", random_state=seed)
+def _ours(cls, *, tuned=False, backbone=None):
+    def build(config, seed, task):
+        params = {} if config.max_iter is None else {"max_iter": config.max_iter}
+        if backbone == "cnn":
+            params.update(backbone="cnn", backbone_params={"input_shape": task.input_shape})
+        elif backbone is not None:
+            params["backbone"] = backbone
+        embedder = cls(device="cpu", random_state=seed, **params)
         if not tuned:
             return embedder
         grid = config.triplet_grid if cls is TripletEmbedder else config.siamese_grid
@@ -332,19 +288,29 @@ def _ours(cls, tuned):
 
 
 CONTESTANTS = {
-    "KNN (raw)": lambda config, seed: None,
-    "PCA + KNN": lambda config, seed: PCA(n_components=N_COMPONENTS, random_state=seed),
-    "NCA + KNN": lambda config, seed: NeighborhoodComponentsAnalysis(
+    "KNN (raw)": lambda config, seed, task: None,
+    "PCA + KNN": lambda config, seed, task: PCA(n_components=N_COMPONENTS, random_state=seed),
+    "NCA + KNN": lambda config, seed, task: NeighborhoodComponentsAnalysis(
         n_components=N_COMPONENTS, random_state=seed
     ),
     "LMNN + KNN": _lmnn,
     "pml triplet": _pml("triplet"),
     "pml contrastive": _pml("contrastive"),
-    "TripletEmbedder": _ours(TripletEmbedder, tuned=False),
+    "TripletEmbedder": _ours(TripletEmbedder),
+    "TripletEmbedder (linear)": _ours(TripletEmbedder, backbone="linear"),
     "TripletEmbedder (tuned)": _ours(TripletEmbedder, tuned=True),
-    "SiameseEmbedder": _ours(SiameseEmbedder, tuned=False),
+    "SiameseEmbedder": _ours(SiameseEmbedder),
     "SiameseEmbedder (tuned)": _ours(SiameseEmbedder, tuned=True),
+    "pml triplet (cnn)": _pml("triplet", cnn=True),
+    "pml contrastive (cnn)": _pml("contrastive", cnn=True),
+    "TripletEmbedder (cnn)": _ours(TripletEmbedder, backbone="cnn"),
+    "SiameseEmbedder (cnn)": _ours(SiameseEmbedder, backbone="cnn"),
 }
+
+
+def applies(name, task):
+    """Whether contestant ``name`` runs on ``task``: the ``(cnn)`` ones on signals only."""
+    return task.input_shape is not None or not name.endswith("(cnn)")
 
 
 def _pipeline(step):
@@ -378,7 +344,7 @@ def knn_accuracy(E_test, y_test, E_train=None, y_train=None, *, n_neighbors=N_NE
 def evaluate(name, build, task, config, seed):
     """Fit one contestant on one task; a dict of its figures, or of why it could not run."""
     try:
-        model = _pipeline(build(config, seed))
+        model = _pipeline(build(config, seed, task))
     except NotAvailable as exc:
         return {"status": "not installed", "error": str(exc)}
     try:
@@ -409,17 +375,21 @@ def evaluate(name, build, task, config, seed):
     return result
 
 
-def run(config, *, tasks=None, contestants=None, n_jobs=1, log=print):
+def run(config, *, tasks=None, contestants=None, n_jobs=1, default_threads=False, log=print):
     """Run the benchmark; ``{task: {contestant: [result per seed]}}``.
 
     Each (task, seed) pair is one job; ``n_jobs`` processes run jobs side by side, each contestant
-    on one thread, the longest jobs first.
+    on one thread, the longest jobs first. A contestant that does not apply to a task (see
+    :func:`applies`) is left out of that task's results. With ``default_threads``, each
+    contestant is then fitted again on each task's first seed, one fit at a time in this process
+    with the thread settings left alone, and the first seed's result gains ``fit_wall_default``
+    and ``fit_cpu_default``.
     """
     tasks = list(TASKS) if tasks is None else tasks
     contestants = list(CONTESTANTS) if contestants is None else contestants
     jobs = sorted(
         ((task, seed) for task in tasks for seed in config.seeds),
-        key=lambda job: job[0] != "500 classes",
+        key=lambda job: job[0] not in _LONGEST_FIRST,
     )
     if n_jobs == 1:
         outputs = (_run_job(config, task, seed, contestants) for task, seed in jobs)
@@ -432,21 +402,49 @@ def run(config, *, tasks=None, contestants=None, n_jobs=1, log=print):
         for name, result in job_results.items():
             by_seed[task][name][seed] = result
             log(f"{task:<15} seed {seed}  {name:<24} {_short(result)}")
-    return {
-        task: {name: [runs[seed] for seed in config.seeds] for name, runs in by_name.items()}
+    results = {
+        task: {
+            name: [runs[seed] for seed in config.seeds] for name, runs in by_name.items() if runs
+        }
         for task, by_name in by_seed.items()
     }
+    if default_threads:
+        for task_name in tasks:
+            _time_with_default_threads(config, task_name, results[task_name], log)
+    return results
 
 
 def _run_job(config, task_name, seed, contestants):
     with threadpool_limits(1), _torch_threads(1):
         _warm_up()
-        task = TASKS[task_name](config, seed)
+        task = benchmark_tasks.make(task_name, config.sizes, seed)
         return (
             task_name,
             seed,
-            {name: evaluate(name, CONTESTANTS[name], task, config, seed) for name in contestants},
+            {
+                name: evaluate(name, CONTESTANTS[name], task, config, seed)
+                for name in contestants
+                if applies(name, task)
+            },
         )
+
+
+def _time_with_default_threads(config, task_name, by_contestant, log):
+    """Fit each contestant once more on the first seed with the thread settings left alone."""
+    seed = config.seeds[0]
+    _warm_up()
+    task = benchmark_tasks.make(task_name, config.sizes, seed)
+    for name, runs in by_contestant.items():
+        if runs[0]["status"] != "ok":
+            continue
+        result = evaluate(name, CONTESTANTS[name], task, config, seed)
+        if result["status"] == "ok":
+            runs[0]["fit_wall_default"] = result["fit_wall"]
+            runs[0]["fit_cpu_default"] = result["fit_cpu"]
+            log(
+                f"{task_name:<15} seed {seed}  {name:<24} default threads: fit "
+                f"{result['fit_wall']:.2f}s wall ({result['fit_cpu']:.2f}s CPU)"
+            )
 
 
 @contextlib.contextmanager
@@ -505,12 +503,26 @@ COLUMNS = (
     ("fit_wall", "fit wall (s)", "{:.2f}"),
     ("transform_cpu", "transform CPU (ms)", "{:.1f}"),
 )
+#: Added when the run timed the fits with the default thread settings (first seed only).
+DEFAULT_THREADS_COLUMN = ("fit_wall_default", "fit wall, default threads (s)", "{:.2f}")
+
+
+def columns(results):
+    """The columns of the tables of ``results``."""
+    timed = any(
+        "fit_wall_default" in run
+        for by_contestant in results.values()
+        for runs in by_contestant.values()
+        for run in runs
+    )
+    return COLUMNS + ((DEFAULT_THREADS_COLUMN,) if timed else ())
 
 
 def summarise(results):
     """``{task: (rows, notes)}``: median figures per contestant; notes ``(text, code)`` on failures
     (``code`` the error message) and on the parameters the grid searches chose."""
     tables = {}
+    table_columns = columns(results)
     for task, by_contestant in results.items():
         rows, notes = [], []
         for name, runs in by_contestant.items():
@@ -520,11 +532,15 @@ def summarise(results):
                 status = next(r["status"] for r in runs if r.get("error") == error)
                 notes.append((f"{name}: {status} ({n_failed} of {len(runs)} seeds):", error))
             if not ok:
-                rows.append([name, runs[0]["status"]] + ["n/a"] * (len(COLUMNS) - 1))
+                rows.append([name, runs[0]["status"]] + ["n/a"] * (len(table_columns) - 1))
                 continue
             cells = []
-            for key, _, fmt in COLUMNS:
-                value = statistics.median(r[key] for r in ok)
+            for key, _, fmt in table_columns:
+                values = [r[key] for r in ok if key in r]
+                if not values:
+                    cells.append("n/a")
+                    continue
+                value = statistics.median(values)
                 cells.append(fmt.format(1e3 * value if key == "transform_cpu" else value))
             rows.append([name] + cells)
             if "best_params" in ok[0]:
@@ -541,9 +557,9 @@ def markdown(results):
     """One Markdown table per task, with its notes."""
     lines = []
     for task, (rows, notes) in summarise(results).items():
-        header = ["contestant"] + [title for _, title, _ in COLUMNS]
+        header = ["contestant"] + [title for _, title, _ in columns(results)]
         lines += [f"### {task}", "", "| " + " | ".join(header) + " |"]
-        lines.append("|" + "|".join(["---"] + ["---:"] * len(COLUMNS)) + "|")
+        lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
         lines += ["| " + " | ".join(row) + " |" for row in rows]
         lines += [""] + [f"- {text} `{code}`" for text, code in notes] + ([""] if notes else [])
     return "\n".join(lines)
@@ -555,19 +571,33 @@ def rst(results, config, meta):
     def grid(g):
         return ", ".join(f"``{k}`` in {v}" for k, v in g.items())
 
+    epochs = (
+        "our embedders' default epochs"
+        if config.max_iter is None
+        else f"{_count(config.max_iter, 'epoch')} for our embedders"
+    )
+    default_threads = (
+        " The last column is the wall time of one more fit on the first seed, one fit at a time "
+        "in one process, with torch's and BLAS's thread settings left as they are."
+        if any(key == "fit_wall_default" for key, _, _ in columns(results))
+        else ""
+    )
     measured = (
         f"Measured on {meta['date']} with ``{meta['command']}`` ({config.name} mode: "
-        f"{_count(len(config.seeds), 'seed')}, {_count(config.max_iter, 'epoch')} for every "
-        f"network), on {meta['cpu']} ({meta['cores']} cores, load average {meta['load']} at the "
-        "start), one thread for every contestant, "
-        f"{_count(meta['n_jobs'], 'process', 'processes')} running (task, seed) jobs side by side; "
-        f"{meta['total']:.0f} s in all. Versions: {', '.join(meta['versions'])}."
+        f"{_count(len(config.seeds), 'seed')}, {epochs}, "
+        f"{_count(config.pml_max_iter, 'epoch')} for pytorch-metric-learning's), on "
+        f"{meta['cpu']} ({meta['cores']} cores, load average {meta['load']} at the start), one "
+        f"thread for every contestant, {_count(meta['n_jobs'], 'process', 'processes')} running "
+        f"(task, seed) jobs side by side; {meta['total']:.0f} s in all. Versions: "
+        f"{', '.join(meta['versions'])}.{default_threads}"
     )
     protocol = (
         "Every contestant standardises the features (``StandardScaler`` fitted on the training "
         f"split) and embeds in {N_COMPONENTS} dimensions. KNN accuracy (k={N_NEIGHBORS}), "
         "precision@1 and MAP@R are those of test queries against the training set, except on "
-        "*unseen classes* (trained on digits 0-6, evaluated on all of 7-9 leave-one-out). Figures "
+        "*unseen classes* (trained on digits 0-6, evaluated on all of 7-9 leave-one-out) and "
+        "*open set* (trained on 400 classes, evaluated among the 100 others leave-one-out). "
+        '*signals* is also run with the 1-D CNN of ``backbone="cnn"`` (rows *(cnn)*). Figures '
         "are medians over the seeds. Fit time is the fit of the transformer on the training split "
         "(for the tuned embedders, the whole grid search and refit); transform time embeds the "
         "evaluated set. Times are process CPU time, which on one thread is the wall time of an "
@@ -579,7 +609,8 @@ def rst(results, config, meta):
     )
     peers = (
         "*pml triplet* and *pml contrastive* train our default network (Linear(d, 256)-ReLU-"
-        "Linear(256, 32), L2-normalised) with a plain loop on pytorch-metric-learning's "
+        "Linear(256, 32), L2-normalised; our default CNN in the rows *(cnn)*) with a plain loop "
+        "on pytorch-metric-learning's "
         "``TripletMarginLoss(margin=0.2)`` and ``TripletMarginMiner(margin=0.2, "
         'type_of_triplets="semihard")``, or its ``ContrastiveLoss(pos_margin=0, neg_margin=1)``: '
         "the same epochs, Adam at 1e-3 and ``MPerClassSampler`` batches of the shape ours draw. "
@@ -600,7 +631,7 @@ def rst(results, config, meta):
     ]
     for task, (rows, notes) in summarise(results).items():
         lines += [f".. rubric:: {task}", "", ".. list-table::", "   :header-rows: 1", ""]
-        for row in [["contestant"] + [title for _, title, _ in COLUMNS]] + rows:
+        for row in [["contestant"] + [title for _, title, _ in columns(results)]] + rows:
             lines.append(f"   * - {row[0]}")
             lines += [f"     - {cell}" for cell in row[1:]]
         lines.append("")
@@ -656,6 +687,11 @@ def main(argv=None):
     parser.add_argument(
         "--n-jobs", type=int, default=2, help="(task, seed) jobs run side by side, one thread each"
     )
+    parser.add_argument(
+        "--default-threads",
+        action="store_true",
+        help="also time one fit per task and contestant with the thread settings left alone",
+    )
     args = parser.parse_args(argv)
     tasks = None
     if args.tasks:
@@ -672,7 +708,13 @@ def main(argv=None):
     )
     print("# " + ", ".join(meta["versions"]), flush=True)
     start = time.perf_counter()
-    results = run(config, tasks=tasks, n_jobs=args.n_jobs, log=lambda line: print(line, flush=True))
+    results = run(
+        config,
+        tasks=tasks,
+        n_jobs=args.n_jobs,
+        default_threads=args.default_threads,
+        log=lambda line: print(line, flush=True),
+    )
     meta["total"] = time.perf_counter() - start
     print(f"# total {meta['total']:.0f} s\n")
     print(markdown(results))

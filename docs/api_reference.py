@@ -11,14 +11,17 @@ API_REFERENCE = [
     {
         "module": "sklearn_triplet",
         "title": "Estimators",
-        "summary": "The two embedders, scikit-learn transformers that train a PyTorch backbone, "
-        "and the warning they raise when the embeddings collapse.",
+        "summary": "The embedders, scikit-learn transformers that train a PyTorch backbone: two "
+        "from class labels, two from given pairs or triplets alone; :func:`~sklearn_triplet.load` "
+        "for the files their ``save`` writes; and the warning they raise when the embeddings "
+        "collapse.",
     },
     {
         "module": "sklearn_triplet.losses",
         "title": "Losses",
         "summary": "The triplet and contrastive losses with online mining, as pure functions of "
-        "a batch of embeddings and its labels.",
+        "a batch of embeddings and its labels, and the same losses of given pairs and "
+        "triplets.",
     },
     {
         "module": "sklearn_triplet.mining",

@@ -49,6 +49,8 @@ exclude_patterns = [
     "_build",
     "benchmarks_mining.rst",
     "benchmarks_peers.rst",
+    "benchmarks_sweep.rst",
+    "benchmarks_persistence.rst",
     "scaling.rst",
 ]
 default_role = "literal"

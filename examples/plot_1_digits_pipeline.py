@@ -37,8 +37,9 @@ X_train, X_test, y_train, y_test = train_test_split(
 # %%
 # Three pipelines, one classifier
 # -------------------------------
-# The embedder trains for 30 epochs of class-balanced batches with the default semi-hard triplet
-# mining; ``random_state`` makes the fit repeatable.
+# The embedder trains for 30 epochs of class-balanced batches with the default recipe (semi-hard
+# triplets averaged over the active ones, a warm-up then cosine learning rate); ``random_state``
+# makes the fit repeatable.
 
 models = {
     "raw pixels": KNeighborsClassifier(),

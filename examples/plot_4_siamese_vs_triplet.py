@@ -8,7 +8,7 @@ everything (backbone, batches, distances, training parameters) but the loss:
 
 - the contrastive loss pulls every same-class pair to distance 0 and pushes every different-class
   pair out to at least ``margin`` (1.0 by default): *absolute* distances;
-- the triplet loss only asks each negative to be ``margin`` (0.2 by default) farther from an
+- the triplet loss only asks each negative to be ``margin`` (0.5 by default) farther from an
   anchor than its positive: *relative* distances.
 
 This example fits both on the same data and compares what downstream tasks see: nearest-neighbour

@@ -3,6 +3,9 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from ._base import EmbeddingCollapseWarning
+from ._comparison import ComparisonEmbedder
+from ._pair import PairEmbedder
+from ._persistence import load
 from ._siamese import SiameseEmbedder
 from ._triplet import TripletEmbedder
 
@@ -11,4 +14,12 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["EmbeddingCollapseWarning", "SiameseEmbedder", "TripletEmbedder", "__version__"]
+__all__ = [
+    "ComparisonEmbedder",
+    "EmbeddingCollapseWarning",
+    "PairEmbedder",
+    "SiameseEmbedder",
+    "TripletEmbedder",
+    "__version__",
+    "load",
+]

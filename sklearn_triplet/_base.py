@@ -39,7 +39,9 @@ To add an estimator, write a module with the class alone::
             "mining": [StrOptions(set(PAIRS.minings))],
         }
 
-The docstring's shared sections are filled in by ``__init_subclass__`` too, and
+Every name in the declaration's ``options`` (here ``("mining",)``) must be a parameter of the
+estimator: ``fit`` hands its value to the loss kernel under that name. The docstring's shared
+sections are filled in by ``__init_subclass__`` too, and
 ``__init__.py`` exports the class. The training loop, the console report, the history plots and the
 ``history_`` documentation follow the declaration's statistics.
 """
@@ -47,6 +49,7 @@ The docstring's shared sections are filled in by ``__init_subclass__`` too, and
 import contextlib
 import copy
 import inspect
+import os
 import time
 import warnings
 from collections import OrderedDict
@@ -60,7 +63,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from . import _docstrings, _inference, _threads, _training
+from . import _checkpoint, _docstrings, _inference, _persistence, _threads, _training
 from ._kernels import CALLABLE_STATISTICS, METRICS, callable_kernel
 from ._validation import (
     Interval,
@@ -72,7 +75,7 @@ from ._validation import (
     validate_data,
     validate_estimator_params,
 )
-from .backbones import L2Normalize, build_backbone
+from .backbones import L2Normalize, build_backbone, initial_linear_weights
 from .metrics import map_at_r
 from .sampling import class_balanced_batches
 
@@ -99,10 +102,12 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         "metric": "euclidean",
         "margin": 0.2,
         "loss": None,
+        "init": "auto",
         "batch_size": 128,
         "samples_per_class": 4,
         "max_iter": 50,
-        "learning_rate_init": 1e-3,
+        "learning_rate": "cosine",
+        "learning_rate_init": 3e-3,
         "weight_decay": 0.0,
         "mixed_precision": False,
         "early_stopping": False,
@@ -111,6 +116,8 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         "tol": 1e-4,
         "warm_start": False,
         "callback": None,
+        "checkpoint": None,
+        "checkpoint_every": 1,
         "device": "auto",
         "n_threads": None,
         "random_state": None,
@@ -121,12 +128,17 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     _own_parameters = {}
     # A subclass's built-in loss: a LossDeclaration.
     _loss = None
+    # Common parameters a subclass does not take (left out of its signature).
+    _removed_parameters = ()
+    # What ``history_``'s ``mean_distance`` measures, for the collapse warning.
+    _negatives = "embeddings of different classes"
 
     _parameter_constraints = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "backbone": [StrOptions({"mlp", "linear", "cnn"}), torch.nn.Module, callable],
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "backbone_params": [dict, None],
+        "init": [StrOptions({"auto", "pca", "lda", "random"})],
         "normalize": ["boolean"],
         "metric": [StrOptions(set(METRICS))],
         "margin": [Interval(Real, 0, None, closed="neither")],
@@ -134,6 +146,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         "batch_size": [Interval(Integral, 4, None, closed="left")],
         "samples_per_class": [Interval(Integral, 2, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions(set(_training.SCHEDULES))],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "mixed_precision": ["boolean"],
@@ -143,6 +156,8 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         "tol": [Interval(Real, 0, None, closed="left")],
         "warm_start": ["boolean"],
         "callback": [callable, list, tuple, None],
+        "checkpoint": [str, os.PathLike, None],
+        "checkpoint_every": [Interval(Integral, 1, None, closed="left")],
         "device": [str, torch.device],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
@@ -154,18 +169,28 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         if "__init__" not in vars(cls):
             cls.__init__ = _assigning_init(cls)
         if cls.__doc__ and cls._loss is not None:
-            cls.__doc__ = _docstrings.fill(cls.__doc__, cls._loss.statistics)
+            cls.__doc__ = _docstrings.fill(
+                cls.__doc__, cls._loss.statistics, **cls._docstring_sections()
+            )
+
+    @classmethod
+    def _docstring_sections(cls):
+        """Shared docstring sections this class words its own way: the shared training section,
+        with this class's default of ``samples_per_class``."""
+        return {"training": _docstrings.training_section(cls._parameter_defaults())}
 
     @classmethod
     def _parameter_defaults(cls):
         """``{name: default}`` in the order of the signature: the common parameters, with the
-        subclass's own overriding them in place and its new ones inserted before ``loss``."""
+        subclass's own overriding them in place and its new ones inserted before ``loss``, without
+        its ``_removed_parameters``."""
         own = cls._own_parameters
         defaults = {}
         for name, default in cls._common_parameters.items():
             if name == "loss":
                 defaults.update({k: v for k, v in own.items() if k not in cls._common_parameters})
-            defaults[name] = own.get(name, default)
+            if name not in cls._removed_parameters:
+                defaults[name] = own.get(name, default)
         return defaults
 
     # -- fitting -----------------------------------------------------------------------------------
@@ -218,41 +243,128 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         reset = not (incremental and hasattr(self, "module_"))
         if not reset:
             self._continue_warm_start()
-        _check_batch_shape(self.batch_size, self.samples_per_class)
+        self._check_fit_parameters()
         callbacks = _callbacks(self.callback)
         _training.warm_up()  # torch's one-time start-up (seconds), before the clock starts
         start_time = time.perf_counter()
-        X, input_shape = self._rows(X, reset=reset)
-        X, y = validate_data(self, X, y, reset=reset, dtype=np.float32)
-        y = self._encode_labels(y)
+        X, y, input_shape = self._check_training_data(X, y, reset=reset)
+        # fit only: a checkpoint of this fit, resumed from when the file holds one.
+        checkpoint = _checkpoint.Checkpoint.open(self, X, y, fresh=reset) if validate else None
         if reset:
             self._initialise(X.shape[1], input_shape)
+        if checkpoint:
+            checkpoint.begin(self)
         X_val = y_val = None
         if validate and self.early_stopping:
-            train_idx, val_idx = _validation_split(y, self.validation_fraction, self._rng)
-            X, y, X_val, y_val = X[train_idx], y[train_idx], X[val_idx], y[val_idx]
+            X, y, X_val, y_val = self._split_validation(X, y)
+        if reset:
+            self._initialise_from_data(X, y)
         seed = int(self._rng.integers(2**31))
-        # Built-in networks and losses draw from generators of this fit alone; user code may draw
-        # from torch's global generator, which is then seeded from random_state under a lock.
-        user_code = not isinstance(self.backbone, str) or self.loss is not None
         first_row = len(self.history_)
+        # The learning rate's schedule spans the epochs of one fit (a resumed one included);
+        # partial_fit trains at learning_rate_init.
+        schedule = None
+        if validate and self.learning_rate != "constant":
+            schedule = _training.LearningRateSchedule(
+                self.learning_rate, self.learning_rate_init, self.n_iter_ + 1, n_epochs
+            )
+        if checkpoint:
+            n_epochs, start_time = checkpoint.restore(self, n_epochs, start_time)
+        # Built-in networks and losses draw from generators of this fit alone; user code may draw
+        # from torch's global generator, which is then seeded from random_state under a lock (and,
+        # when resuming, set to the state the checkpoint saved).
+        user_code = not isinstance(self.backbone, str) or getattr(self, "loss", None) is not None
         with (
             self._thread_limit(min(self.batch_size, X.shape[0])),
             _threads.seeded_global_generator(seed, self.device_)
             if user_code
             else contextlib.nullcontext(),
         ):
+            if checkpoint and user_code:
+                checkpoint.restore_torch_generators(self.device_)
             stop_reason = self._train(
-                X, y, X_val, y_val, n_epochs=n_epochs, start_time=start_time, callbacks=callbacks
+                X,
+                y,
+                X_val,
+                y_val,
+                n_epochs=n_epochs,
+                start_time=start_time,
+                callbacks=callbacks,
+                checkpoint=checkpoint,
+                schedule=schedule,
             )
+        if checkpoint:
+            checkpoint.finish()
         if validate or reset:  # partial_fit keeps the scores of the last fit
             scores = None
             if X_val is not None:
                 scores = [row["validation_score"] for row in self.history_[first_row:]]
             self.validation_scores_ = scores
             self.best_validation_score_ = max(scores) if scores else None
+        self._after_training(X, y, X_val, y_val)
         self._warn_after_training(stop_reason, X_val is not None, check_convergence=validate)
         return self
+
+    # The steps of _fit that an estimator learning from other data than labelled samples replaces.
+
+    def _check_fit_parameters(self):
+        """Rules between parameters, checked at fit."""
+        _check_batch_shape(self.batch_size, self.samples_per_class)
+        if self.init in ("pca", "lda") and not _is_builtin(self.backbone, "linear"):
+            raise ValueError(
+                f"init={self.init!r} sets the weights of backbone='linear' only; got "
+                f"backbone={self.backbone!r}. Use init='auto' or 'random'."
+            )
+
+    def _initialise_from_data(self, X, y):
+        """Set the linear backbone's weights from the training data, as ``init`` says.
+
+        ``"auto"`` follows :class:`~sklearn.neighbors.NeighborhoodComponentsAnalysis`: LDA when
+        there are more classes than components, else PCA when the data has enough samples and
+        features, else the random initialisation of the layer.
+        """
+        if not _is_builtin(self.backbone, "linear"):
+            return
+        n_samples, n_features = X.shape
+        n_classes = int(y.max()) + 1
+        n_components = self.n_components_
+        init = self.init
+        if init == "auto":
+            if n_components <= min(n_features, n_classes - 1):
+                init = "lda"
+            elif n_components <= min(n_features, n_samples):
+                init = "pca"
+            else:
+                init = "random"
+        if init == "random":
+            return
+        limit = min(n_features, n_classes - 1) if init == "lda" else min(n_features, n_samples)
+        if n_components > limit:
+            what = "n_features and n_classes - 1" if init == "lda" else "n_features and n_samples"
+            raise ValueError(
+                f"init={init!r} gives at most min({what}) = {limit} components; got "
+                f"n_components={n_components}. Use init='auto' or 'random'."
+            )
+        weights = initial_linear_weights(
+            X, y, n_components, init=init, random_state=int(self._rng.integers(2**31))
+        )
+        with torch.no_grad():
+            layer = self.module_.backbone
+            layer.weight.copy_(torch.as_tensor(weights, dtype=layer.weight.dtype))
+
+    def _check_training_data(self, X, y, *, reset):
+        """``X`` (float32, one row per sample), encoded ``y`` and the input shape of a CNN."""
+        X, input_shape = self._rows(X, reset=reset)
+        X, y = validate_data(self, X, y, reset=reset, dtype=np.float32)
+        return X, self._encode_labels(y), input_shape
+
+    def _split_validation(self, X, y):
+        """``X, y, X_val, y_val``: the training data and the data held out for early stopping."""
+        train_idx, val_idx = _validation_split(y, self.validation_fraction, self._rng)
+        return X[train_idx], y[train_idx], X[val_idx], y[val_idx]
+
+    def _after_training(self, X, y, X_val, y_val):
+        """Called once training is over, with the data of ``_train``; nothing to do here."""
 
     def _continue_warm_start(self):
         """Check that the network may be trained further as it is; move it to today's device.
@@ -350,19 +462,11 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         """
         device = _resolve_device(self.device)
         rng = _make_rng(self.random_state)
-        params = dict(self.backbone_params or {})
-        if input_shape is not None:  # read from X when not given
-            params["input_shape"] = input_shape
-        backbone = build_backbone(
-            self.backbone,
+        module = self._build_module(
             n_features,
-            self.n_components,
-            hidden_layer_sizes=tuple(np.atleast_1d(self.hidden_layer_sizes).tolist()),
-            params=params,
+            input_shape,
             generator=torch.Generator().manual_seed(int(rng.integers(2**31))),
-        )
-        normalize = L2Normalize() if self.normalize else torch.nn.Identity()
-        module = torch.nn.Sequential(OrderedDict(backbone=backbone, normalize=normalize)).to(device)
+        ).to(device)
         probe, flops_per_row = _threads.probe(module, n_features, device)
         if probe.ndim != 2:
             raise ValueError(
@@ -377,7 +481,58 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         self.history_ = []
         self.n_iter_ = 0
 
-    def _train(self, X, y, X_val, y_val, *, n_epochs, start_time, callbacks):
+    def _build_module(self, n_features, input_shape=None, *, generator=None):
+        """The network the parameters describe, freshly initialised.
+
+        ``input_shape``, the shape of a sample read from ``X``, goes to the backbone when the
+        parameters do not give it. The built-in backbones draw their initial weights from
+        ``generator`` (None: torch's global generator, as ``torch.nn.Linear`` does).
+        """
+        params = dict(self.backbone_params or {})
+        if input_shape is not None:  # read from X when not given
+            params["input_shape"] = input_shape
+        backbone = build_backbone(
+            self.backbone,
+            n_features,
+            self.n_components,
+            hidden_layer_sizes=tuple(np.atleast_1d(self.hidden_layer_sizes).tolist()),
+            params=params,
+            generator=generator,
+        )
+        normalize = L2Normalize() if self.normalize else torch.nn.Identity()
+        return torch.nn.Sequential(OrderedDict(backbone=backbone, normalize=normalize))
+
+    def _training_data(self, X, y, X_val, y_val):
+        """What the training loop reads: ``(X_t, y_t, batches, validation_score)``.
+
+        The training data on the device, ``batches() -> iterable`` of one epoch's batches (see
+        :func:`sklearn_triplet._training.train`) and ``validation_score() -> float`` (None
+        without a validation set): here class-balanced batches and the MAP@R of the validation
+        samples.
+        """
+        X_t, y_t = _to_device(X, y, self.device_)
+        n_batches = max(1, -(-X.shape[0] // self.batch_size))
+
+        def batches():
+            return class_balanced_batches(
+                y,
+                batch_size=self.batch_size,
+                samples_per_class=self.samples_per_class,
+                n_batches=n_batches,
+                rng=self._rng,
+            )
+
+        validation_score = None
+        if X_val is not None:
+
+            def validation_score():
+                return map_at_r(self._embed(X_val), y_val, metric=self.metric)
+
+        return X_t, y_t, batches, validation_score
+
+    def _train(
+        self, X, y, X_val, y_val, *, n_epochs, start_time, callbacks, checkpoint=None, schedule=None
+    ):
         module = self.module_
         optimizer = torch.optim.Adam(
             module.parameters(), lr=self.learning_rate_init, weight_decay=self.weight_decay
@@ -386,25 +541,16 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             optimizer.load_state_dict(self._optimizer_state)
             for group in optimizer.param_groups:  # the moments carry over, the settings are today's
                 group.update(lr=self.learning_rate_init, weight_decay=self.weight_decay)
-        X_t, y_t = _to_device(X, y, self.device_)
-        n_batches = max(1, -(-X.shape[0] // self.batch_size))
-        batches = lambda: class_balanced_batches(  # noqa: E731
-            y,
-            batch_size=self.batch_size,
-            samples_per_class=self.samples_per_class,
-            n_batches=n_batches,
-            rng=self._rng,
-        )
-        validation_score = None
-        if X_val is not None:
-            validation_score = lambda: map_at_r(  # noqa: E731
-                self._embed(X_val), y_val, metric=self.metric
-            )
+        X_t, y_t, batches, validation_score = self._training_data(X, y, X_val, y_val)
 
         def on_epoch_end(epoch, logs):
             self.n_iter_ = epoch
             # every callback sees every epoch; any of them can stop training
             return any([bool(callback(self, epoch, logs)) for callback in callbacks])
+
+        def write_checkpoint(epoch, state):
+            if checkpoint.due(epoch):
+                checkpoint.write(self, optimizer, state, self.device_)
 
         keep_optimizer_state = True
         try:
@@ -419,6 +565,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 n_epochs=n_epochs,
                 first_epoch=self.n_iter_ + 1,
                 history=self.history_,
+                schedule=schedule,
                 validation_score=validation_score,
                 n_iter_no_change=self.n_iter_no_change,
                 tol=self.tol,
@@ -426,6 +573,8 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 mixed_precision=self.mixed_precision,
                 verbose=self.verbose,
                 start_time=start_time,
+                state=checkpoint.loop_state if checkpoint else None,
+                checkpoint=write_checkpoint if checkpoint else None,
             )
         except FloatingPointError:
             keep_optimizer_state = False  # its moments may hold NaN; a warm start begins afresh
@@ -458,17 +607,21 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         last = self.history_[-1] if self.history_ else {}
         spread = last.get("mean_distance", np.nan)
         if spread < 0.5 * self.margin:
+            mining = (
+                "hard mining from the start (mining='hard': try 'semi-hard'); "
+                if hasattr(self, "mining")
+                else ""
+            )
             warnings.warn(
                 f"The embeddings collapsed towards a single point: the mean {self.metric} distance "
-                f"between embeddings of different classes in the last batch is {spread:.3g}, less "
+                f"between {self._negatives} in the last batch is {spread:.3g}, less "
                 f"than half the margin={self.margin}, so most negatives sit inside the margin and "
                 "the loss stays near it. Likely causes: a learning rate too high "
                 f"(learning_rate_init={self.learning_rate_init}); a margin too large for the "
-                "metric "
-                f"(metric={self.metric!r}); hard mining from the start (mining='hard': try "
-                "'semi-hard'); input features on a large common offset or scale (standardise them, "
-                "e.g. with StandardScaler); too few epochs for a network that starts near-constant "
-                f"(max_iter={self.max_iter}); or a backbone whose output is constant.",
+                f"metric (metric={self.metric!r}); {mining}input features on a large common "
+                "offset or scale (standardise them, e.g. with StandardScaler); too few epochs for "
+                f"a network that starts near-constant (max_iter={self.max_iter}); or a backbone "
+                "whose output is constant.",
                 EmbeddingCollapseWarning,
                 stacklevel=_USER_FRAME,
             )
@@ -494,6 +647,10 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         """The declaration of the statistics of the loss in use."""
         return CALLABLE_STATISTICS if self.loss is not None else self._loss.statistics
 
+    def _resolve_loss_options(self):
+        """The built-in loss kernel's options (``self._loss.options``), ``"auto"`` resolved."""
+        return {name: getattr(self, name) for name in self._loss.options}
+
     def _batch_loss(self, embeddings, labels, *, taxonomy, spread):
         """The loss of a batch and its statistics: a :class:`~sklearn_triplet._kernels.BatchLoss`.
 
@@ -509,8 +666,8 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             embeddings,
             labels,
             margin=self.margin,
-            mining=self.mining,
             metric=self.metric,
+            **self._resolve_loss_options(),
             **options,
         )
 
@@ -596,6 +753,70 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         check_is_fitted(self)
         return copy.deepcopy(self.module_).cpu().eval()
 
+    def export_onnx(self, path, *, opset_version=None):
+        """Write the fitted network, its normalisation included, to an ONNX file.
+
+        The graph has one input ``"X"``, float32 of shape ``(batch, n_features_in_)`` with a dynamic
+        batch size, and one output ``"embedding"``, float32 of shape ``(batch, n_components_)``,
+        equal to what ``transform`` returns up to float rounding. It runs under onnxruntime or any
+        ONNX runtime, without Python, PyTorch or this package. Needs the ``onnx`` extra
+        (``pip install "sklearn-triplet[onnx]"``: onnx, onnxscript and onnxruntime).
+
+        Parameters
+        ----------
+        path : str or path-like
+            Where to write the ``.onnx`` file.
+        opset_version : int, default=None
+            ONNX opset to target; None lets PyTorch choose.
+        """
+        check_is_fitted(self)
+        _persistence.export_onnx(self, path, opset_version=opset_version)
+
+    def save(self, path):
+        """Save to a file that :func:`sklearn_triplet.load` loads without running code.
+
+        The file is a `safetensors <https://huggingface.co/docs/safetensors>`_ file: the network's
+        weights, the optimiser's state and the numeric fitted arrays as tensors (on the CPU, so a
+        model trained on a GPU loads anywhere), and in its metadata one JSON document with the
+        class, the parameters, the other fitted attributes (``history_`` included), the format
+        version and a SHA-256 checksum of the whole. Functions and classes among the parameters
+        (``backbone``, ``loss``, ``callback``) are stored by their import path only; an unfitted
+        estimator saves its parameters alone. The file is written to a temporary file in the same
+        directory, flushed to disk and renamed over ``path``, so an existing file is never left
+        half-written.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Where to write (``.safetensors`` is the usual extension).
+
+        Raises
+        ------
+        TypeError
+            When a parameter or attribute cannot be stored without pickle: a lambda or a function
+            defined inside another function, an object such as a loss-module instance, or a
+            backbone given as a module instance (pass its class or a factory with
+            ``backbone_params`` instead). Pickle and joblib still store such estimators.
+
+        See Also
+        --------
+        sklearn_triplet.load : Read the file back.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> from sklearn.datasets import load_digits
+        >>> from sklearn_triplet import TripletEmbedder, load
+        >>> X, y = load_digits(return_X_y=True)
+        >>> embedder = TripletEmbedder(n_components=8, max_iter=2, random_state=0).fit(X, y)
+        >>> path = os.path.join(tempfile.mkdtemp(), "embedder.safetensors")
+        >>> embedder.save(path)
+        >>> loaded = load(path)
+        >>> bool((loaded.transform(X) == embedder.transform(X)).all())
+        True
+        """
+        _persistence.save(self, path)
+
     @property
     def _n_features_out(self):
         return self.n_components_
@@ -622,6 +843,10 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         if "module_" in state:
             self.device_ = _resolve_device(self.device, on_load=True)
             self.module_.to(self.device_)
+
+
+def _is_builtin(backbone, name):
+    return isinstance(backbone, str) and backbone == name
 
 
 def _resolve_device(device, *, on_load=False):

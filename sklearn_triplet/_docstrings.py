@@ -17,16 +17,18 @@ BACKBONE_PARAMETERS = """\
         :class:`~sklearn.neighbors.NeighborhoodComponentsAnalysis`. ``"cnn"``: a small convolutional
         network. It reads images as arrays, ``X`` of shape ``(n_samples, channels, height, width)``
         or ``(n_samples, height, width)`` (one channel), the shape of a sample taken from ``X``;
-        signals ``(n_samples, channels, length)`` with ``backbone_params={"input_shape":
-        (channels, length)}``; and flattened rows with ``backbone_params={"input_shape":
-        (channels, height, width)}``. The other backbones take 2-D ``X``. A module instance is
+        signals (time series, spectra) ``(n_samples, channels, length)`` with
+        ``backbone_params={"input_shape": (channels, length)}``, which builds 1-D convolutions;
+        and flattened rows with ``backbone_params={"input_shape": (channels, height, width)}`` or
+        ``(channels, length)``. The other backbones take 2-D ``X``. A module instance is
         deep-copied at fit (the given one is never changed); a class or factory is called as
         ``backbone(n_features, n_components, **backbone_params)``.
     hidden_layer_sizes : int or tuple of int, default=(256,)
         Hidden widths of the ``"mlp"`` backbone.
     backbone_params : dict, default=None
         Extra settings of the backbone builder, searchable by grid search as whole dicts (for
-        ``"cnn"``: ``input_shape``, ``channels``, ``hidden_size``; for ``"mlp"``: ``activation``).
+        ``"cnn"``: ``input_shape``, ``channels``, ``hidden_size``, ``kernel_size``; for
+        ``"mlp"``: ``activation``).
     normalize : bool, default=True
         Scale each embedding to unit Euclidean norm (as in FaceNet), in training and in
         ``transform``.
@@ -35,18 +37,34 @@ BACKBONE_PARAMETERS = """\
         ``1 - cos``."""
 
 TRAINING_PARAMETERS = """\
+    init : {"auto", "pca", "lda", "random"}, default="auto"
+        How the weights of ``backbone="linear"`` start, as in
+        :class:`~sklearn.neighbors.NeighborhoodComponentsAnalysis`. ``"pca"``: the leading
+        principal axes of the training data; ``"lda"``: its leading linear discriminant
+        directions; ``"random"``: torch's initialisation of the layer. ``"auto"``: ``"lda"`` when
+        ``n_components <= min(n_features, n_classes - 1)``, else ``"pca"`` when ``n_components <=
+        min(n_features, n_samples)``, else ``"random"``. Other backbones always start from their
+        own initialisation (``"auto"`` or ``"random"``).
     batch_size : int, default=128
         Target samples per batch. Batches are class-balanced: ``P = batch_size //
         samples_per_class`` classes (at most all of them), drawn with probability proportional to
         their size and always including two classes with two or more samples, then up to
         ``batch_size // P`` samples of each.
-    samples_per_class : int, default=4
+    samples_per_class : int, default=%(samples_per_class)s
         The minimum K of the P x K batches: each class drawn gives that many samples, or all it
         has. ``batch_size`` must be at least ``2 * samples_per_class``.
     max_iter : int, default=50
         Number of epochs; an epoch is ``ceil(n_samples / batch_size)`` batches.
-    learning_rate_init : float, default=1e-3
-        Learning rate of the Adam optimiser.
+    learning_rate : {"cosine", "constant"}, default="cosine"
+        Schedule of Adam's learning rate over the steps (batches) of a ``fit``. ``"cosine"``: a
+        linear warm-up from ``learning_rate_init / n_warmup`` to ``learning_rate_init`` over the
+        first ``n_warmup = max(1, round(0.05 * n_steps))`` steps, then half a cosine down to just
+        above 0 at the last step, ``n_steps`` being ``max_iter`` times the batches per epoch (with
+        early stopping too; a fit resumed from a checkpoint goes on where it stopped).
+        ``"constant"``: ``learning_rate_init`` throughout. Each ``fit``, a warm start included,
+        runs the whole schedule anew; ``partial_fit`` trains at ``learning_rate_init``.
+    learning_rate_init : float, default=3e-3
+        Initial (peak, with ``"cosine"``) learning rate of the Adam optimiser.
     weight_decay : float, default=0.0
         L2 penalty (Adam's ``weight_decay``).
     mixed_precision : bool, default=False
@@ -71,11 +89,21 @@ TRAINING_PARAMETERS = """\
         ``hidden_layer_sizes``, ``backbone_params``, ``normalize``) must keep their values: a
         change is an error that says to set ``warm_start=False``. The others (``margin``,
         ``mining``, ``metric``, ``learning_rate_init``, ``batch_size``, ``device``...) apply to the
-        epochs to come.
+        epochs to come (``init`` only to a fresh network).
     callback : callable or list of callables, default=None
         ``callback(estimator, epoch, logs)`` is called after each epoch with that epoch's history
         row; returning True stops training. Several are called in their order, every epoch, and
         any of them can stop training.
+    checkpoint : str or path-like, default=None
+        A file where ``fit`` saves the whole state of training every ``checkpoint_every`` epochs
+        (weights, optimiser, ``history_``, early stopping and every random generator), written
+        atomically, so that a fit killed by a crash, a pre-empted machine or a SIGKILL loses at
+        most those epochs. When ``fit`` starts and the file exists, it resumes from it and ends
+        with the weights an uninterrupted fit would have; a file from another fit (other
+        parameters or data) is an error. The file is deleted when ``fit`` ends without error.
+        ``partial_fit`` ignores it. See :ref:`checkpoints`.
+    checkpoint_every : int, default=1
+        Epochs between checkpoints.
     device : "auto", str or torch.device, default="auto"
         Where to train and embed. ``"auto"`` picks CUDA when available, else Apple MPS, else the
         CPU, and is resolved again when a saved estimator is loaded.
@@ -126,12 +154,18 @@ def _every(n):
     return "every batch" if n == 1 else f"every {n}th batch (the first, the {n + 1}th...)"
 
 
-def history_attributes(statistics, callable_statistics):
-    """The ``Attributes`` section of an embedder whose loss reports ``statistics``."""
+def _counts_and_fractions(statistics):
+    """The documentation of a loss's counts and fractions, two ``;``-separated lists."""
     counts = "; ".join(f"``{count.name}`` ({count.doc})" for count in statistics.counts)
     fractions = "; ".join(
         f"``{fraction.name}`` ({fraction.doc})" for fraction in statistics.fractions
     )
+    return counts, fractions
+
+
+def history_attributes(statistics, callable_statistics):
+    """The ``Attributes`` section of an embedder whose loss reports ``statistics``."""
+    counts, fractions = _counts_and_fractions(statistics)
     taxonomy = ", ".join(f"``{count.name}``" for count in TAXONOMY)
     text = (
         "One row per epoch: ``epoch``; ``loss``, the mean over the epoch's batches; the epoch's "
@@ -155,17 +189,147 @@ def history_attributes(statistics, callable_statistics):
     return ATTRIBUTES % {"history": history}
 
 
-def fill(doc, statistics):
+def training_section(defaults):
+    """The shared training section with an estimator's ``defaults`` where they differ between
+    estimators (``samples_per_class``)."""
+    return TRAINING_PARAMETERS % {"samples_per_class": defaults["samples_per_class"]}
+
+
+def fill(doc, statistics, **overrides):
     """Put the shared sections into ``doc`` where a line says ``%(name)s``.
 
     The docstring is cleaned of its indentation first (as Python 3.13 does when it compiles), and
-    the sections with it, so the result does not depend on the Python version.
+    the sections with it, so the result does not depend on the Python version. ``overrides``
+    replace sections by name (the estimators that learn from given tuples word their own).
     """
     sections = {
         "backbone": BACKBONE_PARAMETERS,
-        "training": TRAINING_PARAMETERS,
+        "training": training_section({"samples_per_class": 4}),
         "attributes": history_attributes(statistics, CALLABLE_STATISTICS),
+        **overrides,
     }
     return inspect.cleandoc(doc) % {
         name: textwrap.dedent(section) for name, section in sections.items()
+    }
+
+
+# -- the estimators that learn from given pairs and triplets ---------------------------------------
+
+# Their entries that differ from those of the embedders of labelled samples; every other entry is
+# taken from TRAINING_PARAMETERS and ATTRIBUTES as it stands there.
+_TUPLE_TRAINING_ENTRIES = {
+    "learning_rate": """\
+    learning_rate : {"constant", "cosine"}, default="constant"
+        Schedule of Adam's learning rate over the steps (batches) of a ``fit``. ``"constant"``:
+        ``learning_rate_init`` throughout. ``"cosine"``: a linear warm-up over the first 5%% of the
+        steps, then half a cosine down to just above 0 at the last step, run anew by each
+        ``fit``; ``partial_fit`` trains at ``learning_rate_init``.""",
+    "learning_rate_init": """\
+    learning_rate_init : float, default=1e-3
+        Learning rate (the peak, with ``"cosine"``) of the Adam optimiser.""",
+    "batch_size": """\
+    batch_size : int, default=128
+        Number of %(kind)ss per batch; each distinct point of a batch is embedded once.""",
+    "max_iter": """\
+    max_iter : int, default=50
+        Number of epochs; an epoch trains on every %(kind)s once, in a random order.""",
+    "weight_decay": """\
+    weight_decay : float, default=0.0
+        L2 penalty (Adam's ``weight_decay``). With few %(kind)ss or many uninformative features,
+        a value such as 0.01 often generalises better (see the benchmarks).""",
+    "early_stopping": """\
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the %(kind)ss and stop when their %(score)s has not
+        improved by more than ``tol`` for ``n_iter_no_change`` epochs; the best weights are
+        restored. Without it, training runs exactly ``max_iter`` epochs.""",
+    "validation_fraction": """\
+    validation_fraction : float, default=0.1
+        Share of the %(kind)ss held out for early stopping:
+        %(split)s.""",
+    "random_state": """\
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, the order of the %(kind)ss and the validation split. An int
+        gives the same transform on every CPU fit; the global numpy and torch random states are
+        left untouched.""",
+}
+_TUPLE_ATTRIBUTE_ENTRIES = {
+    "history_": """\
+    history_ : list of dict
+%(history)s""",
+    "validation_scores_": """\
+    validation_scores_ : list of float or None
+        The %(score)s of the held-out %(kind)ss after each epoch of the last ``fit`` with
+        ``early_stopping=True``; None without early stopping.""",
+    "n_features_in_": """\
+    n_features_in_ : int
+        Number of features of a point (the last axis of feature tuples, the columns of
+        ``points``); ``transform`` takes points of this width.""",
+    "feature_names_in_": """\
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of the features, when ``points`` is a DataFrame with string column names.""",
+}
+
+
+# Parameters of the embedders of labelled samples that the estimators learning from tuples lack.
+_NOT_FOR_TUPLES = ("samples_per_class", "init")
+
+
+def _entries(section):
+    """``{name: text}`` of a numpydoc section's entries (a header line at four spaces, then its
+    description), in order."""
+    entries, name = {}, None
+    for line in section.splitlines():
+        if line.startswith("    ") and not line.startswith("     ") and " : " in line:
+            name = line.split(" : ", 1)[0].strip()
+            entries[name] = line
+        elif name is not None:
+            entries[name] += "\n" + line
+    return entries
+
+
+def _refill(entry):
+    """An entry with its description wrapped again at 100 columns."""
+    header, *description = entry.splitlines()
+    if description and not description[0].startswith(" " * 8 + "%"):
+        text = " ".join(line.strip() for line in description)
+        description = [
+            textwrap.fill(text, width=100, initial_indent=" " * 8, subsequent_indent=" " * 8)
+        ]
+    return "\n".join([header, *description])
+
+
+def tuple_sections(statistics, *, kind, score, split, negatives, own_attributes=""):
+    """The ``training`` and ``attributes`` sections of an estimator learning from ``kind``s."""
+    values = {"kind": kind, "score": score, "split": split}
+    training = {
+        name: _refill(_TUPLE_TRAINING_ENTRIES[name] % values)
+        if name in _TUPLE_TRAINING_ENTRIES
+        else text
+        for name, text in _entries(TRAINING_PARAMETERS).items()
+        if name not in _NOT_FOR_TUPLES
+    }
+    training["warm_start"] = _refill(training["warm_start"].replace("``mining``, ", ""))
+    counts, fractions = _counts_and_fractions(statistics)
+    text = (
+        "One row per epoch: ``epoch``; ``loss``, the mean over the epoch's batches; the epoch's "
+        f"counts, summed over its batches: {counts}; their fractions: {fractions}, NaN when the "
+        f"denominator is 0; ``mean_distance``, the mean distance between {negatives} in the last "
+        "batch, in units of ``metric`` (below half the margin at the end of training, a collapse "
+        "is warned); ``validation_score``, with early stopping; and ``time``, the seconds since "
+        "the fit began."
+    )
+    values["history"] = textwrap.fill(
+        text, width=100, initial_indent=" " * 8, subsequent_indent=" " * 8
+    )
+    attributes = {
+        name: _refill(_TUPLE_ATTRIBUTE_ENTRIES[name] % values)
+        if name in _TUPLE_ATTRIBUTE_ENTRIES
+        else text
+        for name, text in _entries(ATTRIBUTES).items()
+    }
+    return {
+        "training": "\n".join(training.values()),
+        "attributes": "    Attributes\n    ----------\n"
+        + own_attributes
+        + "\n".join(attributes.values()),
     }

@@ -336,14 +336,29 @@ class TripletIndex:
 
     def hardest(self):
         """(B,) farthest positive, closest negative, and anchors that have both."""
+        return self._extreme_positive(farthest=True)
+
+    def easiest(self):
+        """(B,) closest positive, closest negative, and anchors that have both."""
+        return self._extreme_positive(farthest=False)
+
+    def _extreme_positive(self, *, farthest):
+        """(B,) the farthest or closest positive, the closest negative, and anchors with both.
+
+        Among equal distances, the lowest index.
+        """
         has_both = (self.class_sizes > 1) & (self.n_negatives > 0)
         if not len(has_both):
             return has_both.long(), has_both.long(), has_both
         masked = torch.where(self.same, torch.inf, self.distances)
-        closest = masked.min(dim=1).indices
-        torch.where(self.same, self.distances, masked.new_tensor(-torch.inf), out=masked)
-        farthest = masked.fill_diagonal_(-torch.inf).max(dim=1).indices
-        return farthest, closest, has_both
+        closest_negative = masked.min(dim=1).indices
+        if farthest:
+            torch.where(self.same, self.distances, masked.new_tensor(-torch.inf), out=masked)
+            positive = masked.fill_diagonal_(-torch.inf).max(dim=1).indices
+        else:
+            torch.where(self.same, self.distances, masked.new_tensor(torch.inf), out=masked)
+            positive = masked.fill_diagonal_(torch.inf).min(dim=1).indices
+        return positive, closest_negative, has_both
 
     def batch_all(self, margin):
         """Sum of the hinge losses of the active triplets, and its derivative.
@@ -655,7 +670,7 @@ TAXONOMY = (
     Count("n_active", "triplets with a hinge loss above 0, ``d(a, n) < d(a, p) + margin``"),
 )
 _MINED = (
-    Count("n_mined", "the terms the loss averaged over"),
+    Count("n_mined", "the terms the mining rule selected"),
     Count("n_mined_active", "those of them above 0"),
 )
 _PAIRS = (
@@ -712,7 +727,16 @@ class BatchLoss(NamedTuple):
 
 
 def triplet_kernel(
-    embeddings, labels, *, margin, mining, metric, counts=False, taxonomy=True, spread=False
+    embeddings,
+    labels,
+    *,
+    margin,
+    mining,
+    metric,
+    average="all",
+    counts=False,
+    taxonomy=True,
+    spread=False,
 ):
     """The triplet loss of :func:`sklearn_triplet.losses.triplet_loss`, unvalidated.
 
@@ -721,9 +745,11 @@ def triplet_kernel(
     embeddings : Tensor of shape (B, d)
     labels : int Tensor of shape (B,)
     margin : float
-    mining : {"all", "hard", "semi-hard"}
+    mining : {"all", "hard", "semi-hard", "easy-positive"}
     metric : str
         One of :data:`METRICS`.
+    average : {"all", "active"}, default="all"
+        One of :data:`AVERAGES`.
     counts : bool, default=False
         Return the counts of :data:`TRIPLET_STATISTICS`.
     taxonomy : bool, default=True
@@ -742,7 +768,7 @@ def triplet_kernel(
         index = TripletIndex(distances, labels)
         # Counted first: batch-all then reuses the sorted negatives' memory.
         type_counts = index.type_counts(margin) if counts and taxonomy else None
-        value, weights, n_mined, n_mined_active = _TRIPLET_MINING[mining](index, margin)
+        value, weights, n_mined, n_mined_active = _TRIPLET_MINING[mining](index, margin, average)
         negatives = _negative_distances(distances, index.same) if spread else None
     loss = _with_distance_gradient(embeddings, distances, weights, value, metric=metric)
     if not counts:
@@ -755,13 +781,23 @@ def triplet_kernel(
 
 
 def contrastive_kernel(
-    embeddings, labels, *, margin, mining, metric, counts=False, taxonomy=True, spread=False
+    embeddings,
+    labels,
+    *,
+    margin,
+    mining,
+    metric,
+    average="all",
+    squared=True,
+    counts=False,
+    taxonomy=True,
+    spread=False,
 ):
     """The contrastive loss of :func:`sklearn_triplet.losses.contrastive_loss`, unvalidated.
 
-    Parameters and returns as :func:`triplet_kernel`, with ``mining`` in ``{"all", "hard"}`` and the
-    counts of :data:`CONTRASTIVE_STATISTICS`. The taxonomy needs the sorted triplet index, which the
-    loss itself does not: ``taxonomy=False`` skips it.
+    Parameters and returns as :func:`triplet_kernel`, with ``mining`` in ``{"all", "hard"}``,
+    ``squared`` a bool and the counts of :data:`CONTRASTIVE_STATISTICS`. The taxonomy needs the
+    sorted triplet index, which the loss itself does not: ``taxonomy=False`` skips it.
     """
     if len(labels) < 2:
         return _nothing_to_train_on(embeddings, CONTRASTIVE_STATISTICS, counts, spread)
@@ -783,11 +819,14 @@ def contrastive_kernel(
             n_mined_active = torch.count_nonzero(half_slopes) // 2 if counts else None
         else:
             n_mined = n_pairs
-        # Both triangles hold every pair, hence the halves.
-        count = n_mined.clamp_min(1).to(distances.dtype)
-        row_norms = torch.linalg.vector_norm(half_slopes, dim=1)
-        value = _widen(row_norms).square().sum() / (2 * count)
-        weights = half_slopes.div_(count)
+        if squared and average == "all":  # Hadsell et al.: the mean of the squares
+            # Both triangles hold every pair, hence the halves.
+            count = n_mined.clamp_min(1).to(distances.dtype)
+            row_norms = torch.linalg.vector_norm(half_slopes, dim=1)
+            value = _widen(row_norms).square().sum() / (2 * count)
+            weights = half_slopes.div_(count)
+        else:
+            value, weights = _contrastive_terms(half_slopes, same, n_mined, average, squared)
         negatives = _negative_distances(distances, same) if spread else None
     loss = _with_distance_gradient(
         embeddings, distances, weights, value, metric=metric, symmetric=True
@@ -811,6 +850,33 @@ def contrastive_kernel(
             ]
         )
     return BatchLoss(loss, torch.cat([type_counts, pair_counts]), negatives)
+
+
+def _contrastive_terms(half_slopes, same, n_mined, average, squared):
+    """The contrastive loss and its derivative in each distance, from the signed pair slopes.
+
+    ``half_slopes`` (B, B) holds ``D`` for a positive pair and ``-max(0, margin - D)`` for a
+    negative one (0 for the pairs not mined): a pair's term is its square, or its absolute value
+    when not ``squared``, and the term's derivative in ``D`` is twice it, or its sign. With
+    ``average="all"`` the terms are summed and divided by ``n_mined``; with ``"active"`` the
+    terms of positive pairs are divided by the number of positive pairs above 0, those of
+    negative pairs by the number of negative pairs above 0 (pytorch-metric-learning's
+    reduction). Both triangles hold every pair: the sums are halved, and so are the weights.
+    """
+    if squared:
+        terms, slopes = half_slopes.square(), half_slopes * 2
+    else:
+        terms, slopes = half_slopes.abs(), half_slopes.sign()
+    if average == "all":
+        denominators = n_mined.clamp_min(1).to(half_slopes.dtype)
+    else:
+        active = half_slopes != 0
+        n_positive = torch.count_nonzero(active & same) // 2
+        n_negative = torch.count_nonzero(active & ~same) // 2
+        denominators = torch.where(same, n_positive, n_negative).clamp_min_(1)
+        denominators = denominators.to(half_slopes.dtype)
+    value = (_widen(terms) / denominators).sum() / 2
+    return value, slopes.div_(denominators * 2)
 
 
 def callable_kernel(
@@ -862,26 +928,39 @@ def _nothing_to_train_on(embeddings, statistics, counts, spread):
     )
 
 
-def _batch_all(index, margin):
-    """Mean hinge loss over the active triplets; see :func:`sklearn_triplet.losses.triplet_loss`."""
+def _batch_all(index, margin, average):
+    """Mean hinge loss over the active triplets; see :func:`sklearn_triplet.losses.triplet_loss`.
+
+    The triplets mined are the active ones, so both ``average`` rules give that mean.
+    """
     total, weights, n_active = index.batch_all(margin)
     count = n_active.clamp_min(1)
     return total / count, weights.div_(count), n_active, n_active
 
 
-def _batch_hard(index, margin):
+def _batch_hard(index, margin, average):
     """Mean over anchors of the hardest positive and negative's hinge loss."""
     positives, negatives, selected = index.hardest()
-    return _mean_hinge(index, positives[:, None], negatives[:, None], selected[:, None], margin)
+    return _mean_hinge(
+        index, positives[:, None], negatives[:, None], selected[:, None], margin, average
+    )
 
 
-def _semi_hard(index, margin):
+def _easy_positive(index, margin, average):
+    """Mean over anchors of the closest positive and closest negative's hinge loss."""
+    positives, negatives, selected = index.easiest()
+    return _mean_hinge(
+        index, positives[:, None], negatives[:, None], selected[:, None], margin, average
+    )
+
+
+def _semi_hard(index, margin, average):
     """Mean over positive pairs of the semi-hard negative's hinge loss."""
     negatives, selected = index.semi_hard_negatives()
-    return _mean_hinge(index, index.positive_columns, negatives, selected, margin)
+    return _mean_hinge(index, index.positive_columns, negatives, selected, margin, average)
 
 
-def _mean_hinge(index, positives, negatives, selected, margin):
+def _mean_hinge(index, positives, negatives, selected, margin, average):
     """Mean of ``max(0, d(a, p) + margin - d(a, n))`` over the selected triplets.
 
     Parameters
@@ -890,10 +969,14 @@ def _mean_hinge(index, positives, negatives, selected, margin):
     positives, negatives : int64 Tensors of shape (B, K)
         Row ``a`` holds the triplets ``(a, positives[a, k], negatives[a, k])``.
     selected : bool Tensor of shape (B, K)
+    margin : float
+    average : {"all", "active"}
+        Divide the sum by the number of selected triplets, or by the number of them whose hinge
+        loss is above 0.
 
     Returns
     -------
-    value : Tensor of shape (), 0 when nothing is selected
+    value : Tensor of shape (), 0 when nothing is selected (or nothing is active)
     weights : Tensor of shape (B, B), the derivative of ``value`` in each distance
     n_selected, n_active : int64 Tensors of shape ()
     """
@@ -902,13 +985,13 @@ def _mean_hinge(index, positives, negatives, selected, margin):
     threshold = positive_distances + margin
     negative_distances = distances.gather(1, negatives)
     active = selected & (negative_distances < threshold)
-    n_selected = selected.sum()
-    count = n_selected.clamp_min(1).to(distances.dtype)
+    n_selected, n_active = selected.sum(), active.sum()
+    count = (n_active if average == "active" else n_selected).clamp_min(1).to(distances.dtype)
     value = torch.where(active, threshold - negative_distances, 0).sum() / count
     slopes = active.to(distances.dtype) / count
     weights = torch.zeros_like(distances).scatter_add_(1, positives, slopes)
     weights.scatter_add_(1, negatives, slopes.neg_())
-    return value, weights, n_selected, active.sum()
+    return value, weights, n_selected, n_active
 
 
 def _all_pairs(distances, labels, same):
@@ -919,20 +1002,165 @@ def _hard_pairs(distances, labels, same):
     return hard_pair_mask(distances, labels, same)
 
 
-_TRIPLET_MINING = {"all": _batch_all, "hard": _batch_hard, "semi-hard": _semi_hard}
+_TRIPLET_MINING = {
+    "all": _batch_all,
+    "hard": _batch_hard,
+    "semi-hard": _semi_hard,
+    "easy-positive": _easy_positive,
+}
+#: How a triplet loss averages its terms: over all the mined triplets, or the active ones only.
+AVERAGES = ("all", "active")
 _CONTRASTIVE_MINING = {"all": _all_pairs, "hard": _hard_pairs}
 
 
 @dataclass(frozen=True)
 class LossDeclaration:
-    """A built-in loss as an estimator uses it: its kernel, its mining rules and its statistics."""
+    """A built-in loss as an estimator uses it: its kernel, its mining rules and its statistics.
+
+    ``options`` names the estimator parameters that the kernel takes as keyword arguments of the
+    same names, beside ``margin`` and ``metric``.
+    """
 
     kernel: object
     minings: tuple
     statistics: Statistics
+    options: tuple = ("mining",)
 
 
-TRIPLET = LossDeclaration(triplet_kernel, tuple(_TRIPLET_MINING), TRIPLET_STATISTICS)
-CONTRASTIVE = LossDeclaration(
-    contrastive_kernel, tuple(_CONTRASTIVE_MINING), CONTRASTIVE_STATISTICS
+TRIPLET = LossDeclaration(
+    triplet_kernel, tuple(_TRIPLET_MINING), TRIPLET_STATISTICS, ("mining", "average")
 )
+CONTRASTIVE = LossDeclaration(
+    contrastive_kernel,
+    tuple(_CONTRASTIVE_MINING),
+    CONTRASTIVE_STATISTICS,
+    ("mining", "average", "squared"),
+)
+
+
+# -- the losses of given pairs and triplets --------------------------------------------------------
+
+
+def paired_distance(x1, x2, metric):
+    """Distance between aligned rows, (n, d), (n, d) -> (n,), differentiable everywhere.
+
+    See :func:`sklearn_triplet.distances.paired_distances` for the definitions. The Euclidean
+    distance has a zero gradient where it is 0 (the minimum-norm subgradient, as in
+    :func:`distance_matrix`); cosine is ``1 - cos`` clamped to ``[0, 2]``, a zero row at distance
+    1 from every row.
+    """
+    if metric == "cosine":
+        dots = (x1 * x2).sum(dim=1)
+        norms = torch.linalg.vector_norm(x1, dim=1) * torch.linalg.vector_norm(x2, dim=1)
+        nonzero = norms > 0
+        cosines = torch.where(nonzero, dots / torch.where(nonzero, norms, 1), 0)
+        return (1 - cosines).clamp(0, 2)
+    squared = (x1 - x2).square().sum(dim=1)
+    return squared if metric == "sqeuclidean" else _safe_sqrt(squared)
+
+
+def _safe_sqrt(squared):
+    """``sqrt`` with a zero gradient at 0 instead of an infinite one."""
+    positive = squared > 0
+    return torch.where(positive, torch.where(positive, squared, 1).sqrt(), 0)
+
+
+def given_pairs_kernel(first, second, y, *, margin, metric, counts=False, spread=False):
+    """The contrastive loss of :func:`sklearn_triplet.losses.contrastive_loss_on_pairs`.
+
+    Parameters
+    ----------
+    first, second : Tensor of shape (n_pairs, d)
+    y : Tensor of shape (n_pairs,)
+        +1 (similar) or -1 (dissimilar).
+    margin : float
+    metric : str
+        One of :data:`METRICS`.
+    counts : bool, default=False
+        Return the counts of :data:`GIVEN_PAIRS_STATISTICS`.
+    spread : bool, default=False
+        Return the sum and number of the distances of the dissimilar pairs.
+
+    Returns
+    -------
+    BatchLoss
+    """
+    if metric == "euclidean":  # D² straight from the coordinates: smooth at D = 0
+        squared = (first - second).square().sum(dim=1)
+        distances = _safe_sqrt(squared)
+    else:
+        distances = paired_distance(first, second, metric)
+        squared = distances.square()
+    similar = y > 0
+    terms = torch.where(similar, squared, (margin - distances).clamp_min(0).square())
+    loss = terms.sum() / max(terms.shape[0], 1)
+    with torch.no_grad():
+        dissimilar = ~similar
+        negatives = (distances.detach()[dissimilar].sum(), dissimilar.sum()) if spread else None
+        if not counts:
+            return BatchLoss(loss, None, negatives)
+        n_pairs = torch.tensor(terms.shape[0], device=terms.device)
+        n_similar = torch.count_nonzero(similar)
+        pair_counts = torch.stack(
+            [n_pairs, n_similar, n_pairs - n_similar, torch.count_nonzero(terms.detach() > 0)]
+        )
+    return BatchLoss(loss, pair_counts, negatives)
+
+
+def given_triplets_kernel(
+    anchors, positives, negatives, *, margin, metric, counts=False, spread=False
+):
+    """The triplet loss of :func:`sklearn_triplet.losses.triplet_loss_on_triplets`.
+
+    Parameters
+    ----------
+    anchors, positives, negatives : Tensor of shape (n_triplets, d)
+    margin : float
+    metric : str
+        One of :data:`METRICS`.
+    counts : bool, default=False
+        Return the counts of :data:`GIVEN_TRIPLETS_STATISTICS` (the taxonomy).
+    spread : bool, default=False
+        Return the sum and number of the anchor-negative distances.
+
+    Returns
+    -------
+    BatchLoss
+    """
+    positive_distances = paired_distance(anchors, positives, metric)
+    negative_distances = paired_distance(anchors, negatives, metric)
+    terms = (positive_distances - negative_distances + margin).clamp_min(0)
+    loss = terms.sum() / max(terms.shape[0], 1)
+    with torch.no_grad():
+        d_ap, d_an = positive_distances.detach(), negative_distances.detach()
+        n_triplets = torch.tensor(terms.shape[0], device=terms.device)
+        spread_sums = (d_an.sum(), n_triplets) if spread else None
+        if not counts:
+            return BatchLoss(loss, None, spread_sums)
+        threshold = d_ap + margin
+        easy, hard = d_an > threshold, d_an <= d_ap
+        type_counts = torch.stack(
+            [
+                n_triplets,
+                torch.count_nonzero(easy),
+                torch.count_nonzero(~easy & ~hard),
+                torch.count_nonzero(hard),
+                torch.count_nonzero(d_an < threshold),
+            ]
+        )
+    return BatchLoss(loss, type_counts, spread_sums)
+
+
+GIVEN_PAIRS_STATISTICS = Statistics(
+    (
+        Count("n_pairs", "the given pairs"),
+        Count("n_positive_pairs", "similar pairs, ``y = +1``"),
+        Count("n_negative_pairs", "dissimilar pairs, ``y = -1``"),
+        Count("n_active_pairs", "pairs with a contrastive loss above 0"),
+    ),
+    (_ACTIVE_PAIRS,),
+)
+GIVEN_TRIPLETS_STATISTICS = Statistics(TAXONOMY, _TAXONOMY_FRACTIONS + (_ACTIVE_TRIPLETS,))
+
+GIVEN_PAIRS = LossDeclaration(given_pairs_kernel, (), GIVEN_PAIRS_STATISTICS)
+GIVEN_TRIPLETS = LossDeclaration(given_triplets_kernel, (), GIVEN_TRIPLETS_STATISTICS)

@@ -1,18 +1,19 @@
 """SiameseEmbedder: a backbone trained with the contrastive loss over the pairs of each batch."""
 
 from ._base import BaseEmbedder
-from ._kernels import CONTRASTIVE
+from ._kernels import AVERAGES, CONTRASTIVE
 from ._validation import StrOptions
 
 
 class SiameseEmbedder(BaseEmbedder):
     """Learn an embedding with the contrastive loss of a Siamese network.
 
-    A PyTorch backbone is trained on the pairs of each class-balanced batch with the loss of
-    Hadsell, Chopra & LeCun (2006): with ``Y = 0`` for a same-class pair and ``Y = 1`` otherwise,
-    and ``D`` the distance between the two embeddings, ``(1 - Y) * D**2 + Y * max(0, margin -
-    D)**2``. Same-class pairs are pulled together; different-class pairs are pushed at least
-    ``margin`` apart.
+    A PyTorch backbone is trained on the pairs of each class-balanced batch with the contrastive
+    loss: with ``Y = 0`` for a same-class pair and ``Y = 1`` otherwise, and ``D`` the distance
+    between the two embeddings, ``(1 - Y) * D + Y * max(0, margin - D)`` (by default, as
+    pytorch-metric-learning's ``ContrastiveLoss``), or ``(1 - Y) * D**2 + Y * max(0, margin -
+    D)**2`` with ``squared=True`` (Hadsell, Chopra & LeCun, 2006). Same-class pairs are pulled
+    together; different-class pairs are pushed at least ``margin`` apart.
 
     Read more in the :ref:`User Guide <user_guide>`.
 
@@ -23,10 +24,19 @@ class SiameseEmbedder(BaseEmbedder):
         The margin ``m``, in units of ``metric``: different-class pairs closer than it are
         penalised. The triplet statistics in ``history_`` use the same margin.
     mining : {"all", "hard"}, default="all"
-        Which pairs of a batch the loss averages over (see
+        Which pairs of a batch the loss is taken over (see
         :func:`sklearn_triplet.losses.contrastive_loss`). ``"all"``: every unordered pair.
         ``"hard"``: positive pairs farther apart than the closest negative pair of either member,
         and negative pairs closer than the farthest positive pair of either member.
+    average : {"active", "all"}, default="active"
+        ``"active"``: the loss is the mean over the mined positive pairs whose loss is above 0
+        plus the mean over the mined negative pairs whose loss is above 0, so that neither kind
+        of pair fades from the gradient as most pairs come to sit where they should.
+        ``"all"``: the sum over the mined pairs divided by their number (Hadsell et al.).
+    squared : bool, default=False
+        Square each pair's term (Hadsell et al.). The default takes distances as they are: every
+        positive pair is pulled with the same strength, however close, and a negative pair is
+        pushed with the same strength until it is ``margin`` away.
     loss : callable, default=None
         A replacement for the built-in loss: ``loss(embeddings, labels) -> scalar tensor``;
         ``margin`` and ``metric`` then only drive the statistics recorded in ``history_``.
@@ -59,8 +69,16 @@ class SiameseEmbedder(BaseEmbedder):
     """
 
     _loss = CONTRASTIVE
-    _own_parameters = {"margin": 1.0, "mining": "all"}
+    _own_parameters = {
+        "margin": 1.0,
+        "mining": "all",
+        "average": "active",
+        "squared": False,
+        "samples_per_class": 2,
+    }
     _parameter_constraints = {
         **BaseEmbedder._parameter_constraints,
         "mining": [StrOptions(set(CONTRASTIVE.minings))],
+        "average": [StrOptions(set(AVERAGES))],
+        "squared": ["boolean"],
     }

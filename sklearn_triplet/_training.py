@@ -10,6 +10,7 @@ import contextlib
 import math
 import sys
 import time
+from dataclasses import dataclass
 
 import torch
 
@@ -28,12 +29,18 @@ def warm_up():
         _warmed_up = True
 
 
+# The share of a curve's whole range that its last epochs must still fall by to count as improving.
+_TAIL_SHARE = 0.05
+
+
 def still_improving(history, *, window, tol, keys=("loss", "active_fraction")):
     """Which training curve of ``history`` was still falling at its end, if any.
 
     A curve is still falling when its lowest value over the last ``window`` epochs is below its
-    lowest value before them by more than ``tol`` per epoch: a mean fall, so that one lucky epoch
-    of a noisy curve does not count.
+    lowest value before them by more than ``tol`` per epoch (a mean fall, so that one lucky epoch
+    of a noisy curve does not count) and by more than a twentieth of the curve's whole range over
+    the fit (so that the slow tail of a curve that has done its work, creeping down as a
+    learning-rate schedule anneals, does not count either).
 
     Parameters
     ----------
@@ -62,7 +69,10 @@ def still_improving(history, *, window, tol, keys=("loss", "active_fraction")):
     for key in keys:
         values = [row[key] for row in history if _finite(row.get(key))]
         span = min(window, len(values) - 1)
-        if span >= 1 and min(values[:-span]) - min(values[-span:]) > tol * span:
+        if span < 1:
+            continue
+        fall = min(values[:-span]) - min(values[-span:])
+        if fall > tol * span and fall > _TAIL_SHARE * (max(values) - min(values)):
             return key
     return None
 
@@ -75,6 +85,51 @@ def _finite(value):
 STOP_MAX_ITER = "max_iter"
 STOP_NO_CHANGE = "n_iter_no_change"
 STOP_CALLBACK = "callback"
+
+# The share of a cosine schedule's steps spent warming up.
+WARMUP_FRACTION = 0.05
+
+
+def _constant(step, n_steps):
+    return 1.0
+
+
+def _cosine(step, n_steps):
+    """A linear warm-up over the first 5% of the steps, then half a cosine from 1 towards 0.
+
+    ``step`` counts from 0 and ``n_warmup = max(1, round(0.05 * n_steps))``: step ``s`` is taken
+    at ``(s + 1) / n_warmup`` of the rate while ``s < n_warmup``, then at
+    ``(1 + cos(pi * (s - n_warmup) / (n_steps - n_warmup))) / 2``, which falls from 1 to just
+    above 0 at the last step.
+    """
+    n_warmup = max(1, round(WARMUP_FRACTION * n_steps))
+    if step < n_warmup:
+        return (step + 1) / n_warmup
+    return 0.5 * (1.0 + math.cos(math.pi * (step - n_warmup) / max(1, n_steps - n_warmup)))
+
+
+#: Learning-rate schedules: ``factor(step, n_steps)``, the multiple of the initial rate at a step.
+SCHEDULES = {"constant": _constant, "cosine": _cosine}
+
+
+@dataclass(frozen=True)
+class LearningRateSchedule:
+    """The learning rate of every step of one fit: ``initial * SCHEDULES[name](step, n_steps)``.
+
+    The fit's epochs are numbered from ``first_epoch`` and it has ``n_epochs`` of them; with ``B``
+    batches an epoch, step ``(epoch - first_epoch) * B + batch`` of ``n_epochs * B``. A fit resumed
+    from a checkpoint keeps its ``first_epoch`` and goes on where it stopped.
+    """
+
+    name: str
+    initial: float
+    first_epoch: int
+    n_epochs: int
+
+    def rate(self, epoch, batch, n_batches):
+        """The learning rate of batch ``batch`` (from 0) of ``n_batches`` in epoch ``epoch``."""
+        step = (epoch - self.first_epoch) * n_batches + batch
+        return self.initial * SCHEDULES[self.name](step, self.n_epochs * n_batches)
 
 
 def train(
@@ -89,6 +144,7 @@ def train(
     n_epochs,
     first_epoch=1,
     history,
+    schedule=None,
     validation_score=None,
     n_iter_no_change=10,
     tol=0.0,
@@ -96,6 +152,8 @@ def train(
     mixed_precision=False,
     verbose=0,
     start_time=None,
+    state=None,
+    checkpoint=None,
 ):
     """Train ``module`` in place for up to ``n_epochs`` epochs.
 
@@ -116,10 +174,13 @@ def train(
     X : torch.Tensor of shape (n_samples, n_features)
         Training data, on the device when it fits there, else on the CPU (pinned when the device is
         CUDA).
-    y : torch.Tensor of shape (n_samples,)
-        Encoded labels, on the same device as ``X``.
+    y : torch.Tensor of shape (n_samples,) or None
+        Encoded labels, on the same device as ``X``; None when every batch brings its targets.
     batches : callable
-        ``batches() -> iterable of index arrays``: the batches of one epoch.
+        ``batches() -> iterable``: the batches of one epoch, each an index array into ``X`` (and
+        ``y``), or a pair ``(indices, targets)`` whose ``targets``, already on the device, are
+        handed to ``batch_loss`` in place of ``y[indices]`` (the estimators that learn from given
+        pairs and triplets pass there which embeddings of the batch form each tuple).
     n_epochs : int
         The most epochs to run in this call.
     first_epoch : int, default=1
@@ -127,6 +188,8 @@ def train(
     history : list
         One dict per epoch is appended here as soon as the epoch ends, so a caller interrupted by
         ``KeyboardInterrupt`` keeps every completed epoch.
+    schedule : LearningRateSchedule, default=None
+        Sets the optimiser's learning rate before every step; None leaves it as it is.
     validation_score : callable, default=None
         ``validation_score() -> float``, higher is better; enables early stopping on it, restoring
         the best weights at the end.
@@ -142,6 +205,12 @@ def train(
         0 silent, 1 a progress bar over epochs, 2 one line per epoch.
     start_time : float, default=None
         ``time.perf_counter()`` at the start of fit; the ``"time"`` column counts from it.
+    state : dict, default=None
+        Early stopping's state, ``{"best_score", "best_state", "n_no_change"}``, to resume an
+        interrupted loop from; updated in place after every epoch. None starts afresh.
+    checkpoint : callable, default=None
+        ``checkpoint(epoch, state)``, called after each epoch that training continues from, when
+        the weights, the optimiser and ``state`` are those the next epoch starts from.
 
     Returns
     -------
@@ -161,14 +230,27 @@ def train(
         if mixed_precision
         else contextlib.nullcontext()
     )
-    best_score, best_state, n_no_change = -math.inf, None, 0
+    if state is None:
+        state = {}
+    if not state:
+        state.update(best_score=-math.inf, best_state=None, n_no_change=0)
     stop_reason = STOP_MAX_ITER
     epochs = range(first_epoch, first_epoch + n_epochs)
     with _progress(epochs, verbose) as bar:
         for epoch in epochs:
             snapshot = _copy_state(module)
             logs = _train_epoch(
-                module, optimizer, batch_loss, statistics, X, y, batches(), device, autocast
+                module,
+                optimizer,
+                schedule,
+                epoch,
+                batch_loss,
+                statistics,
+                X,
+                y,
+                batches(),
+                device,
+                autocast,
             )
             problem = _divergence(logs, module)
             if problem:
@@ -182,36 +264,42 @@ def train(
             logs = {"epoch": epoch, **logs}
             if validation_score is not None:
                 logs["validation_score"] = float(validation_score())
-                if logs["validation_score"] > best_score + tol:
-                    n_no_change = 0
+                if logs["validation_score"] > state["best_score"] + tol:
+                    state["n_no_change"] = 0
                 else:
-                    n_no_change += 1
-                if logs["validation_score"] > best_score:
-                    best_score, best_state = logs["validation_score"], _copy_state(module)
+                    state["n_no_change"] += 1
+                if logs["validation_score"] > state["best_score"]:
+                    state["best_score"] = logs["validation_score"]
+                    state["best_state"] = _copy_state(module)
             logs["time"] = time.perf_counter() - start_time
             history.append(logs)
             _report(bar, logs, verbose, first_epoch + n_epochs - 1, statistics)
             if on_epoch_end is not None and on_epoch_end(epoch, logs):
                 stop_reason = STOP_CALLBACK
                 break
-            if validation_score is not None and n_no_change >= n_iter_no_change:
+            if validation_score is not None and state["n_no_change"] >= n_iter_no_change:
                 stop_reason = STOP_NO_CHANGE
                 break
-    if best_state is not None:
-        module.load_state_dict(best_state)
+            if checkpoint is not None and epoch < epochs[-1]:
+                checkpoint(epoch, state)
+    if state["best_state"] is not None:
+        module.load_state_dict(state["best_state"])
     return stop_reason
 
 
-def _train_epoch(module, optimizer, batch_loss, statistics, X, y, batches, device, autocast):
+def _train_epoch(
+    module, optimizer, schedule, epoch, batch_loss, statistics, X, y, batches, device, autocast
+):
     module.train()
     batches = list(batches)
     loss_sum = torch.zeros((), device=device)
     finite = torch.ones((), dtype=torch.bool, device=device)
     totals = negatives = None
-    for i, indices in enumerate(batches):
+    for i, batch in enumerate(batches):
+        indices, targets = batch if isinstance(batch, tuple) else (batch, None)
         indices = torch.as_tensor(indices, device=X.device)
         xb = X[indices].to(device, non_blocking=True)
-        yb = y[indices].to(device, non_blocking=True)
+        yb = y[indices].to(device, non_blocking=True) if targets is None else targets
         with autocast:
             embeddings = module(xb)
         loss, counts, spread = batch_loss(
@@ -222,6 +310,10 @@ def _train_epoch(module, optimizer, batch_loss, statistics, X, y, batches, devic
         )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if schedule is not None:
+            rate = schedule.rate(epoch, i, len(batches))
+            for group in optimizer.param_groups:
+                group["lr"] = rate
         optimizer.step()
         loss_sum += loss.detach()
         # NaN embeddings make every comparison false, so a loss alone can read 0: check both.

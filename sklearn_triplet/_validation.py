@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from sklearn.base import _fit_context
 from sklearn.pipeline import Pipeline
+from sklearn.utils import _safe_indexing
 from sklearn.utils._param_validation import (
     HasMethods,
     Interval,
@@ -46,6 +47,7 @@ __all__ = [
     "fit_context",
     "invalid",
     "plain",
+    "safe_indexing",
     "validate_data",
     "validate_estimator_params",
     "validate_function_params",
@@ -53,6 +55,8 @@ __all__ = [
 
 # scikit-learn's decorator of ``fit`` (parameter validation, then the fit itself).
 fit_context = _fit_context
+# Rows of an array, a DataFrame or a list by index (scikit-learn documents it, under this name).
+safe_indexing = _safe_indexing
 
 
 def validate_function_params(constraints):

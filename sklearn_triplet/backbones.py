@@ -5,7 +5,8 @@ A backbone maps a batch of flattened samples ``(batch, n_features)`` to embeddin
 
 - ``"mlp"``: :func:`make_mlp`, fully connected layers with ReLU (the default);
 - ``"linear"``: :func:`make_linear`, a learned linear map (the deep analogue of scikit-learn's
-  :class:`~sklearn.neighbors.NeighborhoodComponentsAnalysis`);
+  :class:`~sklearn.neighbors.NeighborhoodComponentsAnalysis`), which the estimators initialise
+  from the data as NCA does (:func:`initial_linear_weights`);
 - ``"cnn"``: :func:`make_cnn`, a small convolutional network for images or signals, with
   ``backbone_params={"input_shape": (channels, height, width)}`` or ``(channels, length)`` (the
   estimators read the shape of images from ``X`` given as arrays);
@@ -21,6 +22,8 @@ import copy
 import math
 
 import torch
+from sklearn.decomposition import PCA
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from torch import nn
 
 from ._threads import seeded_global_generator
@@ -82,6 +85,44 @@ def make_mlp(
     return _initialised(nn.Sequential(*layers), generator)
 
 
+def initial_linear_weights(X, y, n_components, *, init, random_state=None):
+    """Initial weights of a linear map from data, as NCA's ``init="pca"`` or ``"lda"`` gives them.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Training data.
+    y : ndarray of shape (n_samples,)
+        Its labels (used by ``"lda"``).
+    n_components : int
+        Rows of the map; at most ``min(n_samples, n_features)`` for ``"pca"`` and
+        ``min(n_features, n_classes - 1)`` for ``"lda"``.
+    init : {"pca", "lda"}
+        ``"pca"``: the leading principal axes of ``X`` (unit rows). ``"lda"``: the leading
+        discriminant directions (the ``scalings_``) of
+        :class:`~sklearn.discriminant_analysis.LinearDiscriminantAnalysis`, which separate the
+        class means.
+    random_state : int, default=None
+        Seeds PCA's randomised solver, when it uses one.
+
+    Returns
+    -------
+    weights : ndarray of shape (n_components, n_features)
+        The weight matrix ``W`` of ``x -> x @ W.T``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 0.1], [0.0, -0.1]])
+    >>> np.abs(initial_linear_weights(X, np.array([0, 0, 1, 1]), 1, init="pca")).round(6)
+    array([[1., 0.]])
+    """
+    if init == "lda":
+        lda = LinearDiscriminantAnalysis(n_components=n_components).fit(X, y)
+        return lda.scalings_.T[:n_components]
+    return PCA(n_components=n_components, random_state=random_state).fit(X).components_
+
+
 def make_linear(n_features, n_components, *, generator=None):
     """A learned linear map ``x -> x @ W.T`` without bias, like NCA's ``components_``.
 
@@ -114,14 +155,16 @@ def make_cnn(
     input_shape,
     channels=(32, 64),
     hidden_size=128,
+    kernel_size=None,
     generator=None,
 ):
     """Small convolutional network for images or signals passed as flattened rows.
 
     ``input_shape=(channels, height, width)`` builds 2-D convolutions (images),
     ``input_shape=(channels, length)`` 1-D ones (signals). Each entry of ``channels`` adds a block
-    ``Conv3 -> ReLU -> Conv3 -> ReLU -> MaxPool2`` (3 x 3 kernels for images; the pool only while
-    the image or signal is at least 4 steps wide along every axis), followed by average pooling to
+    ``Conv -> ReLU -> Conv -> ReLU -> MaxPool2`` (kernels of ``kernel_size`` along each axis,
+    padded to keep the width; the pool only while the image or signal is at least 4 steps wide
+    along every axis), followed by average pooling to
     2 x 2 cells (2 for a signal), a hidden linear layer with ReLU and the output layer. Weights
     start as He et al. (2015) advise for ReLU networks (normal, fan-in), biases at zero: with
     PyTorch's default initialisation the signal fades through the layers and every image starts
@@ -140,6 +183,10 @@ def make_cnn(
         Output channels of each convolutional block.
     hidden_size : int, default=128
         Width of the hidden fully connected layer.
+    kernel_size : int, default=None
+        Width of the (odd) convolution kernels along each axis; None means 3 for images (3 x 3
+        kernels) and 7 for signals, whose features (peaks, edges, oscillations) usually span more
+        steps than an image's span pixels.
     generator : torch.Generator, default=None
         Source of the initial weights; None draws from torch's global generator.
 
@@ -155,6 +202,8 @@ def make_cnn(
     torch.Size([5, 16])
     >>> make_cnn(3 * 50, 16, input_shape=(3, 50))(torch.zeros(5, 150)).shape
     torch.Size([5, 16])
+    >>> make_cnn(3 * 50, 16, input_shape=(3, 50), kernel_size=5)[1]
+    Conv1d(3, 32, kernel_size=(5,), stride=(1,), padding=(2,))
     """
     shape = tuple(int(s) for s in input_shape)
     if len(shape) not in (2, 3) or math.prod(shape) != n_features:
@@ -162,15 +211,19 @@ def make_cnn(
             "input_shape must be (channels, height, width) or (channels, length), with a product "
             f"equal to n_features={n_features}; got input_shape={tuple(input_shape)}."
         )
+    if kernel_size is None:
+        kernel_size = 3 if len(shape) == 3 else 7
+    if int(kernel_size) < 1 or int(kernel_size) % 2 == 0:
+        raise ValueError(f"kernel_size must be an odd positive integer; got {kernel_size!r}.")
     conv, pool, average = _CONV_LAYERS[len(shape) - 1]
     in_channels, sizes = shape[0], list(shape[1:])
-    on = _where(generator)
+    on = {**_where(generator), "padding": int(kernel_size) // 2}
     layers = [nn.Unflatten(1, shape)]
     for out_channels in channels:
         layers += [
-            conv(in_channels, int(out_channels), 3, padding=1, **on),
+            conv(in_channels, int(out_channels), int(kernel_size), **on),
             nn.ReLU(),
-            conv(int(out_channels), int(out_channels), 3, padding=1, **on),
+            conv(int(out_channels), int(out_channels), int(kernel_size), **on),
             nn.ReLU(),
         ]
         if min(sizes) >= 4:
@@ -181,9 +234,9 @@ def make_cnn(
     layers += [
         average(cells),
         nn.Flatten(),
-        nn.Linear(in_channels * math.prod(cells), hidden_size, **on),
+        nn.Linear(in_channels * math.prod(cells), hidden_size, **_where(generator)),
         nn.ReLU(),
-        nn.Linear(hidden_size, n_components, **on),
+        nn.Linear(hidden_size, n_components, **_where(generator)),
     ]
     # Built as PyTorch builds it (its default initialisation), then He's, from one generator.
     return _relu_init(_initialised(nn.Sequential(*layers), generator), generator)
@@ -282,7 +335,7 @@ def build_backbone(
         Used by ``"mlp"`` only.
     params : dict, default=None
         Extra keyword arguments of the builder (for ``"cnn"``: ``input_shape``, ``channels``,
-        ``hidden_size``; for ``"mlp"``: ``activation``).
+        ``hidden_size``, ``kernel_size``; for ``"mlp"``: ``activation``).
     generator : torch.Generator, default=None
         Source of the initial weights of a built-in network. A class or factory is called with
         torch's global generator seeded from ``generator.initial_seed()`` (and restored afterwards,

@@ -33,6 +33,7 @@ from ._kernels import TAXONOMY, TripletIndex, compact_triplets, hard_pair_mask
 from ._validation import Interval, check_distance_matrix, validate_function_params
 
 __all__ = [
+    "easiest_positive_negative",
     "hard_pairs",
     "hardest_positive_negative",
     "semi_hard_negatives",
@@ -117,6 +118,55 @@ def hardest_positive_negative(distances, labels):
     """
     index = TripletIndex(*check_distance_matrix(distances, labels))
     positives, negatives, selected = index.hardest()
+    anchors = torch.nonzero(selected).squeeze(1)
+    return anchors, positives[anchors], negatives[anchors]
+
+
+@validate_function_params({"distances": [torch.Tensor], "labels": [torch.Tensor]})
+@torch.no_grad()
+def easiest_positive_negative(distances, labels):
+    """Easy-positive mining: each anchor's closest positive and closest negative.
+
+    For each anchor ``a`` with at least one positive and one negative, the
+    positive with the smallest ``d(a, p)`` and the negative with the smallest
+    ``d(a, n)`` (Xuan et al., 2020). Among equal distances the lowest index is
+    chosen. A triplet loss over these asks each anchor to be nearer to its
+    nearest same-class sample than to any sample of another class, which is
+    what a nearest-neighbour classifier needs, and lets a class spread over
+    several clusters.
+
+    Parameters
+    ----------
+    distances : Tensor of shape (B, B)
+        Distances between the samples of the batch.
+    labels : Tensor of shape (B,)
+        Integer class labels.
+
+    Returns
+    -------
+    anchors, positives, negatives : Tensors of shape (n_anchors,), int64
+        One row per anchor that has a positive and a negative, in increasing
+        order of the anchor.
+
+    References
+    ----------
+    H. Xuan, A. Stylianou and R. Pless, "Improved Embeddings with Easy
+    Positive Triplet Mining", WACV 2020.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_triplet.mining import easiest_positive_negative
+    >>> d = torch.tensor([[0., 1., 3., 2., 4.],
+    ...                   [1., 0., 4., 5., 2.],
+    ...                   [3., 4., 0., 6., 5.],
+    ...                   [2., 5., 6., 0., 1.],
+    ...                   [4., 2., 5., 1., 0.]])
+    >>> easiest_positive_negative(d, torch.tensor([0, 0, 1, 1, 0]))
+    (tensor([0, 1, 2, 3, 4]), tensor([1, 0, 3, 2, 1]), tensor([3, 2, 0, 4, 3]))
+    """
+    index = TripletIndex(*check_distance_matrix(distances, labels))
+    positives, negatives, selected = index.easiest()
     anchors = torch.nonzero(selected).squeeze(1)
     return anchors, positives[anchors], negatives[anchors]
 

@@ -230,7 +230,7 @@ def _first_labels(y, codes):
     return [y[i].item() if hasattr(y[i], "item") else y[i] for i in first]
 
 
-def _calibrate_threshold(distances, same, target_far=None):
+def calibrate_threshold(distances, same, target_far=None):
     """Threshold on distances that separates same from different pairs.
 
     Parameters
@@ -482,7 +482,7 @@ class PairVerifier(ClassifierMixin, BaseEstimator):
             )
         if isinstance(self.threshold, str):
             target_far = self.target_far if self.threshold == "far" else None
-            self.threshold_ = _calibrate_threshold(distances, y == self.classes_[1], target_far)
+            self.threshold_ = calibrate_threshold(distances, y == self.classes_[1], target_far)
         else:
             self.threshold_ = float(self.threshold)
         return self

@@ -41,11 +41,12 @@ def factory(n_features, n_components):
         ("mlp", {"activation": "gelu"}, 8),
         ("linear", None, 8),
         ("cnn", {"input_shape": (1, 8, 8), "channels": (4,), "hidden_size": 16}, 8),
+        ("cnn", {"input_shape": (2, 32), "channels": (4,), "hidden_size": 16}, 8),
         (TwoLayer(64, 5), None, 5),
         (TwoLayer, {"width": 8}, 8),
         (factory, None, 8),
     ],
-    ids=["mlp", "mlp-gelu", "linear", "cnn", "module", "class", "factory"],
+    ids=["mlp", "mlp-gelu", "linear", "cnn", "cnn-1d", "module", "class", "factory"],
 )
 def test_each_backbone_fits_and_transforms(backbone, params, n_out, digits_300, fast):
     X, y = digits_300
@@ -131,6 +132,23 @@ def test_backbone_params_are_searchable(digits_300, fast):
             "equal to n_features=64; got input_shape=(1, 7, 7).",
         ),
         (
+            dict(backbone="cnn", backbone_params={"input_shape": (2, 30)}),
+            ValueError,
+            "input_shape must be (channels, height, width) or (channels, length), with a product "
+            "equal to n_features=64; got input_shape=(2, 30).",
+        ),
+        (
+            dict(backbone="cnn", backbone_params={"input_shape": (1, 1, 8, 8)}),
+            ValueError,
+            "input_shape must be (channels, height, width) or (channels, length), with a product "
+            "equal to n_features=64; got input_shape=(1, 1, 8, 8).",
+        ),
+        (
+            dict(backbone="cnn", backbone_params={"input_shape": (2, 32), "kernel_size": 4}),
+            ValueError,
+            "kernel_size must be an odd positive integer; got 4.",
+        ),
+        (
             dict(backbone=TwoLayer(64, 8), backbone_params={"width": 3}),
             ValueError,
             "backbone_params cannot be used with a backbone given as a module instance; got "
@@ -156,6 +174,9 @@ def test_backbone_params_are_searchable(digits_300, fast):
     ids=[
         "cnn-no-shape",
         "cnn-bad-shape",
+        "cnn-bad-signal-shape",
+        "cnn-4d-shape",
+        "cnn-even-kernel",
         "module-with-params",
         "factory-not-module",
         "bad-activation",
@@ -196,6 +217,81 @@ def test_cnn_learns_digits_at_least_as_well_as_mlp(digits):
         model = Pipeline([("emb", emb), ("knn", KNeighborsClassifier())])
         scores[name] = model.fit(X_train, y_train).score(X_test, y_test)
     assert scores["cnn"] >= scores["mlp"], scores
+
+
+@pytest.mark.parametrize(
+    "input_shape, conv, pool, n_pools",
+    [
+        ((3, 20), torch.nn.Conv1d, torch.nn.MaxPool1d, 2),  # 20 -> 10 -> 5
+        ((3, 4, 5), torch.nn.Conv2d, torch.nn.MaxPool2d, 1),  # 4 x 5 -> 2 x 2, then too small
+    ],
+    ids=["signal", "image"],
+)
+def test_cnn_convolves_along_the_axes_of_its_input_shape(input_shape, conv, pool, n_pools):
+    net = make_cnn(60, 7, input_shape=input_shape, channels=(4, 6), kernel_size=5)
+    convs = [layer for layer in net if isinstance(layer, (torch.nn.Conv1d, torch.nn.Conv2d))]
+    assert [type(layer) for layer in convs] == [conv] * 4
+    assert [layer.in_channels for layer in convs] == [3, 4, 4, 6]
+    assert all(layer.kernel_size == (5,) * (len(input_shape) - 1) for layer in convs)
+    # A block pools only while every axis is at least 4 steps wide.
+    assert sum(isinstance(layer, pool) for layer in net) == n_pools
+    assert net(torch.zeros(2, 60)).shape == (2, 7)
+
+
+def test_cnn_reads_a_row_channel_by_channel():
+    # Row [x_0(t) for t] + [x_1(t) for t]: channel 0 holds the first `length` values.
+    net = make_cnn(2 * 16, 4, input_shape=(2, 16), channels=(3,))
+    row = torch.arange(32.0)[None, :]
+    np.testing.assert_array_equal(net[0](row)[0].numpy(), row.view(2, 16).numpy())
+    # A signal in channel 0 only: the first convolution sees nothing through channel 1's weights.
+    with torch.no_grad():
+        net[1].weight[:, 0].zero_()
+        net[1].bias.zero_()
+    only_first = torch.cat([torch.randn(1, 16), torch.zeros(1, 16)], dim=1)
+    assert torch.count_nonzero(net[1](net[0](only_first))) == 0
+
+
+def _shifted_signals(n_per_class, seed):
+    """Two templates per class (bumps at random places), shifted by up to 16 steps, with noise.
+
+    The templates are the same for every seed; the seed draws the samples.
+    """
+    template_rng, rng = np.random.default_rng(0), np.random.default_rng(seed)
+    t = np.arange(64)
+    templates = [
+        sum(
+            template_rng.choice([-1, 1]) * np.exp(-0.5 * ((t - c) / 3.0) ** 2)
+            for c in template_rng.uniform(10, 54, 3)
+        )
+        for _ in range(8)
+    ]
+    y = np.repeat(np.arange(4), n_per_class)
+    X = np.stack(
+        [
+            np.roll(templates[2 * c + rng.integers(2)], rng.integers(-16, 17))
+            + 0.3 * rng.normal(size=64)
+            for c in y
+        ]
+    )
+    return X.astype(np.float32), y
+
+
+@pytest.mark.slow
+def test_1d_cnn_learns_shifted_signals_better_than_mlp():
+    X_train, y_train = _shifted_signals(60, seed=0)
+    X_test, y_test = _shifted_signals(40, seed=1)  # same templates (seeded), fresh samples
+    scores = {}
+    for name, kwargs in {
+        "mlp": {},
+        "cnn": {
+            "backbone": "cnn",
+            "backbone_params": {"input_shape": (1, 64), "channels": (8, 16)},
+        },
+    }.items():
+        emb = TripletEmbedder(n_components=8, max_iter=15, random_state=0, **kwargs)
+        model = Pipeline([("emb", emb), ("knn", KNeighborsClassifier())])
+        scores[name] = model.fit(X_train, y_train).score(X_test, y_test)
+    assert scores["cnn"] > scores["mlp"], scores
 
 
 def test_mixed_precision_runs_on_cpu(digits_300, fast):

@@ -20,6 +20,7 @@ from sklearn_triplet import SiameseEmbedder, TripletEmbedder
 from sklearn_triplet._base import BaseEmbedder
 from sklearn_triplet._kernels import CONTRASTIVE
 from sklearn_triplet._validation import StrOptions
+from sklearn_triplet.backbones import initial_linear_weights
 
 ESTIMATORS = [TripletEmbedder, SiameseEmbedder]
 
@@ -219,6 +220,104 @@ def test_unknown_options(Estimator, small_digits, fast):
         ),
     ):
         Estimator(**fast, device="gpu0").fit(X, y)
+
+
+def test_unknown_average_and_schedule(small_digits, fast):
+    X, y = small_digits
+    with pytest.raises(
+        ValueError,
+        match=r"The 'average' parameter of TripletEmbedder must be a str among "
+        r"\{('active'|'all'), ('active'|'all')\}. Got 'nonzero' instead.",
+    ):
+        TripletEmbedder(**fast, average="nonzero").fit(X, y)
+    with pytest.raises(
+        ValueError,
+        match=r"The 'learning_rate' parameter of SiameseEmbedder must be a str among "
+        r"\{('constant'|'cosine'), ('constant'|'cosine')\}. Got 'adaptive' instead.",
+    ):
+        SiameseEmbedder(**fast, learning_rate="adaptive").fit(X, y)
+
+
+@pytest.mark.parametrize("mining", ["semi-hard", "easy-positive"])
+def test_average_divides_by_the_active_triplets_or_all_mined(mining, small_digits, fast):
+    X, y = small_digits
+    # One batch holding every sample (300 < batch_size) and one epoch: both fits see the same
+    # weights and the same triplets, and differ only in the denominator of the loss.
+    params = {**fast, "max_iter": 1, "batch_size": 512, "mining": mining, "margin": 0.05}
+    mean_all = TripletEmbedder(**params, average="all").fit(X, y).history_[0]
+    mean_active = TripletEmbedder(**params, average="active").fit(X, y).history_[0]
+    assert mean_all["n_mined"] == mean_active["n_mined"] > mean_active["n_mined_active"] > 0
+    share = mean_active["n_mined_active"] / mean_active["n_mined"]
+    assert mean_all["loss"] == pytest.approx(mean_active["loss"] * share, rel=1e-5)
+
+
+@pytest.mark.parametrize("backbone, expected", [("linear", "easy-positive"), ("mlp", "semi-hard")])
+def test_auto_mining_pulls_the_closest_positive_for_the_linear_backbone(
+    backbone, expected, small_digits, fast
+):
+    X, y = small_digits
+    # One batch holding every sample: easy-positive mines one triplet per anchor, semi-hard one
+    # per positive pair.
+    params = {**fast, "max_iter": 1, "batch_size": 512, "backbone": backbone}
+    auto = TripletEmbedder(**params).fit(X, y).history_[0]
+    explicit = TripletEmbedder(**params, mining=expected).fit(X, y).history_[0]
+    assert auto["loss"] == explicit["loss"] and auto["n_mined"] == explicit["n_mined"]
+    counts = np.bincount(y)
+    n_mined = len(y) if expected == "easy-positive" else int((counts * (counts - 1)).sum())
+    assert auto["n_mined"] == n_mined
+
+
+@pytest.mark.parametrize(
+    "n_components, init, expected",
+    [(8, "auto", "lda"), (16, "auto", "pca"), (16, "pca", "pca"), (8, "lda", "lda")],
+)
+def test_linear_backbone_starts_from_the_data(n_components, init, expected, small_digits):
+    X, y = small_digits
+    X = (X / 16).astype(np.float32)
+    # A negligible learning rate: after one epoch the weights are the initial ones.
+    est = TripletEmbedder(
+        n_components,
+        backbone="linear",
+        init=init,
+        max_iter=1,
+        learning_rate_init=1e-12,
+        random_state=0,
+    ).fit(X, y)
+    weights = est.module_.backbone.weight.detach().numpy()
+    reference = initial_linear_weights(X, y, n_components, init=expected, random_state=0)
+    np.testing.assert_allclose(weights, reference, rtol=1e-4, atol=1e-6)
+
+
+def test_random_init_and_too_many_components_start_from_torch(small_digits):
+    X, y = small_digits
+    params = {"backbone": "linear", "max_iter": 1, "learning_rate_init": 1e-12, "random_state": 0}
+    random = TripletEmbedder(8, **params, init="random").fit(X, y).module_.backbone.weight
+    # auto falls back to torch's initialisation when PCA cannot give 80 components of 64 features
+    wide = TripletEmbedder(80, **params).fit(X, y).module_.backbone.weight
+    again = TripletEmbedder(80, **params, init="random").fit(X, y).module_.backbone.weight
+    torch.testing.assert_close(wide, again)
+    lda = TripletEmbedder(8, **params).fit(X, y).module_.backbone.weight  # auto: 8 <= 10 - 1
+    assert not torch.allclose(random, lda)
+
+
+def test_init_errors(small_digits, fast):
+    X, y = small_digits
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "init='pca' sets the weights of backbone='linear' only; got backbone='mlp'. Use "
+            "init='auto' or 'random'."
+        ),
+    ):
+        TripletEmbedder(**fast, init="pca").fit(X, y)
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "init='lda' gives at most min(n_features and n_classes - 1) = 9 components; got "
+            "n_components=16. Use init='auto' or 'random'."
+        ),
+    ):
+        TripletEmbedder(16, backbone="linear", init="lda", max_iter=1).fit(X, y)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
@@ -476,9 +575,9 @@ def test_generated_init_has_the_explicit_signature_and_only_assigns():
     names = list(inspect.signature(SiameseEmbedder).parameters)
     assert names[:1] == ["n_components"] and names.index("mining") == names.index("margin") + 1
     assert inspect.signature(SiameseEmbedder).parameters["margin"].default == 1.0
-    assert inspect.signature(TripletEmbedder).parameters["mining"].default == "semi-hard"
+    assert inspect.signature(TripletEmbedder).parameters["mining"].default == "auto"
     est = TripletEmbedder(8, margin=0.3)
-    assert est.get_params()["n_components"] == 8 and est.margin == 0.3 and est.mining == "semi-hard"
+    assert est.get_params()["n_components"] == 8 and est.margin == 0.3 and est.mining == "auto"
     with pytest.raises(TypeError, match="^too many positional arguments$"):
         TripletEmbedder(8, 0.3)
     with pytest.raises(TypeError, match="^got an unexpected keyword argument 'alpha'$"):
@@ -490,17 +589,28 @@ def test_a_new_estimator_declares_its_own_parameters_only(small_digits):
         """A third embedder, for the test."""
 
         _loss = CONTRASTIVE
-        _own_parameters = {"margin": 0.5, "mining": "hard", "alpha": 2.0}
+        # The loss's options (CONTRASTIVE.options) are parameters of the estimator.
+        _own_parameters = {
+            "margin": 0.5,
+            "mining": "hard",
+            "average": "all",
+            "squared": True,
+            "alpha": 2.0,
+        }
         _parameter_constraints = {
             **BaseEmbedder._parameter_constraints,
             "mining": [StrOptions(set(CONTRASTIVE.minings))],
+            "average": [StrOptions({"all", "active"})],
+            "squared": ["boolean"],
             "alpha": [float],
         }
 
     parameters = inspect.signature(_PairsEmbedder).parameters
-    assert list(parameters)[list(parameters).index("margin") :][:4] == [
+    assert list(parameters)[list(parameters).index("margin") :][:6] == [
         "margin",
         "mining",
+        "average",
+        "squared",
         "alpha",
         "loss",
     ]

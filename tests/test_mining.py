@@ -5,6 +5,7 @@ import torch
 
 from sklearn_triplet import _kernels
 from sklearn_triplet.mining import (
+    easiest_positive_negative,
     hard_pairs,
     hardest_positive_negative,
     semi_hard_negatives,
@@ -102,6 +103,29 @@ def test_semi_hard_negatives_invariants(dtype, seed, negative_values):
 
 
 @pytest.mark.parametrize("dtype,seed", CASES)
+def test_easiest_positive_negative_invariants(dtype, seed):
+    distances, labels = make_case(dtype, seed)
+    anchors, positives, negatives = easiest_positive_negative(distances, labels)
+    d = distances.tolist()
+    labels_list = labels.tolist()
+    n_samples = len(labels_list)
+    expected_anchors = [
+        a
+        for a in range(n_samples)
+        if _negatives(labels_list, a) and labels_list.count(labels_list[a]) > 1
+    ]
+    assert anchors.tolist() == expected_anchors
+    for a, p, n in zip(anchors.tolist(), positives.tolist(), negatives.tolist()):
+        assert labels_list[a] == labels_list[p] != labels_list[n] and a != p
+        others = _negatives(labels_list, a)
+        same = [k for k in range(n_samples) if k != a and labels_list[k] == labels_list[a]]
+        assert d[a][p] == min(d[a][k] for k in same)
+        assert p == min(k for k in same if d[a][k] == d[a][p])
+        assert d[a][n] == min(d[a][k] for k in others)
+        assert n == min(k for k in others if d[a][k] == d[a][n])
+
+
+@pytest.mark.parametrize("dtype,seed", CASES)
 def test_hardest_positive_negative_invariants(dtype, seed):
     distances, labels = make_case(dtype, seed)
     anchors, positives, negatives = hardest_positive_negative(distances, labels)
@@ -187,6 +211,7 @@ def test_empty_batch():
     distances, labels = torch.zeros(0, 0), torch.zeros(0, dtype=torch.int64)
     assert all(t.numel() == 0 for t in semi_hard_negatives(distances, labels))
     assert all(t.numel() == 0 for t in hardest_positive_negative(distances, labels))
+    assert all(t.numel() == 0 for t in easiest_positive_negative(distances, labels))
     assert all(t.numel() == 0 for t in hard_pairs(distances, labels))
     assert all(int(v) == 0 for v in triplet_type_counts(distances, labels, margin=1).values())
 

@@ -11,6 +11,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_triplet import EmbeddingCollapseWarning, SiameseEmbedder, TripletEmbedder
 from sklearn_triplet._base import _validation_split
+from sklearn_triplet._training import SCHEDULES
 
 
 @pytest.fixture
@@ -170,6 +171,13 @@ def test_still_improving_reads_mean_falls_not_lucky_epochs():
     assert still_improving(falling, window=10, tol=1e-4) == "loss"
     assert still_improving(falling, window=10, tol=0.01) is None  # 0.01 per epoch: not more
     assert still_improving(falling[:1], window=10, tol=1e-4) is None  # one epoch: nothing to say
+    # a curve that did its work and creeps down as the learning rate anneals: converged
+    tail = [
+        {"loss": 0.1 + 0.9 * math.exp(-i / 5) - 5e-4 * i, "active_fraction": math.nan}
+        for i in range(50)
+    ]
+    assert still_improving(tail, window=10, tol=1e-4) is None
+    assert still_improving(tail[:6], window=10, tol=1e-4) == "loss"
 
 
 def test_epoch_times_do_not_count_torch_start_up(tmp_path):
@@ -299,6 +307,57 @@ def test_warm_start_uses_the_current_learning_rate(data, fast):
     after = est.export_module().state_dict()
     # a negligible learning rate barely moves the weights (Adam steps are about lr in size)
     assert max((after[k] - before[k]).abs().max().item() for k in before) < 1e-9
+
+
+# -- learning-rate schedule ------------------------------------------------------------------------
+
+
+def test_cosine_schedule_warms_up_then_decays():
+    n_steps = 200  # 10 warm-up steps (5%)
+    factors = [SCHEDULES["cosine"](step, n_steps) for step in range(n_steps)]
+    np.testing.assert_allclose(factors[:10], np.arange(1, 11) / 10)
+    assert factors[10] == 1.0
+    expected = 0.5 * (1 + np.cos(np.pi * np.arange(190) / 190))
+    np.testing.assert_allclose(factors[10:], expected)
+    assert all(a >= b for a, b in zip(factors[9:], factors[10:]))
+    assert 0 < factors[-1] < 1e-3
+    assert SCHEDULES["cosine"](0, 3) == 1.0  # at least one warm-up step, the first at full rate
+    assert {SCHEDULES["constant"](step, n_steps) for step in range(n_steps)} == {1.0}
+
+
+@pytest.fixture
+def step_rates(monkeypatch):
+    """The learning rate of every optimiser step taken while the fixture is in use."""
+    rates = []
+    step = torch.optim.Adam.step
+
+    def recording_step(self, *args, **kwargs):
+        rates.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    return rates
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "constant"])
+def test_fit_sets_the_rate_of_every_step(schedule, data, fast, step_rates):
+    X, y = data
+    est = TripletEmbedder(**fast, learning_rate=schedule, learning_rate_init=0.01).fit(X, y)
+    n_steps = 3 * 7  # 3 epochs of ceil(400 / 64) batches
+    assert est.n_iter_ == 3 and len(step_rates) == n_steps
+    expected = [0.01 * SCHEDULES[schedule](step, n_steps) for step in range(n_steps)]
+    np.testing.assert_allclose(step_rates, expected, rtol=1e-12)
+
+
+def test_warm_start_runs_the_schedule_anew_and_partial_fit_keeps_the_rate(data, fast, step_rates):
+    X, y = data
+    est = TripletEmbedder(**fast, warm_start=True, learning_rate_init=0.01).fit(X, y)
+    est.set_params(learning_rate_init=0.02).fit(X, y)
+    cosine = [SCHEDULES["cosine"](step, 21) for step in range(21)]
+    np.testing.assert_allclose(step_rates, [0.01 * f for f in cosine] + [0.02 * f for f in cosine])
+    del step_rates[:]
+    est.partial_fit(X, y)
+    assert step_rates == [0.02] * 7
 
 
 def test_partial_fit_trains_one_epoch_at_a_time(data, fast):

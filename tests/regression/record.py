@@ -28,10 +28,12 @@ COMMON = dict(
     backbone="mlp",
     hidden_layer_sizes=(32,),
     backbone_params=None,
+    init="random",
     normalize=True,
     batch_size=64,
     samples_per_class=4,
     max_iter=3,
+    learning_rate="constant",
     learning_rate_init=1e-3,
     weight_decay=0.0,
     mixed_precision=False,
@@ -54,27 +56,27 @@ def callable_loss(embeddings, labels):
 CONFIGS = {
     "triplet_semi_hard_euclidean": (
         "TripletEmbedder",
-        dict(metric="euclidean", margin=0.2, mining="semi-hard", loss=None),
+        dict(metric="euclidean", margin=0.2, mining="semi-hard", loss=None, average="all"),
     ),
     "triplet_hard_cosine": (
         "TripletEmbedder",
-        dict(metric="cosine", margin=0.2, mining="hard", loss=None),
+        dict(metric="cosine", margin=0.2, mining="hard", loss=None, average="all"),
     ),
     "triplet_all_sqeuclidean": (
         "TripletEmbedder",
-        dict(metric="sqeuclidean", margin=0.3, mining="all", loss=None),
+        dict(metric="sqeuclidean", margin=0.3, mining="all", loss=None, average="all"),
     ),
     "siamese_all_euclidean": (
         "SiameseEmbedder",
-        dict(metric="euclidean", margin=1.0, mining="all", loss=None),
+        dict(metric="euclidean", margin=1.0, mining="all", loss=None, average="all", squared=True),
     ),
     "siamese_hard_cosine": (
         "SiameseEmbedder",
-        dict(metric="cosine", margin=0.5, mining="hard", loss=None),
+        dict(metric="cosine", margin=0.5, mining="hard", loss=None, average="all", squared=True),
     ),
     "triplet_callable_loss": (
         "TripletEmbedder",
-        dict(metric="euclidean", margin=0.2, mining="semi-hard", loss=callable_loss),
+        dict(metric="euclidean", margin=0.2, mining="semi-hard", loss=callable_loss, average="all"),
     ),
 }
 
