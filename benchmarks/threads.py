@@ -35,11 +35,13 @@ import statistics
 import subprocess
 import sys
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import datetime, timezone
 from multiprocessing import get_context
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -204,6 +206,8 @@ def _run_job(job):
 
 
 def _worker_init():
+    # Set once per process, before any job runs: the jobs are short on purpose.
+    warnings.filterwarnings("ignore", category=ConvergenceWarning)
     _data()
     _shared_estimator()
 
