@@ -438,7 +438,7 @@ def test_warm_start_applies_the_training_parameters(small_digits, fast):
     reference = continued()
     np.testing.assert_array_equal(continued(), reference)
     np.testing.assert_array_equal(continued(hidden_layer_sizes=[32]), reference)  # equal value
-    for changes in ({"margin": 0.5}, {"mining": "hard"}, {"metric": "cosine"}, {"batch_size": 32}):
+    for changes in ({"margin": 0.3}, {"mining": "hard"}, {"metric": "cosine"}, {"batch_size": 32}):
         assert not np.array_equal(continued(**changes), reference), changes
     # a width that a linear backbone does not use is no change to its network
     linear = TripletEmbedder(**fast, backbone="linear", warm_start=True).fit(X, y)

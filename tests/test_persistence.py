@@ -445,8 +445,8 @@ def test_a_flipped_bit_anywhere_is_a_clear_error(saved, tmp_path):
 
 def test_changed_character_in_the_document_is_detected(saved):
     data = saved.read_bytes()
-    assert data.count(b'margin\\":0.2') == 1  # the document is a JSON string in the header
-    saved.write_bytes(data.replace(b'margin\\":0.2', b'margin\\":0.3'))
+    assert data.count(b'margin\\":0.5') == 1  # the document is a JSON string in the header
+    saved.write_bytes(data.replace(b'margin\\":0.5', b'margin\\":0.3'))
     with pytest.raises(ValueError, match=re.escape("the file is corrupted (its SHA-256 checksum")):
         load(saved)
 
