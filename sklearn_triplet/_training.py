@@ -29,12 +29,18 @@ def warm_up():
         _warmed_up = True
 
 
+# The share of a curve's whole range that its last epochs must still fall by to count as improving.
+_TAIL_SHARE = 0.05
+
+
 def still_improving(history, *, window, tol, keys=("loss", "active_fraction")):
     """Which training curve of ``history`` was still falling at its end, if any.
 
     A curve is still falling when its lowest value over the last ``window`` epochs is below its
-    lowest value before them by more than ``tol`` per epoch: a mean fall, so that one lucky epoch
-    of a noisy curve does not count.
+    lowest value before them by more than ``tol`` per epoch (a mean fall, so that one lucky epoch
+    of a noisy curve does not count) and by more than a twentieth of the curve's whole range over
+    the fit (so that the slow tail of a curve that has done its work, creeping down as a
+    learning-rate schedule anneals, does not count either).
 
     Parameters
     ----------
@@ -63,7 +69,10 @@ def still_improving(history, *, window, tol, keys=("loss", "active_fraction")):
     for key in keys:
         values = [row[key] for row in history if _finite(row.get(key))]
         span = min(window, len(values) - 1)
-        if span >= 1 and min(values[:-span]) - min(values[-span:]) > tol * span:
+        if span < 1:
+            continue
+        fall = min(values[:-span]) - min(values[-span:])
+        if fall > tol * span and fall > _TAIL_SHARE * (max(values) - min(values)):
             return key
     return None
 

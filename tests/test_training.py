@@ -173,6 +173,13 @@ def test_still_improving_reads_mean_falls_not_lucky_epochs():
     assert still_improving(falling, window=10, tol=1e-4) == "loss"
     assert still_improving(falling, window=10, tol=0.01) is None  # 0.01 per epoch: not more
     assert still_improving(falling[:1], window=10, tol=1e-4) is None  # one epoch: nothing to say
+    # a curve that did its work and creeps down as the learning rate anneals: converged
+    tail = [
+        {"loss": 0.1 + 0.9 * math.exp(-i / 5) - 5e-4 * i, "active_fraction": math.nan}
+        for i in range(50)
+    ]
+    assert still_improving(tail, window=10, tol=1e-4) is None
+    assert still_improving(tail[:6], window=10, tol=1e-4) == "loss"
 
 
 def test_epoch_times_do_not_count_torch_start_up(tmp_path):
