@@ -592,7 +592,12 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 ConvergenceWarning,
                 stacklevel=_USER_FRAME,
             )
-        elif check_convergence and stop_reason == _training.STOP_MAX_ITER:
+        elif (
+            check_convergence
+            and stop_reason == _training.STOP_MAX_ITER
+            # A schedule ends training by design, its annealing lowering the last epochs' losses.
+            and self.learning_rate == "constant"
+        ):
             window = min(self.n_iter_no_change, len(self.history_) - 1)
             improving = _training.still_improving(self.history_, window=window, tol=self.tol)
             if improving:

@@ -240,8 +240,12 @@ def _encode_params(estimator):
     """
     lenient, strict = Encoder(lenient=True), Encoder()
     identity, free = {}, {}
-    for name, value in estimator.get_params(deep=False).items():
-        if name not in FREE_PARAMETERS:
+    params = estimator.get_params(deep=False)
+    # A learning-rate schedule spans max_iter epochs: with one, max_iter sets the rate of every
+    # epoch already trained, and a resumed fit must keep it.
+    scheduled = params.get("learning_rate", "constant") != "constant"
+    for name, value in params.items():
+        if name not in FREE_PARAMETERS or (scheduled and name == "max_iter"):
             identity[name] = lenient.encode(value, name)
             continue
         try:

@@ -80,9 +80,11 @@ TRAINING_PARAMETERS = """\
         Patience of early stopping, in epochs.
     tol : float, default=1e-4
         Smallest validation-score improvement that counts for early stopping. Without early
-        stopping, when ``fit`` reaches ``max_iter`` while the training loss or the active fraction
-        still falls by more than ``tol`` per epoch (on average over the last ``n_iter_no_change``
-        epochs), a :class:`~sklearn.exceptions.ConvergenceWarning` says to train longer.
+        stopping and with ``learning_rate="constant"``, when ``fit`` reaches ``max_iter`` while the
+        training loss or the active fraction still falls by more than ``tol`` per epoch (on
+        average over the last ``n_iter_no_change`` epochs), a
+        :class:`~sklearn.exceptions.ConvergenceWarning` says to train longer. A schedule ends
+        training by design, its decay lowering the last epochs' losses: it warns of nothing.
     warm_start : bool, default=False
         When True, ``fit`` continues from the fitted weights, optimiser state and history. The
         parameters that define the network (``n_components``, ``backbone``,

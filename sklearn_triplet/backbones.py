@@ -164,8 +164,9 @@ def make_cnn(
     ``input_shape=(channels, length)`` 1-D ones (signals). Each entry of ``channels`` adds a block
     ``Conv -> ReLU -> Conv -> ReLU -> MaxPool2`` (kernels of ``kernel_size`` along each axis,
     padded to keep the width; the pool only while the image or signal is at least 4 steps wide
-    along every axis), followed by average pooling to
-    2 x 2 cells (2 for a signal), a hidden linear layer with ReLU and the output layer. Weights
+    along every axis), followed by average pooling to 2 x 2 cells (4 for a signal, which keeps
+    more of where along it a pattern lies), a hidden linear layer with ReLU and the output
+    layer. Weights
     start as He et al. (2015) advise for ReLU networks (normal, fan-in), biases at zero: with
     PyTorch's default initialisation the signal fades through the layers and every image starts
     at nearly the same embedding.
@@ -230,7 +231,7 @@ def make_cnn(
             layers.append(pool(2))
             sizes = [size // 2 for size in sizes]
         in_channels = int(out_channels)
-    cells = (2,) * len(sizes)
+    cells = (2, 2) if len(sizes) == 2 else (4,)
     layers += [
         average(cells),
         nn.Flatten(),

@@ -235,6 +235,9 @@ def test_cnn_convolves_along_the_axes_of_its_input_shape(input_shape, conv, pool
     assert all(layer.kernel_size == (5,) * (len(input_shape) - 1) for layer in convs)
     # A block pools only while every axis is at least 4 steps wide.
     assert sum(isinstance(layer, pool) for layer in net) == n_pools
+    # Then average pooling to 2 x 2 cells of an image, 4 of a signal.
+    average = next(layer for layer in net if "AdaptiveAvgPool" in type(layer).__name__)
+    assert tuple(np.atleast_1d(average.output_size)) == ((4,) if len(input_shape) == 2 else (2, 2))
     assert net(torch.zeros(2, 60)).shape == (2, 7)
 
 

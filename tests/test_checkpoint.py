@@ -125,9 +125,7 @@ def test_a_checkpoint_loads_as_the_estimator_at_its_epoch(data, tmp_path, config
 def test_resume_with_more_epochs_and_other_free_parameters(data, tmp_path, config):
     X, y = data
     path = tmp_path / "fit.ckpt"
-    # A constant learning rate: a schedule is drawn over max_iter, so a fit given more epochs
-    # after the interruption follows another schedule than one given them from the start.
-    config = {**config, "learning_rate": "constant"}
+    config = {**config, "learning_rate": "constant"}  # a schedule would span max_iter epochs
     reference = TripletEmbedder(**{**config, "max_iter": 7}).fit(X, y)
     fit_interrupted(TripletEmbedder(**config, checkpoint=path), X, y, at=3)
     resumed = TripletEmbedder(
@@ -183,14 +181,17 @@ def test_warm_start_resumes_from_the_same_starting_point(data, tmp_path, config)
             "parameter hidden_layer_sizes, parameter learning_rate_init",
         ),
         ({"data": True}, "data (X or y)"),
-        # The defaults of margin, mining, samples_per_class and squared differ between the two.
+        # With a learning-rate schedule, max_iter sets the rate of every epoch.
+        ({"max_iter": 7}, "parameter max_iter"),
+        # The defaults of margin, mining and samples_per_class differ between the two, and only
+        # one of them has squared.
         (
             {"estimator": SiameseEmbedder},
             "estimator, parameter margin, parameter mining, parameter samples_per_class, "
             "parameter squared",
         ),
     ],
-    ids=["margin", "two-parameters", "data", "estimator"],
+    ids=["margin", "two-parameters", "data", "max_iter-with-a-schedule", "estimator"],
 )
 def test_a_checkpoint_of_another_fit_is_refused(change, difference, data, tmp_path, config):
     X, y = data

@@ -142,17 +142,19 @@ def test_underfitting_is_warned(data, fast):
         "than tol=0.0001 per epoch over the last 2 epochs; increase max_iter, or set "
         "early_stopping=True to train until a validation score stops improving."
     )
+    constant = {**fast, "learning_rate": "constant"}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        TripletEmbedder(**fast).fit(X, y)
+        TripletEmbedder(**constant).fit(X, y)
     convergence = [w for w in caught if w.category is ConvergenceWarning]
     assert [str(w.message) for w in convergence] == [message]
     assert convergence[0].filename == __file__  # points at the caller's fit
-    # with a tolerance no curve beats, or one epoch at a time, nothing is warned
+    # with a tolerance no curve beats, one epoch at a time, or a schedule, nothing is warned
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
-        TripletEmbedder(**fast, tol=1.0).fit(X, y)
-        TripletEmbedder(**fast).partial_fit(X, y).partial_fit(X, y)
+        TripletEmbedder(**constant, tol=1.0).fit(X, y)
+        TripletEmbedder(**constant).partial_fit(X, y).partial_fit(X, y)
+        TripletEmbedder(**fast, learning_rate="cosine").fit(X, y)
 
 
 def test_still_improving_reads_mean_falls_not_lucky_epochs():
