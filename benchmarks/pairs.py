@@ -33,22 +33,16 @@ ranked by their distance in the embedding. Fit time is process CPU time on one t
 """
 
 import argparse
-import contextlib
 import dataclasses
-import datetime
 import functools
 import inspect
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
-import sklearn
-import torch
 from joblib import Parallel, delayed
 from sklearn.datasets import load_digits
 from sklearn.metrics import roc_auc_score
@@ -57,10 +51,13 @@ from sklearn.neighbors import KNeighborsClassifier, NeighborhoodComponentsAnalys
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-import sklearn_triplet
 from sklearn_triplet import ComparisonEmbedder, PairEmbedder, SiameseEmbedder, TripletEmbedder
 from sklearn_triplet.distances import paired_distances
 from sklearn_triplet.verification import make_pairs
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from environment import metadata, torch_threads, warm_up  # noqa: E402
 
 N_NEIGHBORS = 5
 N_TEST_PAIRS = 2000
@@ -270,8 +267,8 @@ def _fit_and_score(build, fit_args, task):
 
 def run_job(config, task_name, seed):
     """Every contestant on one (task, seed): ``{(contestant, size): result}``."""
-    with threadpool_limits(1), _torch_threads(1):
-        _warm_up()
+    with threadpool_limits(1), torch_threads(1):
+        warm_up()
         task = make_task(task_name, config, seed)
         results = {}
         for size in config.sizes:
@@ -311,24 +308,6 @@ def _short(result):
         f"KNN {result['knn_accuracy']:.3f}  AUC {result['roc_auc']:.3f}  "
         f"fit {result['fit_cpu']:.1f}s CPU"
     )
-
-
-@contextlib.contextmanager
-def _torch_threads(n):
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _warm_up():
-    """Pay the first optimiser's one-time import before any clock starts."""
-    weights = torch.zeros(1, requires_grad=True)
-    optimizer = torch.optim.Adam([weights])
-    weights.sum().backward()
-    optimizer.step()
 
 
 # -- tables ----------------------------------------------------------------------------------------
@@ -439,40 +418,6 @@ def rst(results, config, meta):
     return "\n".join(lines)
 
 
-def metadata(argv):
-    def version(module):
-        try:
-            return __import__(module).__version__
-        except ImportError:
-            return "not installed"
-
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in lscpu.splitlines()
-            if line.startswith("Model name")
-        )
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        cpu = platform.processor() or platform.machine()
-    versions = {
-        "sklearn-triplet": sklearn_triplet.__version__,
-        "Python": platform.python_version(),
-        "torch": torch.__version__,
-        "scikit-learn": sklearn.__version__,
-        "numpy": np.__version__,
-        "metric-learn": version("metric_learn"),
-    }
-    return {
-        "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-        "command": " ".join(["python", "benchmarks/pairs.py", *argv]),
-        "cpu": cpu,
-        "cores": len(os.sched_getaffinity(0)),
-        "load": ", ".join(f"{x:.2f}" for x in os.getloadavg()),
-        "versions": [f"{k} {v}" for k, v in versions.items()],
-    }
-
-
 TASKS = ("digits", "digits + noise")
 
 
@@ -484,7 +429,7 @@ def main(argv=None):
     parser.add_argument("--n-jobs", type=int, default=2, help="(task, seed) jobs side by side")
     args = parser.parse_args(argv)
     config = QUICK if args.quick else FULL
-    meta = metadata(argv)
+    meta = metadata("pairs.py", argv)
     meta["n_jobs"] = args.n_jobs
     print(f"# {meta['date']}  {meta['command']}  {meta['cpu']} (load {meta['load']})")
     print("# " + ", ".join(meta["versions"]), flush=True)

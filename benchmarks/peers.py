@@ -58,11 +58,7 @@ shown too.
 import argparse
 import contextlib
 import dataclasses
-import datetime
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 import warnings
@@ -70,7 +66,6 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import sklearn
 import torch
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -84,8 +79,8 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import tasks as benchmark_tasks  # noqa: E402
+from environment import metadata, torch_threads, warm_up  # noqa: E402
 
-import sklearn_triplet  # noqa: E402
 from sklearn_triplet import SiameseEmbedder, TripletEmbedder  # noqa: E402
 from sklearn_triplet.backbones import make_cnn, make_mlp  # noqa: E402
 from sklearn_triplet.metrics import retrieval_scores  # noqa: E402
@@ -415,8 +410,8 @@ def run(config, *, tasks=None, contestants=None, n_jobs=1, default_threads=False
 
 
 def _run_job(config, task_name, seed, contestants):
-    with threadpool_limits(1), _torch_threads(1):
-        _warm_up()
+    with threadpool_limits(1), torch_threads(1):
+        warm_up()
         task = benchmark_tasks.make(task_name, config.sizes, seed)
         return (
             task_name,
@@ -432,7 +427,7 @@ def _run_job(config, task_name, seed, contestants):
 def _time_with_default_threads(config, task_name, by_contestant, log):
     """Fit each contestant once more on the first seed with the thread settings left alone."""
     seed = config.seeds[0]
-    _warm_up()
+    warm_up()
     task = benchmark_tasks.make(task_name, config.sizes, seed)
     for name, runs in by_contestant.items():
         if runs[0]["status"] != "ok":
@@ -459,28 +454,6 @@ def _clock():
     yield times
     times["wall"] = time.perf_counter() - wall
     times["cpu"] = time.process_time() - cpu
-
-
-def _warm_up():
-    """Pay the one-time costs of a process before any clock starts.
-
-    The first optimiser built in a process imports ``torch._dynamo`` (seconds); without this, the
-    first network contestant would be charged for it.
-    """
-    weights = torch.zeros(1, requires_grad=True)
-    optimizer = torch.optim.Adam([weights])
-    weights.sum().backward()
-    optimizer.step()
-
-
-@contextlib.contextmanager
-def _torch_threads(n):
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _short(result):
@@ -643,41 +616,6 @@ def _count(n, singular, plural=None):
     return f"{n} {singular if n == 1 else plural or singular + 's'}"
 
 
-def metadata(argv):
-    def version(module):
-        try:
-            return __import__(module).__version__
-        except ImportError:
-            return "not installed"
-
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in lscpu.splitlines()
-            if line.startswith("Model name")
-        )
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        cpu = platform.processor() or platform.machine()
-    versions = {
-        "sklearn-triplet": sklearn_triplet.__version__,
-        "Python": platform.python_version(),
-        "torch": torch.__version__,
-        "scikit-learn": sklearn.__version__,
-        "numpy": np.__version__,
-        "pytorch-metric-learning": version("pytorch_metric_learning"),
-        "metric-learn": version("metric_learn"),
-    }
-    return {
-        "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-        "command": " ".join(["python", "benchmarks/peers.py", *argv]),
-        "cpu": cpu,
-        "cores": len(os.sched_getaffinity(0)),
-        "load": ", ".join(f"{x:.2f}" for x in os.getloadavg()),
-        "versions": [f"{k} {v}" for k, v in versions.items()],
-    }
-
-
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -700,7 +638,7 @@ def main(argv=None):
         if unknown:
             parser.error(f"unknown tasks {unknown}; expected some of {list(TASKS)}")
     config = QUICK if args.quick else FULL
-    meta = metadata(argv)
+    meta = metadata("peers.py", argv)
     meta["n_jobs"] = args.n_jobs
     print(
         f"# {meta['date']}  {meta['command']}  {meta['cpu']} ({meta['cores']} cores, "

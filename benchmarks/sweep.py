@@ -641,8 +641,8 @@ def _fit_job(job):
     """``(job, figures)`` of one fit on one thread; ``job`` is ``(key, name, kind, spec, task,
     seed)`` with ``kind`` "reference" (``spec`` a name) or "candidate" (``spec`` a Candidate)."""
     _, _, kind, spec, task_name, seed = job
-    with threadpool_limits(1), peers._torch_threads(1):
-        peers._warm_up()
+    with threadpool_limits(1), peers.torch_threads(1):
+        peers.warm_up()
         if kind == "reference":
             return job, run_reference(spec, task_name, seed)
         return job, run_candidate(spec, task_name, seed)
@@ -818,12 +818,6 @@ def rst(rows, meta):
     return "\n".join(out)
 
 
-def metadata(argv):
-    meta = peers.metadata(argv)
-    meta["command"] = " ".join(["python", "benchmarks/sweep.py", *argv])
-    return meta
-
-
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -842,7 +836,7 @@ def main(argv=None):
         unknown = sorted(set(names) - {s.name for s in STAGES})
         if unknown:
             parser.error(f"unknown stages {unknown}")
-    meta = metadata(argv)
+    meta = peers.metadata("sweep.py", argv)
     if args.summary:
         rows = load()
     else:

@@ -120,7 +120,7 @@ def test_quick_configuration_runs_on_a_tiny_subset(peers):
             if name.endswith("(tuned)"):
                 assert set(runs[0]["best_params"]) == {"margin", "mining"}
 
-    meta = {**peers.metadata(["--quick"]), "n_jobs": 1, "total": 1.0}
+    meta = {**peers.metadata("peers.py", ["--quick"]), "n_jobs": 1, "total": 1.0}
     fragment = peers.rst(results, config, meta)
     assert fragment.count(".. list-table::") == len(peers.TASKS)
     assert "python benchmarks/peers.py --quick" in fragment
