@@ -103,9 +103,16 @@ def test_semi_hard_negatives_invariants(dtype, seed, negative_values):
 
 
 @pytest.mark.parametrize("dtype,seed", CASES)
-def test_easiest_positive_negative_invariants(dtype, seed):
+@pytest.mark.parametrize(
+    "miner, positive_rule",
+    [(easiest_positive_negative, min), (hardest_positive_negative, max)],
+    ids=["easiest", "hardest"],
+)
+def test_positive_negative_miner_invariants(miner, positive_rule, dtype, seed):
+    """Each anchor with a positive and a negative: its closest (easiest) or farthest (hardest)
+    positive and its closest negative, lowest index among ties."""
     distances, labels = make_case(dtype, seed)
-    anchors, positives, negatives = easiest_positive_negative(distances, labels)
+    anchors, positives, negatives = miner(distances, labels)
     d = distances.tolist()
     labels_list = labels.tolist()
     n_samples = len(labels_list)
@@ -119,30 +126,7 @@ def test_easiest_positive_negative_invariants(dtype, seed):
         assert labels_list[a] == labels_list[p] != labels_list[n] and a != p
         others = _negatives(labels_list, a)
         same = [k for k in range(n_samples) if k != a and labels_list[k] == labels_list[a]]
-        assert d[a][p] == min(d[a][k] for k in same)
-        assert p == min(k for k in same if d[a][k] == d[a][p])
-        assert d[a][n] == min(d[a][k] for k in others)
-        assert n == min(k for k in others if d[a][k] == d[a][n])
-
-
-@pytest.mark.parametrize("dtype,seed", CASES)
-def test_hardest_positive_negative_invariants(dtype, seed):
-    distances, labels = make_case(dtype, seed)
-    anchors, positives, negatives = hardest_positive_negative(distances, labels)
-    d = distances.tolist()
-    labels_list = labels.tolist()
-    n_samples = len(labels_list)
-    expected_anchors = [
-        a
-        for a in range(n_samples)
-        if _negatives(labels_list, a) and labels_list.count(labels_list[a]) > 1
-    ]
-    assert anchors.tolist() == expected_anchors
-    for a, p, n in zip(anchors.tolist(), positives.tolist(), negatives.tolist()):
-        assert labels_list[a] == labels_list[p] != labels_list[n] and a != p
-        others = _negatives(labels_list, a)
-        same = [k for k in range(n_samples) if k != a and labels_list[k] == labels_list[a]]
-        assert d[a][p] == max(d[a][k] for k in same)
+        assert d[a][p] == positive_rule(d[a][k] for k in same)
         assert p == min(k for k in same if d[a][k] == d[a][p])
         assert d[a][n] == min(d[a][k] for k in others)
         assert n == min(k for k in others if d[a][k] == d[a][n])
