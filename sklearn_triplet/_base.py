@@ -92,6 +92,11 @@ from .sampling import class_balanced_batches
 _USER_FRAME = 5
 
 
+# The fewest batches in an epoch: a small data set (36 samples, one batch) still trains for
+# max_iter * 4 optimiser steps, 200 with the defaults (user guide, "Small data sets").
+MIN_BATCHES_PER_EPOCH = 4
+
+
 class EmbeddingCollapseWarning(UserWarning):
     """Warned when training ends with the embeddings collapsed towards a single point."""
 
@@ -521,7 +526,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         samples.
         """
         X_t, y_t = _to_device(X, y, self.device_)
-        n_batches = max(1, -(-X.shape[0] // self.batch_size))
+        n_batches = max(MIN_BATCHES_PER_EPOCH, -(-X.shape[0] // self.batch_size))
 
         def batches():
             return class_balanced_batches(

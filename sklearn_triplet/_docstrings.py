@@ -62,7 +62,8 @@ TRAINING_PARAMETERS = """\
         ``"signals"``: jitter, scaling and window slicing; ``"images"``: random translations by
         up to 2 pixels (:mod:`sklearn_triplet.augment`). None: no augmentation.
     max_iter : int, default=50
-        Number of epochs; an epoch is ``ceil(n_samples / batch_size)`` batches.
+        Number of epochs; an epoch is ``ceil(n_samples / batch_size)`` batches, and at least 4,
+        so that a small data set still trains for ``4 * max_iter`` steps.
     learning_rate : {"cosine", "constant"}, default="cosine"
         Schedule of Adam's learning rate over the steps (batches) of a ``fit``. ``"cosine"``: a
         linear warm-up from ``learning_rate_init / n_warmup`` to ``learning_rate_init`` over the
