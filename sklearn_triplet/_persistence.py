@@ -41,8 +41,10 @@ FORMAT_VERSION = 1
 _TRUSTED_BY_DEFAULT = (
     "sklearn_triplet.backbones.L2Normalize",
     "sklearn_triplet.backbones.make_cnn",
+    "sklearn_triplet.backbones.make_fcn",
     "sklearn_triplet.backbones.make_linear",
     "sklearn_triplet.backbones.make_mlp",
+    "sklearn_triplet.backbones.make_resnet",
     "sklearn_triplet.losses.contrastive_loss",
     "sklearn_triplet.losses.triplet_loss",
 )
