@@ -63,7 +63,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from . import _checkpoint, _docstrings, _inference, _persistence, _threads, _training
+from . import _checkpoint, _docstrings, _export, _format, _inference, _threads, _training
 from ._kernels import CALLABLE_STATISTICS, METRICS, callable_kernel
 from ._validation import (
     Interval,
@@ -775,7 +775,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             ONNX opset to target; None lets PyTorch choose.
         """
         check_is_fitted(self)
-        _persistence.export_onnx(self, path, opset_version=opset_version)
+        _export.export_onnx(self, path, opset_version=opset_version)
 
     def save(self, path):
         """Save to a file that :func:`sklearn_triplet.load` loads without running code.
@@ -820,7 +820,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         >>> bool((loaded.transform(X) == embedder.transform(X)).all())
         True
         """
-        _persistence.save(self, path)
+        _format.save(self, path)
 
     @property
     def _n_features_out(self):

@@ -26,7 +26,7 @@ import os
 import numpy as np
 import torch
 
-from ._persistence import Decoder, Encoder, document_of, read_file, write_file
+from ._format import Decoder, Encoder, document_of, read_file, write_file
 
 # Parameters that do not change what a fit computes, or that a resumed fit may change: leaving
 # them out of a checkpoint's identity lets a fit be resumed on another device, with more epochs,
