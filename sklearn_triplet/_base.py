@@ -34,12 +34,13 @@ write its ``__init__`` and docstring; ``__init__.py`` exports it and ``_loading.
 
 import contextlib
 import copy
+import functools
 import os
 import time
 import warnings
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from numbers import Integral, Real
 
 import numpy as np
@@ -47,14 +48,16 @@ import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_array, check_is_fitted
+from sklearn.utils.validation import check_is_fitted
 
 from . import _checkpoint, _docstrings, _export, _format, _inference, _threads, _training
-from ._kernels import METRICS, LossDeclaration
+from ._kernels import METRICS, BatchLoss, LossDeclaration, Statistics
+from ._training import TrainingData
 from ._validation import (
     Interval,
     InvalidParameterError,
     StrOptions,
+    check_array,
     invalid,
     plain,
     validate_data,
@@ -77,7 +80,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     # The parameters every embedder takes (each concrete class assigns them in its __init__).
     n_components: int
     backbone: "str | torch.nn.Module | Callable[..., torch.nn.Module]"
-    hidden_layer_sizes: "int | tuple[int, ...]"
+    hidden_layer_sizes: "int | Sequence[int]"
     backbone_params: "dict | None"
     normalize: bool
     metric: str
@@ -100,6 +103,15 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     n_threads: "int | None"
     random_state: "int | np.random.RandomState | None"
     verbose: int
+
+    # The fitted attributes (set by fit).
+    module_: torch.nn.Sequential
+    device_: torch.device
+    n_components_: int
+    n_features_in_: int
+    history_: list
+    n_iter_: int
+    _rng: np.random.Generator
 
     # The built-in loss: a LossDeclaration (its kernel, its options, its statistics).
     _loss: "LossDeclaration | None" = None
@@ -151,38 +163,38 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     # -- the steps a kind of estimator fills in ----------------------------------------------------
 
     @abstractmethod
-    def _check_fit_parameters(self):
+    def _check_fit_parameters(self) -> None:
         """Check the rules between parameters, at fit."""
 
     @abstractmethod
-    def _check_training_data(self, X, y, *, reset):
+    def _check_training_data(self, X, y, /, *, reset) -> tuple:
         """``(X, data, input_shape)``: the validated float32 rows the network embeds, the targets
         in the kind's form (encoded labels; tuples and their targets) and a CNN's input shape."""
 
     @abstractmethod
-    def _split_validation(self, X, data):
+    def _split_validation(self, X, data, /) -> tuple:
         """``(X, data, X_val, data_val)``: the training data and that held out for early stopping,
         by :func:`stratified_split`."""
 
     @abstractmethod
-    def _initialise_from_data(self, X, data):
+    def _initialise_from_data(self, X, data, /) -> None:
         """Set initial weights from the training data (after the network is built), if any."""
 
     @abstractmethod
-    def _training_data(self, X, data, X_val, data_val):
+    def _training_data(self, X, data, X_val, data_val, /) -> TrainingData:
         """The :class:`~sklearn_triplet._training.TrainingData` the loop reads: the data on the
         device, the batches of an epoch and the validation score (None without ``X_val``)."""
 
     @abstractmethod
-    def _batch_loss(self, embeddings, targets, *, taxonomy, spread):
+    def _batch_loss(self, embeddings, targets, /, *, taxonomy, spread) -> BatchLoss:
         """The loss of a batch and its statistics (a ``BatchLoss``)."""
 
     @property
     @abstractmethod
-    def _statistics(self):
-        """The declaration of the statistics of the loss in use (a ``Statistics``)."""
+    def _statistics(self) -> Statistics:
+        """The declaration of the statistics of the loss in use."""
 
-    def _after_training(self, X, data, X_val, data_val):
+    def _after_training(self, X, data, X_val, data_val, /) -> None:
         """Called once training is over, with the data of ``_train``; nothing to do here."""
 
     # -- fitting -----------------------------------------------------------------------------------
@@ -353,7 +365,8 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 f"samples this {type(self).__name__} was fitted on"
             )
             raise invalid("X", allowed, f"shape {tuple(shape)}")
-        return np.reshape(np.asarray(X), (shape[0], -1)), input_shape
+        X = np.asarray(X)
+        return np.reshape(X, (X.shape[0], -1)), input_shape
 
     def _initialise(self, n_features, input_shape=None):
         """Resolve the device, seed, build the network and the optimiser state for a fresh fit.
@@ -420,10 +433,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
 
         write_checkpoint = None
         if checkpoint is not None:
-
-            def write_checkpoint(epoch, stopping):
-                if checkpoint.due(epoch):
-                    checkpoint.write(self, optimizer, stopping.as_dict(), self.device_)
+            write_checkpoint = functools.partial(self._write_checkpoint, checkpoint, optimizer)
 
         keep_optimizer_state = True
         try:
@@ -447,6 +457,10 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             # Also on KeyboardInterrupt: the estimator keeps the weights and history trained so far.
             module.eval()
             self._optimizer_state = optimizer.state_dict() if keep_optimizer_state else None
+
+    def _write_checkpoint(self, checkpoint, optimizer, epoch, stopping):
+        if checkpoint.due(epoch):
+            checkpoint.write(self, optimizer, stopping.as_dict(), self.device_)
 
     def _warn_after_training(self, stop_reason, early_stopping, *, check_convergence=True):
         if early_stopping and stop_reason == _training.STOP_MAX_ITER:
@@ -687,7 +701,7 @@ def _resolve_device(device, *, on_load=False):
     return resolved
 
 
-def _shape(X):
+def _shape(X) -> tuple[int, ...]:
     """The shape of an array or of nested lists, else ``()``.
 
     ``X`` is not converted to read it; when its shape cannot be read so, scikit-learn's validation

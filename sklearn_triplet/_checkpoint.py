@@ -22,6 +22,7 @@ checkpoint on disk always means an interrupted fit.
 
 import hashlib
 import os
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,7 +61,7 @@ def fingerprint(*arrays):
             continue
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype.str}{array.shape}".encode())
-        digest.update(array.reshape(-1).view(np.uint8))
+        digest.update(array.reshape(-1).view(np.uint8).data)
     return digest.hexdigest()
 
 
@@ -266,7 +267,7 @@ def _encode_now(estimator, encoder, identity):
     }
 
 
-def _inline_tensors(node, tensors):
+def _inline_tensors(node, tensors) -> Any:
     if isinstance(node, list):
         return [_inline_tensors(item, tensors) for item in node]
     if isinstance(node, dict):

@@ -17,6 +17,7 @@ loss's options (``mining``, ``average``...), declares ``_loss`` and writes its `
 """
 
 import inspect
+from collections.abc import Callable
 from numbers import Integral
 
 import numpy as np
@@ -36,7 +37,7 @@ from .sampling import class_balanced_batches
 class ClassLabelEmbedder(BaseEmbedder):
     """The base of the embedders that learn from class labels; see the module documentation."""
 
-    loss: object
+    loss: "Callable | None"
     init: str
     samples_per_class: int
 
@@ -181,8 +182,8 @@ class ClassLabelEmbedder(BaseEmbedder):
             X, y, n_components, init=init, random_state=int(self._rng.integers(2**31))
         )
         with torch.no_grad():
-            layer = self.module_.backbone
-            layer.weight.copy_(torch.as_tensor(weights, dtype=layer.weight.dtype))
+            weight = self.module_.get_parameter("backbone.weight")
+            weight.copy_(torch.as_tensor(weights, dtype=weight.dtype))
 
     def _training_data(self, X, y, X_val, y_val):
         """Class-balanced batches (:func:`~sklearn_triplet.sampling.class_balanced_batches`) and
@@ -199,13 +200,10 @@ class ClassLabelEmbedder(BaseEmbedder):
                 rng=self._rng,
             )
 
-        validation_score = None
-        if X_val is not None:
+        def validation_map_at_r():
+            return map_at_r(self._embed(X_val), y_val, metric=self.metric)
 
-            def validation_score():
-                return map_at_r(self._embed(X_val), y_val, metric=self.metric)
-
-        return TrainingData(X_t, y_t, batches, validation_score)
+        return TrainingData(X_t, y_t, batches, None if X_val is None else validation_map_at_r)
 
     @property
     def _statistics(self):

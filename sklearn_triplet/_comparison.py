@@ -1,6 +1,9 @@
 """ComparisonEmbedder: a backbone trained with the triplet loss on given relative comparisons."""
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
+import torch
 from sklearn.utils.validation import check_is_fitted
 
 from ._kernels import GIVEN_TRIPLETS, given_triplets_kernel
@@ -83,8 +86,8 @@ class ComparisonEmbedder(TupleEmbedder):
         self,
         n_components=32,
         *,
-        backbone="mlp",
-        hidden_layer_sizes=(256,),
+        backbone: str | torch.nn.Module | Callable[..., torch.nn.Module] = "mlp",
+        hidden_layer_sizes: int | Sequence[int] = (256,),
         backbone_params=None,
         normalize=True,
         metric="euclidean",
@@ -104,7 +107,7 @@ class ComparisonEmbedder(TupleEmbedder):
         callback=None,
         checkpoint=None,
         checkpoint_every=1,
-        device="auto",
+        device: str | torch.device = "auto",
         n_threads=None,
         random_state=None,
         verbose=0,

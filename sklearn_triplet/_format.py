@@ -29,6 +29,7 @@ import os
 import secrets
 import sys
 from numbers import Integral, Real
+from typing import Any
 
 import numpy as np
 import torch
@@ -303,7 +304,7 @@ def package_version():
     return __version__
 
 
-def read_file(path):
+def read_file(path) -> tuple[Any, dict[str, torch.Tensor]]:
     """The JSON document and the tensors of a file written by ``write_file``, checked.
 
     Raises ValueError naming the file for anything but a complete, intact file of a known format
@@ -391,7 +392,7 @@ class Decoder:
     def __init__(self, where, tensors, imports):
         self.where, self.tensors, self.imports = where, tensors, imports
 
-    def decode(self, node):
+    def decode(self, node) -> Any:
         if isinstance(node, list):
             return [self.decode(item) for item in node]
         if not isinstance(node, dict):

@@ -1,9 +1,11 @@
 """PairEmbedder: a backbone trained with the contrastive loss on given similar and dissimilar
 pairs."""
 
+from collections.abc import Callable, Sequence
 from numbers import Real
 
 import numpy as np
+import torch
 from sklearn.base import ClassifierMixin
 from sklearn.metrics import roc_auc_score
 from sklearn.utils.validation import check_is_fitted
@@ -121,14 +123,14 @@ class PairEmbedder(ClassifierMixin, TupleEmbedder):
         self,
         n_components=32,
         *,
-        backbone="mlp",
-        hidden_layer_sizes=(256,),
+        backbone: str | torch.nn.Module | Callable[..., torch.nn.Module] = "mlp",
+        hidden_layer_sizes: int | Sequence[int] = (256,),
         backbone_params=None,
         normalize=True,
         metric="euclidean",
         margin=1.0,
         points=None,
-        threshold="accuracy",
+        threshold: str | float = "accuracy",
         target_far=None,
         batch_size=128,
         max_iter=50,
@@ -144,7 +146,7 @@ class PairEmbedder(ClassifierMixin, TupleEmbedder):
         callback=None,
         checkpoint=None,
         checkpoint_every=1,
-        device="auto",
+        device: str | torch.device = "auto",
         n_threads=None,
         random_state=None,
         verbose=0,
@@ -294,7 +296,8 @@ class PairEmbedder(ClassifierMixin, TupleEmbedder):
         """
         return np.where(self.decision_function(X) > 0, 1, -1)
 
-    def score(self, X, y):
+    # (ClassifierMixin.score takes sample_weight too; the share of pairs right takes none.)
+    def score(self, X, y):  # pyright: ignore[reportIncompatibleMethodOverride]
         """Accuracy of ``predict`` on labelled pairs.
 
         Parameters

@@ -1,5 +1,9 @@
 """SiameseEmbedder: a backbone trained with the contrastive loss over the pairs of each batch."""
 
+from collections.abc import Callable, Sequence
+
+import torch
+
 from ._class_labels import ClassLabelEmbedder
 from ._kernels import AVERAGES, CONTRASTIVE
 from ._validation import StrOptions
@@ -80,8 +84,8 @@ class SiameseEmbedder(ClassLabelEmbedder):
         self,
         n_components=32,
         *,
-        backbone="mlp",
-        hidden_layer_sizes=(256,),
+        backbone: str | torch.nn.Module | Callable[..., torch.nn.Module] = "mlp",
+        hidden_layer_sizes: int | Sequence[int] = (256,),
         backbone_params=None,
         normalize=True,
         metric="euclidean",
@@ -106,7 +110,7 @@ class SiameseEmbedder(ClassLabelEmbedder):
         callback=None,
         checkpoint=None,
         checkpoint_every=1,
-        device="auto",
+        device: str | torch.device = "auto",
         n_threads=None,
         random_state=None,
         verbose=0,

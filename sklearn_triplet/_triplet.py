@@ -1,5 +1,9 @@
 """TripletEmbedder: a backbone trained with the triplet loss and online mining."""
 
+from collections.abc import Callable, Sequence
+
+import torch
+
 from ._class_labels import ClassLabelEmbedder
 from ._kernels import AVERAGES, TRIPLET
 from ._validation import StrOptions
@@ -93,8 +97,8 @@ class TripletEmbedder(ClassLabelEmbedder):
         self,
         n_components=32,
         *,
-        backbone="mlp",
-        hidden_layer_sizes=(256,),
+        backbone: str | torch.nn.Module | Callable[..., torch.nn.Module] = "mlp",
+        hidden_layer_sizes: int | Sequence[int] = (256,),
         backbone_params=None,
         normalize=True,
         metric="euclidean",
@@ -118,7 +122,7 @@ class TripletEmbedder(ClassLabelEmbedder):
         callback=None,
         checkpoint=None,
         checkpoint_every=1,
-        device="auto",
+        device: str | torch.device = "auto",
         n_threads=None,
         random_state=None,
         verbose=0,

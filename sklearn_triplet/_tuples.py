@@ -26,12 +26,13 @@ from abc import abstractmethod
 
 import numpy as np
 import torch
-from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from . import _docstrings
 from ._base import BaseEmbedder, stratified_split
+from ._kernels import BatchLoss
 from ._training import TrainingData
-from ._validation import invalid, safe_indexing, validate_data
+from ._validation import check_array, invalid, safe_indexing, validate_data
 from .distances import paired_distances
 
 # -- the boundary: checks of X, points and y -------------------------------------------------------
@@ -187,15 +188,15 @@ class TupleEmbedder(BaseEmbedder):
         )
 
     @abstractmethod
-    def _check_targets(self, y, n_tuples):
+    def _check_targets(self, y, n_tuples, /):
         """``y`` checked: the targets of the tuples (None when the order says it all)."""
 
     @abstractmethod
-    def _loss_terms(self, members, targets, *, counts, spread):
+    def _loss_terms(self, members, targets, /, *, counts, spread) -> BatchLoss:
         """The ``BatchLoss`` of embedded tuples ``(batch, tuple_size, n_components)``."""
 
     @abstractmethod
-    def _validation_score(self, members, targets):
+    def _validation_score(self, members, targets, /) -> float:
         """The score of the held-out tuples, embedded (higher is better)."""
 
     # -- the steps of fit ------------------------------------------------------------------------
@@ -241,15 +242,11 @@ class TupleEmbedder(BaseEmbedder):
                 distinct, members = torch.unique(tuples_t[batch], return_inverse=True)
                 yield distinct, (members, None if targets_t is None else targets_t[batch])
 
-        validation_score = None
-        if data_val is not None:
+        def validation_score():
+            tuples_val, targets_val = data_val
+            return self._validation_score(self._embed_members(points_val, tuples_val), targets_val)
 
-            def validation_score():
-                return self._validation_score(
-                    self._embed_members(points_val, data_val[0]), data_val[1]
-                )
-
-        return TrainingData(points_t, None, batches, validation_score)
+        return TrainingData(points_t, None, batches, None if data_val is None else validation_score)
 
     def _batch_loss(self, embeddings, batch_targets, *, taxonomy, spread):
         members, targets = batch_targets

@@ -13,10 +13,10 @@ from sklearn.decomposition import PCA
 from sklearn.exceptions import NotFittedError
 from sklearn.manifold import TSNE
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_array, check_consistent_length, column_or_1d
+from sklearn.utils.validation import check_consistent_length, column_or_1d
 
 from ._kernels import CALLABLE_STATISTICS, CONTRASTIVE_STATISTICS, TRIPLET_STATISTICS
-from ._validation import embedding_part
+from ._validation import check_array, embedding_part
 
 __all__ = ["EmbeddingDisplay", "HistoryDisplay"]
 
@@ -97,12 +97,10 @@ def _check_projection(projection):
 
 
 def _class_colors(n_classes):
-    from matplotlib import colormaps
+    from matplotlib import color_sequences, colormaps
 
-    if n_classes <= 10:
-        return colormaps["tab10"].colors[:n_classes]
     if n_classes <= 20:
-        return colormaps["tab20"].colors[:n_classes]
+        return color_sequences["tab10" if n_classes <= 10 else "tab20"][:n_classes]
     return colormaps["turbo"](np.linspace(0, 1, n_classes))
 
 
