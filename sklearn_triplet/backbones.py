@@ -28,6 +28,7 @@ random state is neither read nor changed.
 import copy
 import math
 from numbers import Integral, Real
+from typing import Any
 
 import torch
 from sklearn.decomposition import PCA
@@ -281,7 +282,7 @@ def _check_shape(input_shape, n_features):
 
 
 def _scaled(filters, width):
-    if not (isinstance(width, Real) and width > 0):
+    if not (isinstance(width, Real) and float(width) > 0):
         raise ValueError(f"width must be a positive number; got width={width!r}.")
     return [max(1, round(f * width)) for f in filters]
 
@@ -422,7 +423,8 @@ def make_fcn(
     on = _where(generator)
     filters = _scaled(FCN_FILTERS if len(kernel_sizes) == 3 else [128] * len(kernel_sizes), width)
     pool = dims == 2 if pool is None else bool(pool)
-    layers, channels = [nn.Unflatten(1, shape)], shape[0]
+    layers: list[nn.Module] = [nn.Unflatten(1, shape)]
+    channels = shape[0]
     for i, (out_channels, kernel_size) in enumerate(zip(filters, kernel_sizes)):
         layers += _conv_bn(dims, channels, out_channels, int(kernel_size), on)
         layers.append(nn.ReLU())
@@ -490,7 +492,8 @@ def make_resnet(
     on = _where(generator)
     filters = _scaled(RESNET_FILTERS, width)
     pool = dims == 2 if pool is None else bool(pool)
-    layers, channels = [nn.Unflatten(1, shape)], shape[0]
+    layers: list[nn.Module] = [nn.Unflatten(1, shape)]
+    channels = shape[0]
     for i, out_channels in enumerate(filters):
         layers.append(ResidualBlock(channels, out_channels, kernel_sizes, dims=dims, **on))
         if pool and i < len(filters) - 1:
@@ -527,7 +530,7 @@ def _default_init(layer, generator):
         nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
 
 
-def _where(generator):
+def _where(generator) -> dict[str, Any]:
     """Layer keyword arguments: on the meta device (no values drawn) when a generator fills them."""
     return {} if generator is None else {"device": "meta"}
 
@@ -739,7 +742,7 @@ def _frozen_children(model, head, freeze):
                 f"expected one of {before}."
             )
         return tuple(before[: before.index(freeze) + 1])
-    if isinstance(freeze, Integral) and 0 <= freeze <= len(before):
+    if isinstance(freeze, Integral) and 0 <= int(freeze) <= len(before):
         return tuple(before[: int(freeze)])
     raise ValueError(
         "freeze must be a bool, the name of a child of the backbone before its head or a number "

@@ -11,8 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from sklearn_triplet import SiameseEmbedder, TripletEmbedder
-from sklearn_triplet._persistence import load
+from sklearn_triplet import SiameseEmbedder, TripletEmbedder, load
 from sklearn_triplet.backbones import (
     HeadReplaced,
     ResidualBlock,
