@@ -269,6 +269,8 @@ _PADS = {1: nn.ZeroPad1d, 2: nn.ZeroPad2d}
 # The filters and kernel widths of Wang, Yan & Oates (2017), at width=1.
 FCN_FILTERS, FCN_KERNELS = (128, 256, 128), (8, 5, 3)
 RESNET_FILTERS, RESNET_KERNELS = (64, 128, 128), (8, 5, 3)
+# Their kernels for images, chosen by measurement (the paper has no images).
+IMAGE_KERNELS = (5, 3, 3)
 
 
 def _check_shape(input_shape, n_features):
@@ -364,7 +366,7 @@ def make_fcn(
     *,
     input_shape,
     width=FCN_DEFAULT_WIDTH,
-    kernel_sizes=FCN_KERNELS,
+    kernel_sizes=None,
     pool=None,
     generator=None,
 ):
@@ -389,8 +391,10 @@ def make_fcn(
     width : float, default=0.25
         Multiplies the paper's filter counts (rounded, at least 1); ``width=1`` is the paper's
         network, the default is sized for a CPU (see the user guide's measurements).
-    kernel_sizes : tuple of int, default=(8, 5, 3)
-        Kernel width of each block (its length sets the number of blocks).
+    kernel_sizes : tuple of int, default=None
+        Kernel width of each block (its length sets the number of blocks). None means the
+        paper's (8, 5, 3) for signals and (5, 3, 3) for images: on 28 x 28 digits, 8 x 8 kernels
+        cost 1.7 times the time of 5 x 5 ones for no better accuracy (user guide).
     pool : bool, default=None
         Whether a 2 x 2 max pooling (2 for signals; a last odd row or step is pooled alone)
         follows each block but the last. None means True for images (whose details are small
@@ -421,6 +425,8 @@ def make_fcn(
     dims = len(shape) - 1
     max_pool = _CONV_LAYERS[dims][1]
     on = _where(generator)
+    if kernel_sizes is None:
+        kernel_sizes = FCN_KERNELS if dims == 1 else IMAGE_KERNELS
     filters = _scaled(FCN_FILTERS if len(kernel_sizes) == 3 else [128] * len(kernel_sizes), width)
     pool = dims == 2 if pool is None else bool(pool)
     layers: list[nn.Module] = [nn.Unflatten(1, shape)]
@@ -441,7 +447,7 @@ def make_resnet(
     *,
     input_shape,
     width=RESNET_DEFAULT_WIDTH,
-    kernel_sizes=RESNET_KERNELS,
+    kernel_sizes=None,
     pool=None,
     generator=None,
 ):
@@ -464,8 +470,9 @@ def make_resnet(
     width : float, default=0.25
         Multiplies the paper's filter counts (rounded, at least 1); ``width=1`` is the paper's
         network.
-    kernel_sizes : tuple of int, default=(8, 5, 3)
-        Kernel widths of the three convolutions of each block.
+    kernel_sizes : tuple of int, default=None
+        Kernel widths of the three convolutions of each block; None means (8, 5, 3) for signals
+        and (5, 3, 3) for images, as in :func:`make_fcn`.
     pool : bool, default=None
         Whether a max pooling of 2 follows each block but the last; None means True for images
         and False for signals, as in :func:`make_fcn`.
@@ -490,6 +497,8 @@ def make_resnet(
     shape = _check_shape(input_shape, n_features)
     dims = len(shape) - 1
     on = _where(generator)
+    if kernel_sizes is None:
+        kernel_sizes = RESNET_KERNELS if dims == 1 else IMAGE_KERNELS
     filters = _scaled(RESNET_FILTERS, width)
     pool = dims == 2 if pool is None else bool(pool)
     layers: list[nn.Module] = [nn.Unflatten(1, shape)]
