@@ -429,7 +429,7 @@ def make_fcn(
         kernel_sizes = FCN_KERNELS if dims == 1 else IMAGE_KERNELS
     filters = _scaled(FCN_FILTERS if len(kernel_sizes) == 3 else [128] * len(kernel_sizes), width)
     pool = dims == 2 if pool is None else bool(pool)
-    layers: list[nn.Module] = [nn.Unflatten(1, shape)]
+    layers: list[nn.Module] = [nn.Unflatten(1, shape), *([ChannelsLast()] if dims == 2 else [])]
     channels = shape[0]
     for i, (out_channels, kernel_size) in enumerate(zip(filters, kernel_sizes)):
         layers += _conv_bn(dims, channels, out_channels, int(kernel_size), on)
@@ -438,7 +438,7 @@ def make_fcn(
             layers.append(max_pool(2, ceil_mode=True))
         channels = out_channels
     layers += _global_average_projection(dims, channels, n_components, on)
-    return _relu_init(_initialised(nn.Sequential(*layers), generator), generator)
+    return _memory_format(_relu_init(_initialised(nn.Sequential(*layers), generator), generator))
 
 
 def make_resnet(
@@ -501,7 +501,7 @@ def make_resnet(
         kernel_sizes = RESNET_KERNELS if dims == 1 else IMAGE_KERNELS
     filters = _scaled(RESNET_FILTERS, width)
     pool = dims == 2 if pool is None else bool(pool)
-    layers: list[nn.Module] = [nn.Unflatten(1, shape)]
+    layers: list[nn.Module] = [nn.Unflatten(1, shape), *([ChannelsLast()] if dims == 2 else [])]
     channels = shape[0]
     for i, out_channels in enumerate(filters):
         layers.append(ResidualBlock(channels, out_channels, kernel_sizes, dims=dims, **on))
@@ -509,7 +509,25 @@ def make_resnet(
             layers.append(_CONV_LAYERS[dims][1](2, ceil_mode=True))
         channels = out_channels
     layers += _global_average_projection(dims, channels, n_components, on)
-    return _relu_init(_initialised(nn.Sequential(*layers), generator), generator)
+    return _memory_format(_relu_init(_initialised(nn.Sequential(*layers), generator), generator))
+
+
+class ChannelsLast(nn.Module):
+    """Lay images out channels last in memory (same values, same shape).
+
+    With the convolution weights laid out alike, a training step of the 2-D networks on a CPU
+    takes about 0.75 of the time (user guide, "Choosing a backbone").
+    """
+
+    def forward(self, x):
+        return x.contiguous(memory_format=torch.channels_last)
+
+
+def _memory_format(module):
+    """The 4-D weights of a network that holds :class:`ChannelsLast`, laid out channels last."""
+    if any(isinstance(layer, ChannelsLast) for layer in module.modules()):
+        module = module.to(memory_format=torch.channels_last)
+    return module
 
 
 def _global_average_projection(dims, channels, n_components, on):
