@@ -63,7 +63,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from . import _checkpoint, _docstrings, _inference, _persistence, _threads, _training
+from . import _checkpoint, _distributed, _docstrings, _inference, _persistence, _threads, _training
 from ._kernels import CALLABLE_STATISTICS, METRICS, callable_kernel
 from ._validation import (
     Interval,
@@ -252,6 +252,14 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         checkpoint = _checkpoint.Checkpoint.open(self, X, y, fresh=reset) if validate else None
         if reset:
             self._initialise(X.shape[1], input_shape)
+        ranks = _distributed.current()
+        if ranks is not None:  # one model: every rank draws rank 0's plan, on the same data
+            ranks.check_same(
+                "data (the shape of X, and y)",
+                _checkpoint.fingerprint(np.asarray(np.shape(X)), y),
+                "Pass the whole X and y on every rank: each rank reads the rows of its share.",
+            )
+            ranks.agree_generator(self._rng)
         if checkpoint:
             checkpoint.begin(self)
         X_val = y_val = None
@@ -270,6 +278,12 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             )
         if checkpoint:
             n_epochs, start_time = checkpoint.restore(self, n_epochs, start_time)
+            if ranks is not None:
+                ranks.check_same(
+                    "checkpoint",
+                    f"{self.n_iter_}",
+                    f"Put the checkpoint ({checkpoint.where}) on a file system every rank sees.",
+                )
         # Built-in networks and losses draw from generators of this fit alone; user code may draw
         # from torch's global generator, which is then seeded from random_state under a lock (and,
         # when resuming, set to the state the checkpoint saved).
@@ -571,10 +585,11 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 tol=self.tol,
                 on_epoch_end=on_epoch_end,
                 mixed_precision=self.mixed_precision,
-                verbose=self.verbose,
+                verbose=self.verbose if _distributed.is_writer() else 0,
                 start_time=start_time,
                 state=checkpoint.loop_state if checkpoint else None,
                 checkpoint=write_checkpoint if checkpoint else None,
+                ranks=_distributed.current(),
             )
         except FloatingPointError:
             keep_optimizer_state = False  # its moments may hold NaN; a warm start begins afresh
@@ -820,7 +835,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         >>> bool((loaded.transform(X) == embedder.transform(X)).all())
         True
         """
-        _persistence.save(self, path)
+        _distributed.write_once(lambda: _persistence.save(self, path))
 
     @property
     def _n_features_out(self):

@@ -26,6 +26,7 @@ import os
 import numpy as np
 import torch
 
+from . import _distributed
 from ._persistence import Decoder, Encoder, document_of, read_file, write_file
 
 # Parameters that do not change what a fit computes, or that a resumed fit may change: leaving
@@ -203,7 +204,10 @@ class Checkpoint:
         return (epoch - self.start_epoch) % self.every == 0
 
     def write(self, estimator, optimizer, loop, device):
-        """Write the fit's state atomically (temporary file, fsync, rename)."""
+        """Write the fit's state atomically (temporary file, fsync, rename); in a process group,
+        on rank 0 alone (every rank holds the same state)."""
+        if not _distributed.is_writer():
+            return
         encoder = Encoder(lenient=True)
         params = {**self.free, **_encode_now(estimator, encoder, self.params)}
         params = {name: params[name] for name in estimator._get_param_names()}
@@ -225,11 +229,16 @@ class Checkpoint:
         write_file(self.path, document, encoder.tensors)
 
     def finish(self):
-        """The fit ended without an error: the checkpoint is no longer needed."""
-        try:
-            os.remove(self.path)
-        except FileNotFoundError:
-            pass
+        """The fit ended without an error: the checkpoint is no longer needed (in a process
+        group, rank 0 removes it, and every rank returns once it is gone)."""
+
+        def remove():
+            try:
+                os.remove(self.path)
+            except FileNotFoundError:
+                pass
+
+        _distributed.write_once(remove)
 
 
 def _encode_params(estimator):

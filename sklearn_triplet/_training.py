@@ -154,6 +154,7 @@ def train(
     start_time=None,
     state=None,
     checkpoint=None,
+    ranks=None,
 ):
     """Train ``module`` in place for up to ``n_epochs`` epochs.
 
@@ -211,6 +212,11 @@ def train(
     checkpoint : callable, default=None
         ``checkpoint(epoch, state)``, called after each epoch that training continues from, when
         the weights, the optimiser and ``state`` are those the next epoch starts from.
+    ranks : sklearn_triplet._distributed.Ranks, default=None
+        The process group training one model together (see :mod:`sklearn_triplet._distributed`):
+        every rank embeds its share of each batch, the loss sees the gathered global batch, the
+        gradients are summed, and the validation score, the time and the decision to stop are
+        the same on every rank. None trains in this process alone.
 
     Returns
     -------
@@ -234,6 +240,8 @@ def train(
         state = {}
     if not state:
         state.update(best_score=-math.inf, best_state=None, n_no_change=0)
+    if ranks is not None:
+        ranks.broadcast_module(module)
     stop_reason = STOP_MAX_ITER
     epochs = range(first_epoch, first_epoch + n_epochs)
     with _progress(epochs, verbose) as bar:
@@ -251,6 +259,7 @@ def train(
                 batches(),
                 device,
                 autocast,
+                ranks,
             )
             problem = _divergence(logs, module)
             if problem:
@@ -263,7 +272,11 @@ def train(
                 )
             logs = {"epoch": epoch, **logs}
             if validation_score is not None:
-                logs["validation_score"] = float(validation_score())
+                logs["validation_score"] = (
+                    float(validation_score())
+                    if ranks is None
+                    else ranks.from_writer(validation_score)
+                )
                 if logs["validation_score"] > state["best_score"] + tol:
                     state["n_no_change"] = 0
                 else:
@@ -272,9 +285,12 @@ def train(
                     state["best_score"] = logs["validation_score"]
                     state["best_state"] = _copy_state(module)
             logs["time"] = time.perf_counter() - start_time
+            if ranks is not None:
+                logs["time"] = ranks.from_writer(lambda elapsed=logs["time"]: elapsed)
             history.append(logs)
             _report(bar, logs, verbose, first_epoch + n_epochs - 1, statistics)
-            if on_epoch_end is not None and on_epoch_end(epoch, logs):
+            stop = on_epoch_end is not None and on_epoch_end(epoch, logs)
+            if stop if ranks is None else ranks.any(stop):
                 stop_reason = STOP_CALLBACK
                 break
             if validation_score is not None and state["n_no_change"] >= n_iter_no_change:
@@ -288,7 +304,18 @@ def train(
 
 
 def _train_epoch(
-    module, optimizer, schedule, epoch, batch_loss, statistics, X, y, batches, device, autocast
+    module,
+    optimizer,
+    schedule,
+    epoch,
+    batch_loss,
+    statistics,
+    X,
+    y,
+    batches,
+    device,
+    autocast,
+    ranks=None,
 ):
     module.train()
     batches = list(batches)
@@ -298,18 +325,18 @@ def _train_epoch(
     for i, batch in enumerate(batches):
         indices, targets = batch if isinstance(batch, tuple) else (batch, None)
         indices = torch.as_tensor(indices, device=X.device)
-        xb = X[indices].to(device, non_blocking=True)
         yb = y[indices].to(device, non_blocking=True) if targets is None else targets
-        with autocast:
-            embeddings = module(xb)
+        embeddings = embed_batch(module, X, indices, device, autocast, ranks)
         loss, counts, spread = batch_loss(
-            embeddings.float(),
+            embeddings,
             yb,
             taxonomy=i % statistics.taxonomy_every == 0,
             spread=i == len(batches) - 1,  # the embeddings of the epoch's last batch
         )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if ranks is not None:
+            ranks.sum_gradients(module)
         if schedule is not None:
             rate = schedule.rate(epoch, i, len(batches))
             for group in optimizer.param_groups:
@@ -320,6 +347,8 @@ def _train_epoch(
         finite &= torch.isfinite(embeddings.detach()).all()
         totals = counts if totals is None else totals + counts
         negatives = spread if spread is not None else negatives
+    if ranks is not None:
+        ranks.broadcast_module(module, parameters=False)
     logs = {
         "loss": (loss_sum / max(len(batches), 1)).item(),
         "_finite_embeddings": bool(finite),
@@ -328,6 +357,21 @@ def _train_epoch(
         logs.update(statistics.epoch_logs(totals))
     logs["mean_distance"] = _mean_negative_distance(negatives)
     return logs
+
+
+def embed_batch(module, X, indices, device, autocast=None, ranks=None):
+    """The float32 embeddings ``(len(indices), n_components)`` of the rows ``indices`` of ``X``.
+
+    In a process group (``ranks``), this rank embeds its share of the batch alone, with gradients,
+    and the others' shares are gathered: the result is that of the whole batch, in its order.
+    """
+    if ranks is not None:
+        indices, sizes = ranks.share(indices)
+    xb = X[indices].to(device, non_blocking=True)
+    with autocast or contextlib.nullcontext():
+        embeddings = module(xb)
+    embeddings = embeddings.float()
+    return embeddings if ranks is None else ranks.gather(embeddings, sizes)
 
 
 def _divergence(logs, module):
