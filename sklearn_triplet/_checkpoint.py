@@ -59,6 +59,8 @@ def fingerprint(*arrays):
         if array is None or isinstance(array, (tuple, list)):  # e.g. (tuples, targets or None)
             digest.update(repr(None).encode() if array is None else fingerprint(*array).encode())
             continue
+        if isinstance(array, _distributed.SharedRows):  # the file's own bytes, without a copy
+            array = array.source()
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype.str}{array.shape}".encode())
         digest.update(array.reshape(-1).view(np.uint8))

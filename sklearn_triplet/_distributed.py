@@ -24,6 +24,14 @@ have to unwrap it. The price is that the all-reduce does not overlap the backwar
 buckets do; for the networks this package builds, that all-reduce is a small part of a step (see
 ``benchmarks/distributed.py``).
 
+**Each rank reads its shares.** Every rank passes the whole ``X``. Given a 2-D
+:class:`numpy.memmap`, a fit in a group keeps it on disk (:class:`SharedRows`): it checks the first
+rows for the number of features and the dtype, and the training loop reads, converts to float32 and
+checks for finiteness the rows of this rank's share of each batch, and nothing else; the validation
+rows are read by rank 0 when it scores them. (``init="pca"`` or ``"lda"`` of the linear backbone,
+and a checkpoint's fingerprint of the data, read every row once.) Other inputs are validated whole
+on every rank, as in one process.
+
 Validation scores and the ``"time"`` column are rank 0's, broadcast, and a callback that stops
 training on any rank stops it on all, so ``history_``, early stopping and the convergence warnings
 are identical everywhere. Checkpoints and ``save`` are written by rank 0 alone; every rank reads a
@@ -37,8 +45,12 @@ import contextlib
 import hashlib
 import os
 
+import numpy as np
 import torch
 import torch.distributed as dist
+from sklearn.utils import check_array, check_consistent_length, column_or_1d
+
+from ._validation import validate_data
 
 
 class ProcessGroupError(RuntimeError):
@@ -263,3 +275,66 @@ class Ranks:
                 "timeout of torch.distributed.init_process_group). Rerun the same command to "
                 f"resume from the last checkpoint, when the fit has one. ({exc})"
             ) from exc
+
+
+def reads_shares(X):
+    """Whether a fit reads ``X`` a share at a time: a 2-D memory map, inside a process group."""
+    return isinstance(X, np.memmap) and X.ndim == 2 and current() is not None
+
+
+class SharedRows:
+    """Rows of a 2-D array that are read (as float32, checked finite) only when asked for.
+
+    Indexing with a NumPy index array selects rows without reading them (the validation split);
+    with a tensor, it reads them and returns a float32 tensor (the training loop's share of a
+    batch); with a slice, a float32 array (embedding the validation rows in batches).
+
+    Parameters
+    ----------
+    data : ndarray of shape (n_samples, n_features)
+        A :class:`numpy.memmap`, or any array that NumPy indexes by rows.
+    rows : ndarray of int, default=None
+        The rows of ``data`` that this object holds, in order; None for all of them.
+    """
+
+    device = torch.device("cpu")
+
+    def __init__(self, data, rows=None):
+        self.data, self.rows = data, rows
+
+    @classmethod
+    def validated(cls, estimator, X, y, *, reset):
+        """``(SharedRows(X), y)`` after the checks a fit makes before reading any other row:
+        the first rows' dtype and number of features, and ``y`` whole."""
+        validate_data(estimator, X[: min(2, X.shape[0])], reset=reset, dtype=np.float32)
+        y = column_or_1d(y, warn=True)
+        check_consistent_length(X, y)
+        return cls(X), y
+
+    @property
+    def shape(self):
+        n = self.data.shape[0] if self.rows is None else self.rows.shape[0]
+        return (n, self.data.shape[1])
+
+    def __len__(self):
+        return self.shape[0]
+
+    def source(self):
+        """The underlying array (for a fingerprint, when this holds all of its rows)."""
+        return self.data if self.rows is None else self.data[self.rows]
+
+    def _select(self, indices):
+        return indices if self.rows is None else self.rows[indices]
+
+    def _read(self, rows):
+        return check_array(self.data[rows], dtype=np.float32, input_name="X")
+
+    def __getitem__(self, indices):
+        if isinstance(indices, slice):
+            return self._read(self._select(np.arange(self.shape[0])[indices]))
+        if isinstance(indices, torch.Tensor):
+            return torch.from_numpy(self._read(self._select(indices.cpu().numpy())))
+        return SharedRows(self.data, self._select(np.asarray(indices)))
+
+    def __array__(self, dtype=None, copy=None):
+        return self[:].astype(dtype or np.float32, copy=False)

@@ -91,6 +91,33 @@ def fit(out, rank):
     )
 
 
+def memory_map(out, rank):
+    """Fits on X as a float64 memory map, and on X in memory: the rows each read of the map took."""
+    import numpy as np
+
+    from sklearn_triplet import _distributed
+
+    reads = []
+    read = _distributed.SharedRows._read
+    _distributed.SharedRows._read = lambda self, rows: (reads.append(len(rows)), read(self, rows))[
+        1
+    ]
+    X, y = data()
+    path = os.path.join(out, f"X-{rank}.npy")
+    np.save(path, X.astype(np.float64))
+    params = dict(max_iter=2, early_stopping=True)
+    on_disk = estimator(**params).fit(np.load(path, mmap_mode="r"), y)
+    in_memory = estimator(**params).fit(X, y)
+    np.savez(
+        os.path.join(out, f"memmap-{rank}.npz"),
+        reads=np.array(reads),
+        on_disk=np.concatenate([p.detach().numpy().ravel() for p in on_disk.module_.parameters()]),
+        in_memory=np.concatenate(
+            [p.detach().numpy().ravel() for p in in_memory.module_.parameters()]
+        ),
+    )
+
+
 def checkpointed(out, rank, *, die_at=None):
     """A fit with a checkpoint every epoch; rank 1 dies at epoch ``die_at`` when given."""
     import numpy as np
@@ -137,6 +164,7 @@ def main():
         _distributed.current()  # joins torchrun's group, as fit would
         step(out, rank)
         fit(out, rank)
+        memory_map(out, rank)
     elif mode == "die":
         checkpointed(out, rank, die_at=3)
     elif mode == "resume":

@@ -8,8 +8,11 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 import torch.distributed as dist
 from sklearn.neighbors import KNeighborsClassifier
+
+from sklearn_triplet import _distributed
 
 pytestmark = pytest.mark.skipif(
     not (dist.is_available() and dist.is_gloo_available()), reason="needs torch.distributed (gloo)"
@@ -103,6 +106,7 @@ def test_one_step_equals_one_process_on_the_global_batch(step_and_fit):
             np.testing.assert_allclose(result[name], alone, rtol=0, atol=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_fit_trains_one_model_as_good_as_one_process(step_and_fit):
     from distributed_worker import data, estimator
 
@@ -129,6 +133,18 @@ def test_fit_trains_one_model_as_good_as_one_process(step_and_fit):
     assert together >= single - 0.01
 
 
+def test_a_memory_map_is_read_a_share_at_a_time(step_and_fit):
+    # Each rank of a fit on a float64 memory map reads its half of each of 2 x 12 batches of 96
+    # rows (1080 training samples after the validation split), 48 rows a read; rank 0 also reads
+    # the 120 validation rows once an epoch to score them. The weights are those of the fit on X
+    # in memory.
+    for rank in range(2):
+        result = np.load(step_and_fit / f"memmap-{rank}.npz")
+        validation = [120, 120] if rank == 0 else []
+        assert sorted(result["reads"].tolist()) == sorted([48] * 2 * 12 + validation)
+        np.testing.assert_array_equal(result["on_disk"], result["in_memory"])
+
+
 def test_a_dead_rank_stops_the_others_and_a_restart_resumes(tmp_path):
     # Rank 1 exits at the end of epoch 3 as if killed; rank 0 stops with a clear error (within the
     # group's timeout: LAUNCH_TIMEOUT bounds the wait) after the checkpoint of epoch 3.
@@ -146,3 +162,32 @@ def test_a_dead_rank_stops_the_others_and_a_restart_resumes(tmp_path):
         assert result["epochs"].tolist() == list(range(1, 9))
     np.testing.assert_array_equal(resumed[0]["weights"], resumed[1]["weights"])
     assert not (tmp_path / "fit.ckpt").exists()  # removed once, at the end
+
+
+def test_outside_a_process_group_a_fit_trains_alone(tmp_path):
+    assert _distributed.current() is None
+    assert _distributed.is_writer()
+    np.save(tmp_path / "X.npy", np.zeros((3, 2)))
+    assert not _distributed.reads_shares(np.load(tmp_path / "X.npy", mmap_mode="r"))
+
+
+def test_shared_rows_read_only_what_a_tensor_asks_for():
+    read = []
+
+    class Recording(np.ndarray):
+        def __getitem__(self, rows):
+            read.append(np.asarray(rows).tolist())
+            return np.asarray(self)[rows]
+
+    data = np.arange(20, dtype=np.float64).reshape(10, 2).view(Recording)
+    rows = _distributed.SharedRows(data)
+    subset = rows[np.array([7, 3, 5])]  # a selection, nothing read
+    assert subset.shape == (3, 2) and read == []
+    batch = subset[torch.tensor([2, 0])]  # rows 5 and 7 of the data
+    assert read == [[5, 7]]
+    assert batch.dtype == torch.float32
+    np.testing.assert_array_equal(batch.numpy(), [[10, 11], [14, 15]])
+    np.testing.assert_array_equal(subset[1:], [[6, 7], [10, 11]])
+    data[4, 0] = np.nan
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        rows[torch.tensor([4])]
