@@ -81,7 +81,9 @@ def data():
 def estimator(model, **params):
     from sklearn_triplet import TripletEmbedder
 
-    return TripletEmbedder(**{"max_iter": EPOCHS, "random_state": 0, **MODELS[model], **params})
+    # n_threads=1: one thread in every process, whatever the environment says
+    defaults = {"max_iter": EPOCHS, "random_state": 0, "n_threads": 1}
+    return TripletEmbedder(**{**defaults, **MODELS[model], **params})
 
 
 # -- run: one fit, in one process or in each of torchrun's -----------------------------------------
