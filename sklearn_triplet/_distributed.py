@@ -22,7 +22,7 @@ of the ranks' shares (DDP would need the loss scaled by ``world_size``); and DDP
 whose ``state_dict`` keys, snapshots, best-weight restores, checkpoints and ``module_`` would all
 have to unwrap it. The price is that the all-reduce does not overlap the backward pass as DDP's
 buckets do; for the networks this package builds, that all-reduce is a small part of a step (see
-``benchmarks/distributed.py``).
+``benchmarks/distributed_training.py``).
 
 **Each rank reads its shares.** Every rank passes the whole ``X``. Given a 2-D
 :class:`numpy.memmap`, a fit in a group keeps it on disk (:class:`SharedRows`): it checks the first

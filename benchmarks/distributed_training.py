@@ -17,12 +17,12 @@ and for 8 and 64 GPUs under the assumptions in ``GPU``.
 
 Run from the repository root::
 
-    PYTHONPATH=. python benchmarks/distributed.py                 # all: runs, profile, report
-    PYTHONPATH=. python benchmarks/distributed.py --models wide   # one model
+    PYTHONPATH=. python benchmarks/distributed_training.py          # all: runs, profile, report
+    PYTHONPATH=. python benchmarks/distributed_training.py --models wide  # one model
     # one run by hand: one process, then two
-    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/distributed.py run --model default
+    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/distributed_training.py run --model default
     PYTHONPATH=. OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node=2 \\
-        benchmarks/distributed.py run --model default
+        benchmarks/distributed_training.py run --model default
 
 The fit script (``run``) is the same for one process and for two: ``fit`` joins torchrun's process
 group itself. On a shared machine, the load average printed at the start and the end of each run
@@ -304,18 +304,18 @@ def main():
         return
     from environment import metadata
 
-    meta = metadata("distributed.py", sys.argv[1:])
+    meta = metadata("distributed_training.py", sys.argv[1:])
     results = {"metadata": meta, "runs": [], "profiles": []}
     scratch = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
     for model in args.models.split(","):
         for processes in (1, 2):
-            path = os.path.join(scratch, f".distributed-{model}-{processes}.json")
+            path = os.path.join(scratch, f".distributed_training-{model}-{processes}.json")
             results["runs"].append(_launch(model, processes, path))
             os.remove(path)
         results["profiles"].append(profile(model))
     results["paper"] = on_paper(results["profiles"])
     output = args.output or os.path.join(
-        scratch, "distributed-quick.json" if args.quick else "distributed.json"
+        scratch, "distributed_training-quick.json" if args.quick else "distributed_training.json"
     )
     with open(output, "w") as f:
         json.dump(results, f, indent=1)
