@@ -44,13 +44,14 @@ A collective that fails (a rank died, or did not answer within the process group
 import contextlib
 import hashlib
 import os
+from typing import overload
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from sklearn.utils import check_array, check_consistent_length, column_or_1d
+from sklearn.utils import check_consistent_length, column_or_1d
 
-from ._validation import validate_data
+from ._validation import check_array, validate_data
 
 
 class ProcessGroupError(RuntimeError):
@@ -329,6 +330,13 @@ class SharedRows:
     def _read(self, rows):
         return check_array(self.data[rows], dtype=np.float32, input_name="X")
 
+    @overload
+    def __getitem__(self, indices: torch.Tensor) -> torch.Tensor: ...
+    @overload
+    def __getitem__(self, indices: slice) -> np.ndarray: ...
+    @overload
+    def __getitem__(self, indices: np.ndarray) -> "SharedRows": ...
+
     def __getitem__(self, indices):
         if isinstance(indices, slice):
             return self._read(self._select(np.arange(self.shape[0])[indices]))
@@ -337,4 +345,5 @@ class SharedRows:
         return SharedRows(self.data, self._select(np.asarray(indices)))
 
     def __array__(self, dtype=None, copy=None):
-        return self[:].astype(dtype or np.float32, copy=False)
+        rows: np.ndarray = self[:]
+        return rows.astype(dtype or np.float32, copy=False)

@@ -68,11 +68,11 @@ def fit(out, rank):
     """A short fit with early stopping; every rank saves the model to the same path and reads it."""
     import numpy as np
 
-    from sklearn_triplet import _persistence, load
+    from sklearn_triplet import _format, load
 
     written = []
-    write_file = _persistence.write_file
-    _persistence.write_file = lambda *args: (written.append(rank), write_file(*args))
+    write_file = _format.write_file
+    _format.write_file = lambda *args: (written.append(rank), write_file(*args))
     X, y = data()
     est = estimator(early_stopping=True, n_iter_no_change=2).fit(X, y)
     path = os.path.join(out, "model.safetensors")
