@@ -48,9 +48,11 @@ templates_path = ["_templates"]
 exclude_patterns = [
     "_build",
     "benchmarks_mining.rst",
+    "benchmarks_pairs.rst",
     "benchmarks_peers.rst",
     "benchmarks_sweep.rst",
     "benchmarks_persistence.rst",
+    "benchmarks_threads.rst",
     "scaling.rst",
 ]
 default_role = "literal"

@@ -6,6 +6,7 @@ from ._base import EmbeddingCollapseWarning
 from ._comparison import ComparisonEmbedder
 from ._pair import PairEmbedder
 from ._persistence import load
+from ._pointwise import PointwiseTransformer
 from ._siamese import SiameseEmbedder
 from ._triplet import TripletEmbedder
 
@@ -18,6 +19,7 @@ __all__ = [
     "ComparisonEmbedder",
     "EmbeddingCollapseWarning",
     "PairEmbedder",
+    "PointwiseTransformer",
     "SiameseEmbedder",
     "TripletEmbedder",
     "__version__",

@@ -61,7 +61,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_array, check_is_fitted
+from sklearn.utils.validation import check_is_fitted
 
 from . import _checkpoint, _docstrings, _inference, _persistence, _threads, _training
 from ._kernels import CALLABLE_STATISTICS, METRICS, callable_kernel
@@ -69,6 +69,7 @@ from ._validation import (
     Interval,
     InvalidParameterError,
     StrOptions,
+    check_array,
     fit_context,
     invalid,
     plain,

@@ -25,11 +25,11 @@ from numbers import Integral
 
 import numpy as np
 import torch
-from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from . import _docstrings
 from ._base import BaseEmbedder
-from ._validation import Interval, invalid, safe_indexing, validate_data
+from ._validation import Interval, check_array, invalid, safe_indexing, validate_data
 from .distances import paired_distances
 
 # -- the boundary: checks of X, points and y -------------------------------------------------------

@@ -13,6 +13,7 @@ Two kinds of rules, each with one message format:
 Inner functions trust what they are given: validate once, at the boundary.
 """
 
+import contextlib
 import functools
 
 import numpy as np
@@ -20,6 +21,7 @@ import torch
 from sklearn.base import _fit_context
 from sklearn.pipeline import Pipeline
 from sklearn.utils import _safe_indexing
+from sklearn.utils import validation as _sklearn_validation
 from sklearn.utils._param_validation import (
     HasMethods,
     Interval,
@@ -28,7 +30,6 @@ from sklearn.utils._param_validation import (
     validate_parameter_constraints,
     validate_params,
 )
-from sklearn.utils.validation import validate_data
 
 from ._kernels import METRICS
 
@@ -37,6 +38,7 @@ __all__ = [
     "Interval",
     "InvalidParameterError",
     "StrOptions",
+    "check_array",
     "check_distance_matrix",
     "check_embeddings",
     "check_labels",
@@ -52,6 +54,43 @@ __all__ = [
     "validate_estimator_params",
     "validate_function_params",
 ]
+
+
+def validate_data(estimator, *args, **kwargs):
+    """scikit-learn's ``validate_data``, with the advice on missing values of this package."""
+    with _missing_values_advice(estimator):
+        return _sklearn_validation.validate_data(estimator, *args, **kwargs)
+
+
+def check_array(array, *args, estimator=None, **kwargs):
+    """scikit-learn's ``check_array``, with the advice on missing values of this package."""
+    with _missing_values_advice(estimator):
+        return _sklearn_validation.check_array(array, *args, estimator=estimator, **kwargs)
+
+
+@contextlib.contextmanager
+def _missing_values_advice(estimator):
+    """Replace scikit-learn's advice for NaN in ``X`` (a model that accepts NaN) by ours (impute).
+
+    Our estimators, and every model fitted on their embeddings, need complete features: the fix is
+    to impute or drop, never another model.
+    """
+    try:
+        yield
+    except ValueError as error:
+        if estimator is None or not str(error).startswith("Input X contains NaN."):
+            raise
+        name = estimator if isinstance(estimator, str) else type(estimator).__name__
+        # The embedders of pairs and triplets read tuples: the imputer applies to their points.
+        tuples = hasattr(estimator, "points")
+        step = "PointwiseTransformer(SimpleImputer())" if tuples else "SimpleImputer()"
+        raise ValueError(
+            f"Input X contains NaN. {name} does not accept missing values: impute them first, "
+            f"for example with make_pipeline({step}, {name}()) (SimpleImputer from "
+            "sklearn.impute), or drop the samples with missing values. See "
+            "https://scikit-learn.org/stable/modules/impute.html"
+        ) from None
+
 
 # scikit-learn's decorator of ``fit`` (parameter validation, then the fit itself).
 fit_context = _fit_context
