@@ -25,6 +25,7 @@ import math
 import os
 import secrets
 import sys
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -142,7 +143,12 @@ def write_file(path, document, tensors):
         )
     temporary = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")
     try:
+        # safetensors writes its files -rw-------; the file gets the permissions the umask gives
+        # any new file, read here from a file created the ordinary way (os.umask, which would
+        # tell them too, changes them for every thread of the process while it runs).
+        mode = _new_file_mode(temporary)
         save_file(tensors, temporary, metadata=metadata)
+        os.chmod(temporary, mode)
         with open(temporary, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(temporary, path)
@@ -151,6 +157,16 @@ def write_file(path, document, tensors):
             os.remove(temporary)
         raise
     _fsync_directory(directory)
+
+
+def _new_file_mode(path):
+    """Create ``path`` empty with the permissions of a new file (0o666 less the umask); return
+    them."""
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+    try:
+        return os.fstat(fd).st_mode & 0o777
+    finally:
+        os.close(fd)
 
 
 def _fsync_directory(directory):
@@ -371,9 +387,14 @@ def load(path, *, trusted=None):
         and isinstance(document["fitted"], (dict, type(None)))
     ):
         raise ValueError(f"Cannot load {where}: its document lacks the estimator's description.")
+    # The callback runs only during fit: a file whose callback cannot be imported here still loads.
+    document["params"] = dict(document["params"])
+    callback = document["params"].pop("callback", None)
     imports = _find_imports(where, document)
     _check_trust(where, imports, trusted)
     decoder = Decoder(where, tensors, {key: _import(where, *key) for key in imports})
+    if callback is not None:
+        document["params"]["callback"] = _callback_or_none(where, callback, decoder, trusted)
     cls = decoder.decode(document["estimator"])
     from ._base import BaseEmbedder
 
@@ -417,6 +438,32 @@ def load(path, *, trusted=None):
     # same way.
     estimator.__setstate__({**vars(estimator), **fitted, "module_": module.eval()})
     return estimator
+
+
+def _callback_or_none(where, callback, decoder, trusted):
+    """The encoded ``callback`` parameter, or None, with a warning, when it cannot be loaded here.
+
+    A callback runs only during ``fit``: the weights, ``history_`` and ``transform`` do not need it,
+    so a model or a checkpoint whose callback was defined in a script (``__main__.cb``), or is not
+    trusted, loads with ``callback=None`` rather than not at all. An untrusted callback is still
+    never imported.
+    """
+    imports = _find_imports(where, callback)
+    try:
+        _check_trust(where, imports, trusted)
+        decoder.imports.update({key: _import(where, *key) for key in imports})
+    except ValueError as exc:
+        reason = str(exc).split(": ", 1)[1]
+        warnings.warn(
+            f"Loading {where} with callback=None: {reason} A callback runs only during fit, so "
+            "the estimator, its weights and history_ need none; set one with set_params(callback="
+            "...) before fitting it again. To keep a callback in saved files, define it in an "
+            "importable module rather than in a script.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return None
+    return callback
 
 
 def read_file(path):

@@ -208,15 +208,20 @@ def test_user_backbone_loss_and_callback_load_when_trusted(digits_300, tmp_path,
     ).fit(X, y)
     est.save(tmp_path / "est.safetensors")
     names = sorted([path_of(Net), path_of(batch_hard_loss), path_of(stop_never)])
+    needed = sorted([path_of(Net), path_of(batch_hard_loss)])  # the callback is not: see below
     message = (
-        f"Cannot load {str(tmp_path / 'est.safetensors')!r}: it names {names}, which are not "
+        f"Cannot load {str(tmp_path / 'est.safetensors')!r}: it names {needed}, which are not "
         "trusted. Loading would import and run their code. If you trust whoever wrote the file, "
-        f"pass them: load({str(tmp_path / 'est.safetensors')!r}, trusted={names})."
+        f"pass them: load({str(tmp_path / 'est.safetensors')!r}, trusted={needed})."
     )
     with pytest.raises(ValueError, match=re.escape(message)):
         load(tmp_path / "est.safetensors")
-    with pytest.raises(ValueError, match=re.escape(f"it names {names[:2]}, which are not trusted")):
-        load(tmp_path / "est.safetensors", trusted=names[2:])
+    with pytest.raises(ValueError, match=re.escape(f"it names {needed}, which are not trusted")):
+        load(tmp_path / "est.safetensors", trusted=[path_of(stop_never)])
+    with pytest.warns(
+        UserWarning, match=re.escape(f"with callback=None: it names {[path_of(stop_never)]}")
+    ):
+        assert load(tmp_path / "est.safetensors", trusted=needed).callback is None
     loaded = load(tmp_path / "est.safetensors", trusted=names)
     assert loaded.backbone is Net and loaded.loss is batch_hard_loss
     assert loaded.callback is stop_never
@@ -290,11 +295,15 @@ def test_untrusted_import_is_refused_without_importing_it(
 
     rewrite(path, plant)
     message = (
-        f"Cannot load {str(path)!r}: it names ['{booby_trapped_module}.Net'], which is not "
-        "trusted. Loading would import and run their code."
+        f"it names ['{booby_trapped_module}.Net'], which is not trusted. Loading would import and "
+        "run their code."
     )
-    with pytest.raises(ValueError, match=re.escape(message)):
-        load(path)
+    if where == "callback":  # not needed to use the estimator: loaded as None, with a warning
+        with pytest.warns(UserWarning, match=re.escape(f"with callback=None: {message}")):
+            assert load(path).callback is None
+    else:
+        with pytest.raises(ValueError, match=re.escape(f"Cannot load {str(path)!r}: {message}")):
+            load(path)
     assert booby_trapped_module not in sys.modules
     assert not (tmp_path / f"{booby_trapped_module}.imported").exists()
     # Only the trust check stood in the way: trusting the path imports the module.
@@ -706,3 +715,29 @@ def test_save_load_round_trip_of_the_pair_and_triplet_learners(tmp_path, kind):
     assert type(loaded) is type(est)
     np.testing.assert_array_equal(loaded.transform(X), est.transform(X))
     np.testing.assert_array_equal(loaded.decision_function(tuples), est.decision_function(tuples))
+
+
+# -- file permissions ------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_saved_file_gets_the_permissions_of_any_new_file(umask, mode, digits_300, tmp_path, fast):
+    X, y = digits_300
+    est = TripletEmbedder(**fast).fit(X, y)
+    previous = os.umask(umask)
+    try:
+        est.save(tmp_path / "new.safetensors")
+        (tmp_path / "old.safetensors").write_bytes(b"")
+        est.save(tmp_path / "old.safetensors")  # replaced by an atomic rename
+        (tmp_path / "plain").write_text("")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "plain").stat().st_mode & 0o777 == mode
+    for name in ("new.safetensors", "old.safetensors"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == mode
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "new.safetensors",
+        "old.safetensors",
+        "plain",
+    ]
