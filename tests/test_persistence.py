@@ -1,6 +1,7 @@
 """Persistence: save / load (safetensors + JSON, no code run at load) and ONNX export."""
 
 import json
+import logging
 import os
 import re
 import sys
@@ -654,6 +655,34 @@ def test_onnx_export_matches_transform(params, digits_300, tmp_path, fast):
         (out,) = session.run(None, {"X": rows.astype(np.float32)})
         np.testing.assert_allclose(out, est.transform(rows), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=1e-5)
+
+
+def test_onnx_export_prints_and_warns_nothing(digits_300, tmp_path, fast, capfd):
+    pytest.importorskip("onnxscript")
+    X, y = digits_300
+    est = TripletEmbedder(**fast).fit(X, y)
+    logger = logging.getLogger(_persistence._EXPORTER_LOGGER)
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+    capfd.readouterr()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for _ in range(2):  # every export, not only the first of a process
+                est.export_onnx(tmp_path / "est.onnx")
+    finally:
+        logger.removeHandler(handler)
+    assert capfd.readouterr() == ("", "")
+    assert [f"{w.category.__name__}: {w.message}" for w in caught] == []
+    assert [r.getMessage() for r in records] == []
+    assert logger.filters == []  # the filter lives only while the export runs
+    # Only the known noise is dropped: anything else the exporter logs still shows.
+    drop = _persistence._DropExporterNoise()
+    noise = "torchvision is not installed. Skipping %s"
+    assert not drop.filter(logging.makeLogRecord({"msg": noise, "args": ("torchvision::nms",)}))
+    assert drop.filter(logging.makeLogRecord({"msg": "Could not find an ONNX function for %s"}))
 
 
 def test_onnx_export_without_the_extra(digits_300, tmp_path, monkeypatch, fast):
