@@ -15,13 +15,13 @@ Inner functions trust what they are given: validate once, at the boundary.
 
 import contextlib
 import functools
+from typing import Any
 
 import numpy as np
 import torch
 from sklearn.base import _fit_context
 from sklearn.pipeline import Pipeline
 from sklearn.utils import _safe_indexing
-from sklearn.utils import validation as _sklearn_validation
 from sklearn.utils._param_validation import (
     HasMethods,
     Interval,
@@ -30,6 +30,8 @@ from sklearn.utils._param_validation import (
     validate_parameter_constraints,
     validate_params,
 )
+from sklearn.utils.validation import check_array as _check_array
+from sklearn.utils.validation import validate_data as _validate_data
 
 from ._kernels import METRICS
 
@@ -56,16 +58,18 @@ __all__ = [
 ]
 
 
-def validate_data(estimator, *args, **kwargs):
+# scikit-learn ships no type annotations, and a type checker reads the types of the parameters of
+# its functions from their defaults (``dtype="numeric"``: a str); typed loosely here, once.
+def validate_data(estimator: Any, *args: Any, **kwargs: Any) -> Any:
     """scikit-learn's ``validate_data``, with the advice on missing values of this package."""
     with _missing_values_advice(estimator):
-        return _sklearn_validation.validate_data(estimator, *args, **kwargs)
+        return _validate_data(estimator, *args, **kwargs)
 
 
-def check_array(array, *args, estimator=None, **kwargs):
+def check_array(array: Any, *args: Any, estimator: Any = None, **kwargs: Any) -> Any:
     """scikit-learn's ``check_array``, with the advice on missing values of this package."""
     with _missing_values_advice(estimator):
-        return _sklearn_validation.check_array(array, *args, estimator=estimator, **kwargs)
+        return _check_array(array, *args, estimator=estimator, **kwargs)
 
 
 @contextlib.contextmanager
@@ -150,7 +154,7 @@ def plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def invalid(name, allowed, received, error=ValueError):
+def invalid(name, allowed, received, error: type[Exception] = ValueError):
     """The error for ``name`` when it is not ``allowed``: ``"{name} must be ...; got ..."``.
 
     Parameters
