@@ -1,5 +1,7 @@
 """PointwiseTransformer: a transformer of points applied to every point of pairs and triplets."""
 
+from typing import Any
+
 import numpy as np
 from scipy import sparse
 from sklearn.base import BaseEstimator, TransformerMixin, clone
@@ -99,7 +101,8 @@ class PointwiseTransformer(TransformerMixin, BaseEstimator):
                 f"shape {X.shape}",
             )
         self.n_features_in_ = X.shape[2]
-        self.transformer_ = clone(self.transformer).fit(X.reshape(-1, X.shape[2]))
+        transformer: Any = clone(self.transformer)  # the type checker reads clone's union
+        self.transformer_ = transformer.fit(X.reshape(-1, X.shape[2]))
         return self
 
     def transform(self, X):
