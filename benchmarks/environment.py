@@ -10,6 +10,7 @@ import functools
 import inspect
 import os
 import platform
+import shlex
 import subprocess
 
 import numpy as np
@@ -48,7 +49,7 @@ def metadata(script, argv):
     }
     return {
         "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-        "command": " ".join(["python", f"benchmarks/{script}", *argv]),
+        "command": shlex.join(["python", f"benchmarks/{script}", *argv]),
         "cpu": cpu,
         "cores": len(os.sched_getaffinity(0)),
         "load": ", ".join(f"{x:.2f}" for x in os.getloadavg()),

@@ -50,6 +50,7 @@ exclude_patterns = [
     "benchmarks_mining.rst",
     "benchmarks_pairs.rst",
     "benchmarks_peers.rst",
+    "benchmarks_peers_lmnn.rst",
     "benchmarks_sweep.rst",
     "benchmarks_persistence.rst",
     "benchmarks_threads.rst",
