@@ -367,7 +367,7 @@ def make_fcn(
     input_shape,
     width=FCN_DEFAULT_WIDTH,
     kernel_sizes=None,
-    pool=None,
+    pool=True,
     generator=None,
 ):
     """The fully convolutional network of Wang, Yan & Oates (2017), for signals or images.
@@ -395,11 +395,11 @@ def make_fcn(
         Kernel width of each block (its length sets the number of blocks). None means the
         paper's (8, 5, 3) for signals and (5, 3, 3) for images: on 28 x 28 digits, 8 x 8 kernels
         cost 1.7 times the time of 5 x 5 ones for no better accuracy (user guide).
-    pool : bool, default=None
-        Whether a 2 x 2 max pooling (2 for signals; a last odd row or step is pooled alone)
-        follows each block but the last. None means True for images (whose details are small
-        beside the image, and the cost of a full-resolution network is quadratic in the side)
-        and False for signals (the paper's network).
+    pool : bool, default=True
+        Whether a max pooling of 2 (2 x 2 for images; a last odd step or row is pooled alone)
+        follows each block but the last. False is the paper's network; pooling is the default,
+        measured on a CPU as faster and as accurate or more (PigCVP, series of 2,000 steps:
+        1-NN 0.789 in 34 s against 0.760 in 85 s; see the user guide).
     generator : torch.Generator, default=None
         Source of the initial weights; None draws from torch's global generator.
 
@@ -428,7 +428,7 @@ def make_fcn(
     if kernel_sizes is None:
         kernel_sizes = FCN_KERNELS if dims == 1 else IMAGE_KERNELS
     filters = _scaled(FCN_FILTERS if len(kernel_sizes) == 3 else [128] * len(kernel_sizes), width)
-    pool = dims == 2 if pool is None else bool(pool)
+    pool = bool(pool)
     layers: list[nn.Module] = [nn.Unflatten(1, shape), *([ChannelsLast()] if dims == 2 else [])]
     channels = shape[0]
     for i, (out_channels, kernel_size) in enumerate(zip(filters, kernel_sizes)):
@@ -448,7 +448,7 @@ def make_resnet(
     input_shape,
     width=RESNET_DEFAULT_WIDTH,
     kernel_sizes=None,
-    pool=None,
+    pool=True,
     generator=None,
 ):
     """The residual network of Wang, Yan & Oates (2017), for signals or images.
@@ -473,9 +473,9 @@ def make_resnet(
     kernel_sizes : tuple of int, default=None
         Kernel widths of the three convolutions of each block; None means (8, 5, 3) for signals
         and (5, 3, 3) for images, as in :func:`make_fcn`.
-    pool : bool, default=None
-        Whether a max pooling of 2 follows each block but the last; None means True for images
-        and False for signals, as in :func:`make_fcn`.
+    pool : bool, default=True
+        Whether a max pooling of 2 follows each block but the last, as in :func:`make_fcn`;
+        False is the paper's network.
     generator : torch.Generator, default=None
         Source of the initial weights; None draws from torch's global generator.
 
@@ -500,7 +500,7 @@ def make_resnet(
     if kernel_sizes is None:
         kernel_sizes = RESNET_KERNELS if dims == 1 else IMAGE_KERNELS
     filters = _scaled(RESNET_FILTERS, width)
-    pool = dims == 2 if pool is None else bool(pool)
+    pool = bool(pool)
     layers: list[nn.Module] = [nn.Unflatten(1, shape), *([ChannelsLast()] if dims == 2 else [])]
     channels = shape[0]
     for i, out_channels in enumerate(filters):

@@ -65,7 +65,7 @@ def test_global_average_pooling_makes_the_weights_independent_of_the_size(name, 
 
 
 def test_fcn_at_width_one_is_the_papers_network():
-    net = make_fcn(300, 8, input_shape=(3, 100), width=1)
+    net = make_fcn(300, 8, input_shape=(3, 100), width=1, pool=False)
     convs = [m for m in net if isinstance(m, nn.Conv1d)]
     assert [c.out_channels for c in convs] == [128, 256, 128]
     assert [c.kernel_size for c in convs] == [(8,), (5,), (3,)]
@@ -78,7 +78,7 @@ def test_fcn_at_width_one_is_the_papers_network():
 
 
 def test_resnet_at_width_one_is_the_papers_network():
-    net = make_resnet(300, 8, input_shape=(3, 100), width=1)
+    net = make_resnet(300, 8, input_shape=(3, 100), width=1, pool=False)
     blocks = [m for m in net if isinstance(m, ResidualBlock)]
     assert len(blocks) == 3
     for block, channels in zip(blocks, (64, 128, 128)):
@@ -125,20 +125,16 @@ def test_convolutions_keep_the_length_as_same_padding_does(kernel_size):
     torch.testing.assert_close(padded(x), expected)
 
 
-def test_images_are_pooled_and_signals_are_not_by_default():
+def test_blocks_but_the_last_are_pooled_by_default():
     image = make_fcn(28 * 28, 4, input_shape=(1, 28, 28))
     kernels = [m.kernel_size for m in image if isinstance(m, nn.Conv2d)]
     assert kernels == [(5, 5), (3, 3), (3, 3)]  # the images' kernels
     assert sum(isinstance(m, nn.MaxPool2d) for m in image) == 2
     signal = make_fcn(500, 4, input_shape=(1, 500))
-    assert not any(isinstance(m, nn.MaxPool1d) for m in signal)
-    assert (
-        sum(
-            isinstance(m, nn.MaxPool1d)
-            for m in make_resnet(500, 4, input_shape=(1, 500), pool=True)
-        )
-        == 2
-    )
+    assert sum(isinstance(m, nn.MaxPool1d) for m in signal) == 2
+    assert isinstance(signal[-4], nn.ReLU)  # the last block is not pooled
+    net = make_resnet(500, 4, input_shape=(1, 500), pool=False)
+    assert not any(isinstance(m, nn.MaxPool1d) for m in net)
 
 
 @pytest.mark.parametrize("name", list(BUILDERS))
