@@ -63,7 +63,7 @@ from ._validation import (
     validate_data,
     validate_estimator_params,
 )
-from .backbones import L2Normalize, build_backbone
+from .backbones import BACKBONES, WEIGHT_LAYERS, L2Normalize, build_backbone, reads_arrays
 
 # Warnings raised after training point at the caller of fit: _warn_after_training, _fit, fit, the
 # wrapper of scikit-learn's _fit_context, then the caller.
@@ -122,7 +122,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
 
     _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
-        "backbone": [StrOptions({"mlp", "linear", "cnn"}), torch.nn.Module, callable],
+        "backbone": [StrOptions(set(BACKBONES)), torch.nn.Module, callable],
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "backbone_params": [dict, None],
         "normalize": ["boolean"],
@@ -250,7 +250,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         # Built-in networks and losses draw from generators of this fit alone; user code may draw
         # from torch's global generator, which is then seeded from random_state under a lock (and,
         # when resuming, set to the state the checkpoint saved).
-        user_code = not isinstance(self.backbone, str) or getattr(self, "loss", None) is not None
+        user_code = not isinstance(self.backbone, str) or callable(getattr(self, "loss", None))
         with (
             self._thread_limit(min(self.batch_size, X.shape[0])),
             _threads.seeded_global_generator(seed, self.device_)
@@ -314,7 +314,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         """
         shape = _shape(X)
         sample = tuple(int(n) for n in shape[1:]) if len(shape) > 2 else None
-        convolutional = isinstance(self.backbone, str) and self.backbone == "cnn"
+        convolutional = reads_arrays(self.backbone)
         if reset:
             given = (self.backbone_params or {}).get("input_shape") if convolutional else None
             input_shape = tuple(int(n) for n in given) if given is not None else None
@@ -381,7 +381,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             input_shape,
             generator=torch.Generator().manual_seed(int(rng.integers(2**31))),
         ).to(device)
-        probe, flops_per_row = _threads.probe(module, n_features, device)
+        probe, flops_per_row = _threads.probe(module, n_features, device, WEIGHT_LAYERS)
         if probe.ndim != 2:
             raise ValueError(
                 "The backbone must map (batch, n_features) to (batch, n_components); got output "
@@ -749,7 +749,7 @@ def _architecture(estimator):
     }
     if isinstance(backbone, torch.nn.Module):
         del values["n_components"]
-    if not (isinstance(backbone, str) and backbone == "mlp"):
+    if not (isinstance(backbone, str) and BACKBONES[backbone].hidden_layer_sizes):
         del values["hidden_layer_sizes"]
     return values
 
