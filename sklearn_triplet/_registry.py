@@ -10,6 +10,7 @@ of every loss), the documentation of ``loss`` and of ``history_``, and the trust
 """
 
 from ._kernels import CONTRASTIVE, GIVEN_PAIRS, GIVEN_TRIPLETS, TRIPLET
+from ._multi_similarity import MULTI_SIMILARITY
 
 LOSSES = {
     loss.name: loss
@@ -18,6 +19,7 @@ LOSSES = {
         CONTRASTIVE,
         GIVEN_PAIRS,
         GIVEN_TRIPLETS,
+        MULTI_SIMILARITY,
     )
 }
 

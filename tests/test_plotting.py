@@ -351,6 +351,7 @@ def test_history_display_errors():
         HistoryDisplay.from_history([])
     # the fractions of every built-in loss, in the order of the registry, then the score
     fractions = ["easy_fraction", "semi_hard_fraction", "hard_fraction", "active_fraction"]
+    fractions += ["mined_positive_fraction", "mined_negative_fraction"]  # multi-similarity
     message = (
         "history has no curve to plot against 'epoch': no epoch holds both 'epoch' and "
         f"one of {['loss', *fractions, 'validation_score']}."

@@ -19,8 +19,9 @@ def test_each_loss_is_declared_once_under_its_name():
         "contrastive",
         "given-pairs",
         "given-triplets",
+        "multi-similarity",
     ]
-    assert list(NAMED_LOSSES) == []
+    assert list(NAMED_LOSSES) == ["multi-similarity"]
     for loss in LOSSES.values():
         # the counts the fractions divide are among the loss's counts
         for fraction in loss.statistics.fractions:
