@@ -225,28 +225,13 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             self._initialise_from_data(X, data)
         seed = int(self._rng.integers(2**31))
         first_row = len(self.history_)
-        # The learning rate's schedule spans the epochs of one fit (a resumed one included);
-        # partial_fit trains at learning_rate_init.
-        schedule = None
-        if validate and self.learning_rate != "constant":
-            schedule = _training.LearningRateSchedule(
-                self.learning_rate, self.learning_rate_init, self.n_iter_ + 1, n_epochs
-            )
+        # fit only (partial_fit trains at learning_rate_init); drawn before a checkpoint restores
+        schedule = self._schedule(n_epochs) if validate else None
         stopping = None
         if checkpoint:
             n_epochs, start_time = checkpoint.restore(self, n_epochs, start_time)
             if checkpoint.loop_state:
                 stopping = _training.EarlyStopping(**checkpoint.loop_state)
-        settings = _training.LoopSettings(
-            n_epochs=n_epochs,
-            first_epoch=self.n_iter_ + 1,
-            schedule=schedule,
-            n_iter_no_change=self.n_iter_no_change,
-            tol=self.tol,
-            mixed_precision=self.mixed_precision,
-            verbose=self.verbose,
-            score_name=self._validation_score_name,
-        )
         # Built-in networks and losses draw from generators of this fit alone; user code may draw
         # from torch's global generator, which is then seeded from random_state under a lock (and,
         # when resuming, set to the state the checkpoint saved).
@@ -261,7 +246,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 checkpoint.restore_torch_generators(self.device_)
             stop_reason = self._train(
                 self._training_data(X, data, X_val, data_val),
-                settings,
+                self._loop_settings(n_epochs, schedule),
                 start_time=start_time,
                 callbacks=callbacks,
                 checkpoint=checkpoint,
@@ -270,14 +255,35 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         if checkpoint:
             checkpoint.finish()
         if validate or reset:  # partial_fit keeps the scores of the last fit
-            scores = None
-            if X_val is not None:
-                scores = [row["validation_score"] for row in self.history_[first_row:]]
+            new_rows = self.history_[first_row:]
+            scores = None if X_val is None else [row["validation_score"] for row in new_rows]
             self.validation_scores_ = scores
             self.best_validation_score_ = max(scores) if scores else None
         self._after_training(X, data, X_val, data_val)
         self._warn_after_training(stop_reason, X_val is not None, check_convergence=validate)
         return self
+
+    def _schedule(self, n_epochs):
+        """The learning rate's schedule over the ``n_epochs`` epochs of a fit from now on (a
+        resumed fit keeps it); None for ``"constant"``."""
+        if self.learning_rate == "constant":
+            return None
+        return _training.LearningRateSchedule(
+            self.learning_rate, self.learning_rate_init, self.n_iter_ + 1, n_epochs
+        )
+
+    def _loop_settings(self, n_epochs, schedule):
+        """How the loop runs the ``n_epochs`` epochs left, from the epoch after ``n_iter_``."""
+        return _training.LoopSettings(
+            n_epochs=n_epochs,
+            first_epoch=self.n_iter_ + 1,
+            schedule=schedule,
+            n_iter_no_change=self.n_iter_no_change,
+            tol=self.tol,
+            mixed_precision=self.mixed_precision,
+            verbose=self.verbose,
+            score_name=self._validation_score_name,
+        )
 
     def _continue_warm_start(self):
         """Check that the network may be trained further as it is; move it to today's device.

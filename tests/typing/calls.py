@@ -84,7 +84,7 @@ def calls(path: str = "embedder.safetensors") -> None:
     HistoryDisplay.from_estimator(siamese)
 
     multi_similarity = SiameseEmbedder(
-        n_components=8, loss="multi-similarity", loss_params={"beta": 40.0}, max_iter=1
+        n_components=8, margin=0.2, loss="multi-similarity", loss_params={"beta": 40.0}, max_iter=1
     )
     multi_similarity.fit(X, y).transform(X[:2])
 
