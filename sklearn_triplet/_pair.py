@@ -6,16 +6,15 @@ from numbers import Real
 import numpy as np
 from sklearn.base import ClassifierMixin
 from sklearn.metrics import roc_auc_score
-from sklearn.utils.validation import check_is_fitted
 
 from ._kernels import GIVEN_PAIRS, given_pairs_kernel
+from ._threshold import ThresholdClassifierMixin, check_threshold_options, threshold_from_options
 from ._tuples import TupleEmbedder, check_pair_labels
-from ._validation import Interval, StrOptions, fit_context, invalid
+from ._validation import Interval, StrOptions, fit_context
 from .distances import paired_distances
-from .verification import calibrate_threshold
 
 
-class PairEmbedder(ClassifierMixin, TupleEmbedder):
+class PairEmbedder(ThresholdClassifierMixin, ClassifierMixin, TupleEmbedder):
     """Learn an embedding from pairs labelled similar or dissimilar, with the contrastive loss.
 
     For data with no class labels, only judgements on pairs: duplicate questions or products,
@@ -166,17 +165,7 @@ class PairEmbedder(ClassifierMixin, TupleEmbedder):
         return self._fit(X, y, n_epochs=1, incremental=True, validate=False)
 
     def _check_fit_parameters(self):
-        if (self.threshold == "far") != (self.target_far is not None):
-            if self.target_far is None:
-                raise invalid(
-                    "target_far",
-                    "the largest false-accept rate allowed, with threshold='far'",
-                    "None",
-                )
-            raise ValueError(
-                f"target_far={self.target_far!r} is only used with threshold='far'; got "
-                f"threshold={self.threshold!r}."
-            )
+        check_threshold_options(self.threshold, self.target_far)
 
     def _check_targets(self, y, n_tuples):
         return check_pair_labels(self, y, n_tuples, both_kinds=True)
@@ -200,45 +189,21 @@ class PairEmbedder(ClassifierMixin, TupleEmbedder):
     def _after_training(self, points, data, points_val, data_val):
         """Calibrate ``threshold_``: on the held-out pairs with early stopping, else on all."""
         self.classes_ = np.array([-1, 1])
-        if not isinstance(self.threshold, str):
-            self.threshold_ = float(self.threshold)
-            return
-        tuples, targets = data if data_val is None else data_val
-        members = self._embed_members(points, tuples)
-        distances = paired_distances(members[:, 0], members[:, 1], metric=self.metric)
-        target_far = self.target_far if self.threshold == "far" else None
-        self.threshold_ = calibrate_threshold(distances, targets > 0, target_far)
+        distances = similar = None
+        if isinstance(self.threshold, str):
+            tuples, targets = data if data_val is None else data_val
+            members = self._embed_members(points, tuples)
+            distances = paired_distances(members[:, 0], members[:, 1], metric=self.metric)
+            similar = targets > 0
+        self.threshold_ = threshold_from_options(
+            self.threshold, self.target_far, distances, similar
+        )
 
-    def decision_function(self, X):
-        """``threshold_ - distance``: positive for pairs predicted similar.
+    def _threshold_distances(self, X):
+        return self.pair_distance(X)
 
-        Parameters
-        ----------
-        X : array-like of shape (n_pairs, 2, n_features) or (n_pairs, 2)
-            Pairs of points, or integer index pairs into ``points``.
-
-        Returns
-        -------
-        scores : ndarray of shape (n_pairs,)
-            Higher means more alike; it ranks pairs as ``-pair_distance(X)`` does.
-        """
-        check_is_fitted(self)
-        return self.threshold_ - self.pair_distance(X)
-
-    def predict(self, X):
-        """Predict ``+1`` (similar) or ``-1`` (dissimilar) for each pair.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_pairs, 2, n_features) or (n_pairs, 2)
-            Pairs of points, or integer index pairs into ``points``.
-
-        Returns
-        -------
-        y_pred : ndarray of shape (n_pairs,)
-            ``+1`` where the distance is strictly below ``threshold_``, else ``-1``.
-        """
-        return np.where(self.decision_function(X) > 0, 1, -1)
+    def _similar(self, y, n_pairs):
+        return check_pair_labels(self, y, n_pairs, both_kinds=False) > 0
 
     def score(self, X, y):
         """Accuracy of ``predict`` on labelled pairs.
