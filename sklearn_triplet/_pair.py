@@ -23,11 +23,14 @@ class PairEmbedder(ThresholdClassifierMixin, ClassifierMixin, TupleEmbedder):
     distance threshold is calibrated on them, so the fitted estimator both embeds single points
     (``transform``) and classifies new pairs (``predict``).
 
-    ``y`` follows metric-learn: ``+1`` for a similar pair, ``-1`` for a dissimilar one. In the
-    paper's notation ``Y = (1 - y) / 2`` (``Y = 0`` similar, ``Y = 1`` dissimilar) and a pair at
-    distance ``D`` costs ``(1 - Y) * D**2 + Y * max(0, margin - D)**2``: similar pairs are
-    pulled together, dissimilar ones pushed at least ``margin`` apart. Only the given pairs are
-    trained on: two similar pairs that share a point do not make a third.
+    ``y`` follows metric-learn: ``+1`` for a similar pair, ``-1`` for a dissimilar one; any two
+    labels are taken, the greater one meaning similar (``1`` / ``0``, ``True`` / ``False``, as
+    :func:`~sklearn.model_selection.cross_val_predict` re-encodes them), and ``classes_`` stays
+    ``[-1, 1]``. In the paper's notation ``Y = (1 - y) / 2`` (``Y = 0`` similar, ``Y = 1``
+    dissimilar) and a pair at distance ``D`` costs ``(1 - Y) * D**2 + Y * max(0, margin -
+    D)**2``: similar pairs are pulled together, dissimilar ones pushed at least ``margin`` apart.
+    Only the given pairs are trained on: two similar pairs that share a point do not make a
+    third.
 
     Read more in the :ref:`User Guide <tuples>`.
 
@@ -36,11 +39,16 @@ class PairEmbedder(ThresholdClassifierMixin, ClassifierMixin, TupleEmbedder):
     %(backbone)s
     margin : float, default=1.0
         The margin ``m``, in units of ``metric``: dissimilar pairs closer than it are penalised.
-    points : array-like of shape (n_points, n_features), default=None
-        The points that index pairs refer to, when ``X`` holds integer index pairs of shape
-        ``(n_pairs, 2)``; unused when ``X`` holds the features of both points, ``(n_pairs, 2,
-        n_features)``. A constructor parameter so that cross-validation and grid searches split
-        the pairs while every fold sees the same points (cloning copies it).
+    points : array-like of shape (n_points, n_features) or callable, default=None
+        The points that index pairs refer to, when ``X`` holds index pairs of shape ``(n_pairs,
+        2)``: an array whose rows the integer indices pick, or a callable that maps a 1-D array of
+        ids (file names, database keys...) to their features, shape ``(n_ids, n_features)``,
+        called once per ``fit`` with the distinct ids used, and per ``transform``, ``predict``...
+        with theirs (the lazy path for data that is not one array). Unused when ``X`` holds the
+        features of both points, ``(n_pairs, 2, n_features)``. With ``points`` set, ``transform``
+        also takes a 1-D array of indices or ids. A constructor parameter so that cross-validation
+        and grid searches split the pairs while every fold sees the same points (cloning copies
+        it); metric-learn's ``preprocessor``.
     threshold : {"accuracy", "far"} or float, default="accuracy"
         How ``fit`` sets ``threshold_``: ``"accuracy"`` maximises the accuracy of the
         calibration pairs, ``"far"`` takes the largest threshold whose false-accept rate (the
@@ -48,7 +56,8 @@ class PairEmbedder(ThresholdClassifierMixin, ClassifierMixin, TupleEmbedder):
         float is used as is. The calibration pairs are those held out by ``early_stopping``, else
         all the pairs of ``fit``. The network pulls its training pairs closer than new ones, so a
         threshold calibrated on them is too strict for new pairs: prefer early stopping, or
-        :class:`~sklearn_triplet.verification.PairVerifier` on pairs of your own.
+        :class:`~sklearn_triplet.verification.PairVerifier` on pairs of your own, or
+        ``calibrate_threshold`` on held-out pairs, with metric-learn's other strategies.
     target_far : float in [0, 1], default=None
         The largest false-accept rate allowed; required by ``threshold="far"``, and only used by
         it.
@@ -58,6 +67,7 @@ class PairEmbedder(ThresholdClassifierMixin, ClassifierMixin, TupleEmbedder):
 
     See Also
     --------
+    sklearn_triplet.verification.PairVerifier : A threshold calibrated on pairs of your own.
     ComparisonEmbedder : The same from triplets "a is more like b than like c".
     SiameseEmbedder : The same loss on pairs formed from class labels.
     sklearn_triplet.losses.contrastive_loss_on_pairs : The loss.
@@ -135,7 +145,8 @@ class PairEmbedder(ThresholdClassifierMixin, ClassifierMixin, TupleEmbedder):
         X : array-like of shape (n_pairs, 2, n_features) or (n_pairs, 2)
             The two points of each pair, or integer index pairs into ``points``.
         y : array-like of shape (n_pairs,)
-            ``+1`` for a similar pair, ``-1`` for a dissimilar one; both must occur.
+            ``+1`` for a similar pair, ``-1`` for a dissimilar one (any two labels: the greater
+            means similar); both must occur.
 
         Returns
         -------
@@ -155,7 +166,8 @@ class PairEmbedder(ThresholdClassifierMixin, ClassifierMixin, TupleEmbedder):
         X : array-like of shape (n_pairs, 2, n_features) or (n_pairs, 2)
             The two points of each pair, or integer index pairs into ``points``.
         y : array-like of shape (n_pairs,)
-            ``+1`` for a similar pair, ``-1`` for a dissimilar one; both must occur.
+            ``+1`` for a similar pair, ``-1`` for a dissimilar one (any two labels: the greater
+            means similar); both must occur.
 
         Returns
         -------
@@ -213,7 +225,8 @@ class PairEmbedder(ThresholdClassifierMixin, ClassifierMixin, TupleEmbedder):
         X : array-like of shape (n_pairs, 2, n_features) or (n_pairs, 2)
             Pairs of points, or integer index pairs into ``points``.
         y : array-like of shape (n_pairs,)
-            ``+1`` for a similar pair, ``-1`` for a dissimilar one.
+            ``+1`` for a similar pair, ``-1`` for a dissimilar one (any two labels: the greater
+            means similar).
 
         Returns
         -------

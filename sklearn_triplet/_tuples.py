@@ -7,7 +7,8 @@ The two forms of ``X``
   triplets), each tuple carrying the features of its members.
 - Indices: integers of shape ``(n_tuples, k)`` into the estimator's ``points`` parameter, an
   array of shape ``(n_points, n_features)`` given once, so that a million pairs over 10,000
-  points do not copy rows.
+  points do not copy rows; or ids of any kind (file names...) that ``points``, a callable, maps to
+  features: it is called with a 1-D array of the distinct ids used and returns their rows.
 
 The points live in a constructor parameter rather than in a ``fit`` argument because
 :class:`~sklearn.model_selection.GridSearchCV` and
@@ -15,6 +16,8 @@ The points live in a constructor parameter rather than in a ``fit`` argument bec
 else to ``score``: a ``points`` argument of ``fit`` would not reach the scoring of a fold, and one
 of length ``n_tuples`` would even be split by rows. As a parameter it travels with every clone
 (metric-learn's ``preprocessor`` does the same), and the folds split the tuples, never the points.
+
+With ``points`` set, ``transform`` takes a 1-D array of indices or ids as well as features.
 
 Both forms become, at the boundary, one float32 array of the points that the tuples use and an
 int64 array ``(n_tuples, k)`` of rows of it; everything inside works on that. A batch of tuples

@@ -28,6 +28,10 @@ It accepts two inputs, chosen by its ``embedder`` parameter:
   row), so :func:`~sklearn.model_selection.cross_val_score`, ``GridSearchCV``
   and :func:`~sklearn.metrics.RocCurveDisplay.from_estimator` work on raw
   pairs directly.
+- a fitted embedder with ``points`` (a :class:`~sklearn_triplet.PairEmbedder`
+  or :class:`~sklearn_triplet.ComparisonEmbedder`): also index pairs, shape
+  ``(n_pairs, 2)``, integers into its ``points`` array or ids for its
+  ``points`` callable; ``n_features_in_`` is then 2.
 
 The embedder is used as given and never refitted: it learns from class
 labels, whereas the verifier sees only same / different flags. Because
@@ -244,7 +248,8 @@ class PairVerifier(ThresholdClassifierMixin, ClassifierMixin, BaseEstimator):
         None: ``X`` holds one distance per pair. Otherwise a *fitted* embedder
         (or Pipeline ending in one), used as is, and ``X`` holds both samples
         of each pair, shape ``(n_pairs, 2, n_features)`` or side by side,
-        ``np.hstack([X1, X2])``. Wrap it in
+        ``np.hstack([X1, X2])``, or index pairs ``(n_pairs, 2)`` when the
+        embedder has ``points``. Wrap it in
         :class:`sklearn.frozen.FrozenEstimator` to cross-validate the verifier.
     metric : {"euclidean", "sqeuclidean", "cosine"}, default=None
         Distance between the two embeddings of a pair. None uses the
@@ -257,6 +262,9 @@ class PairVerifier(ThresholdClassifierMixin, ClassifierMixin, BaseEstimator):
         - ``"far"``: the largest threshold whose false-accept rate on the
           calibration pairs is at most ``target_far``;
         - a float: use it as is.
+
+        ``calibrate_threshold`` sets ``threshold_`` again by metric-learn's
+        strategies, ``set_threshold`` to a value.
     target_far : float in [0, 1], default=None
         Largest false-accept rate allowed; required by ``threshold="far"``
         and only used by it.
@@ -278,6 +286,8 @@ class PairVerifier(ThresholdClassifierMixin, ClassifierMixin, BaseEstimator):
     See Also
     --------
     make_pairs : Draw labelled pairs from a classification data set.
+    sklearn_triplet.PairEmbedder : Learns the embedding from labelled pairs, and
+        thresholds its distance the same way.
     paired_embedding_distances : Distances between the embeddings of pairs.
 
     References
