@@ -10,6 +10,7 @@ import pickle
 import re
 import warnings
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -540,3 +541,20 @@ def test_pair_verifier_on_ids_of_a_callable(blobs, pairs):
     verifier = PairVerifier(embedder).fit(_names(tuples[100:]), y[100:])
     reference = PairVerifier(embedder).fit(X[tuples[100:]], y[100:])
     assert verifier.threshold_ == reference.threshold_
+
+
+# -- the documentation page ------------------------------------------------------------------------
+
+
+def test_the_coming_from_metric_learn_example_runs():
+    page = Path(__file__).resolve().parents[1] / "docs" / "coming_from_metric_learn.rst"
+    block = re.search(r"\.\. code-block:: python\n\n(.*?)\n\S", page.read_text(), re.S)[1]
+    code = "\n".join(line[3:] for line in block.splitlines())
+    namespace = {}
+    exec(compile(code.replace("max_iter=10", "max_iter=1"), str(page), "exec"), namespace)
+    model, y = namespace["model"], namespace["y"]
+    np.testing.assert_array_equal(namespace["scores"], -namespace["distances"])
+    assert np.mean(namespace["predicted"][y[2000:] == 1] == 1) >= 0.9  # max_tnr's min_rate
+    assert namespace["accuracy"] == np.mean(namespace["predicted"] == y[2000:])
+    np.testing.assert_array_equal(namespace["embedded"], model.transform(namespace["X"][:10]))
+    assert namespace["knn"].score(namespace["X"][200:210], namespace["classes"][200:210]) > 0.5
