@@ -111,7 +111,9 @@ class PairEmbedder(ThresholdClassifierMixin, ClassifierMixin, TupleEmbedder):
     _split_minimum = "similar and two dissimilar pairs"
     _own_attributes = """\
     threshold_ : float
-        Pairs at a distance strictly below it are predicted similar (``+1``).
+        Pairs at a distance strictly below it are predicted similar (``+1``). Set by ``fit``
+        from the ``threshold`` parameter, or later by ``calibrate_threshold`` or
+        ``set_threshold``.
     classes_ : ndarray of shape (2,)
         ``[-1, 1]``.
 """
