@@ -21,6 +21,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.metrics import accuracy_score, fbeta_score, precision_score, roc_auc_score
 from sklearn.model_selection import KFold, cross_val_predict, cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
 
 from sklearn_triplet import ComparisonEmbedder, PairEmbedder
 from sklearn_triplet.verification import PairVerifier, make_pairs
@@ -541,6 +542,36 @@ def test_pair_verifier_on_ids_of_a_callable(blobs, pairs):
     verifier = PairVerifier(embedder).fit(_names(tuples[100:]), y[100:])
     reference = PairVerifier(embedder).fit(X[tuples[100:]], y[100:])
     assert verifier.threshold_ == reference.threshold_
+
+
+# -- scikit-learn's contract, as metric-learn's compatibility tests read it ------------------------
+
+
+def test_using_a_fitted_model_changes_nothing(model, blobs, pairs, triplets):
+    X, _ = blobs
+    tuples = pairs[0] if isinstance(model, PairEmbedder) else triplets
+    before = {name: value for name, value in vars(model).items() if name != "module_"}
+    weights = {name: tensor.clone() for name, tensor in model.module_.state_dict().items()}
+    model.predict(tuples)
+    model.decision_function(tuples)
+    model.pair_score(pairs[0])
+    model.transform(np.arange(5))
+    model.get_metric()(X[0], X[1])
+    after = {name: value for name, value in vars(model).items() if name != "module_"}
+    assert after.keys() == before.keys()
+    assert all(after[name] is before[name] for name in before)
+    for name, tensor in model.module_.state_dict().items():
+        assert (tensor == weights[name]).all()
+
+
+def test_in_a_pipeline(blobs, pairs):
+    X, _ = blobs
+    tuples, y = pairs
+    model = PairEmbedder(points=X, **FAST).fit(tuples, y)
+    pipeline = make_pipeline(PairEmbedder(points=X, **FAST)).fit(tuples, y)
+    np.testing.assert_array_equal(pipeline.predict(tuples), model.predict(tuples))
+    assert pipeline.score(tuples, y) == model.score(tuples, y)
+    np.testing.assert_array_equal(pipeline.transform(np.arange(5)), model.transform(np.arange(5)))
 
 
 # -- the documentation page ------------------------------------------------------------------------
