@@ -185,6 +185,17 @@ class ThresholdClassifierMixin:
     ``_similar(y, n_pairs) -> bool ndarray`` (validating ``y``).
     """
 
+    threshold_: float
+    classes_: np.ndarray
+
+    def _threshold_distances(self, X):
+        """The distance of each pair of ``X``, validated: ndarray of shape (n_pairs,)."""
+        raise NotImplementedError
+
+    def _similar(self, y, n_pairs):
+        """Whether each pair of ``y`` is similar, validated: bool ndarray of shape (n_pairs,)."""
+        raise NotImplementedError
+
     def decision_function(self, X):
         """``threshold_ - distance``: positive for pairs predicted similar.
 

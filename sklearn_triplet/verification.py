@@ -371,8 +371,8 @@ class PairVerifier(ThresholdClassifierMixin, ClassifierMixin, BaseEstimator):
             else:
                 _, y = validate_data(self, X, y, reset=reset, dtype=None, skip_check_array=True)
                 y = column_or_1d(y)
-            first, second = (self.embedder.transform(X[:, i]) for i in (0, 1))
-            _, metric = embedding_part(self.embedder, self.metric)
+            embedder, metric = embedding_part(self.embedder, self.metric)
+            first, second = (embedder.transform(X[:, i]) for i in (0, 1))
             distances = paired_distances(first, second, metric=metric)
             return distances if y is None else (distances, y)
         X = self._check_shape(X)
