@@ -98,6 +98,10 @@ class PairEmbedder(ThresholdClassifierMixin, ClassifierMixin, TupleEmbedder):
     (array([ 1, -1, -1, -1,  1,  1]), array([ 1, -1, -1, -1,  1,  1]))
     >>> bool(model.score(pairs, labels) > 0.8)  # the share of pairs predicted right
     True
+    >>> # Accept a share of at least 0.95 of the similar pairs (a strategy of metric-learn)
+    >>> model = model.calibrate_threshold(pairs, labels, strategy="max_tnr", min_rate=0.95)
+    >>> bool(np.mean(model.predict(pairs[labels == 1]) == 1) >= 0.95)
+    True
     """
 
     _loss = GIVEN_PAIRS
