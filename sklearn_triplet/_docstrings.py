@@ -272,10 +272,6 @@ _TUPLE_ATTRIBUTE_ENTRIES = {
 }
 
 
-# Parameters of the embedders of labelled samples that the estimators learning from tuples lack.
-_NOT_FOR_TUPLES = ("samples_per_class", "init")
-
-
 def _entries(section):
     """``{name: text}`` of a numpydoc section's entries (a header line at four spaces, then its
     description), in order."""
@@ -300,15 +296,16 @@ def _refill(entry):
     return "\n".join([header, *description])
 
 
-def tuple_sections(statistics, *, kind, score, split, negatives, own_attributes=""):
-    """The ``training`` and ``attributes`` sections of an estimator learning from ``kind``s."""
+def tuple_sections(statistics, *, parameters, kind, score, split, negatives, own_attributes=""):
+    """The ``training`` and ``attributes`` sections of an estimator learning from ``kind``s, with
+    the entries of the training section that are among its ``parameters``."""
     values = {"kind": kind, "score": score, "split": split}
     training = {
         name: _refill(_TUPLE_TRAINING_ENTRIES[name] % values)
         if name in _TUPLE_TRAINING_ENTRIES
         else text
         for name, text in _entries(TRAINING_PARAMETERS).items()
-        if name not in _NOT_FOR_TUPLES
+        if name in parameters
     }
     training["warm_start"] = _refill(training["warm_start"].replace("``mining``, ", ""))
     counts, fractions = _counts_and_fractions(statistics)

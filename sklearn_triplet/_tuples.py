@@ -24,15 +24,19 @@ int64 array ``(n_tuples, k)`` of rows of it; everything inside works on that. A 
 embeds each of its distinct points once.
 """
 
-from numbers import Integral
+import inspect
+from abc import abstractmethod
+from typing import Any
 
 import numpy as np
 import torch
-from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from . import _docstrings
-from ._base import BaseEmbedder
-from ._validation import Interval, invalid, safe_indexing, validate_data
+from ._base import BaseEmbedder, stratified_split
+from ._kernels import BatchLoss
+from ._training import TrainingData
+from ._validation import check_array, invalid, safe_indexing, validate_data
 from .distances import paired_distances, paired_kernel
 
 # -- the boundary: checks of X, points and y -------------------------------------------------------
@@ -82,7 +86,7 @@ def check_tuples(estimator, X, *, tuple_size, reset):
 _KINDS = {2: "pair", 3: "triplet"}
 
 
-def _indexed_points(estimator, X, *, kind, reset):
+def _indexed_points(estimator, X, *, kind, reset) -> tuple[np.ndarray, np.ndarray]:
     """``(points, tuples)`` for index tuples: only the points they use, each once."""
     if estimator.points is None:
         raise invalid(
@@ -94,7 +98,7 @@ def _indexed_points(estimator, X, *, kind, reset):
         )
     ids = _check_ids(estimator, X, what=f"the index {kind}s in X", where=kind)
     try:
-        used, tuples = np.unique(ids, return_inverse=True)
+        used, tuples = np.unique(np.asarray(ids), return_inverse=True)
     except TypeError as error:  # ids of types that do not sort together
         raise invalid("the ids in X", "of one type that sorts", f"{error}") from None
     points = _features_of(estimator, used, reset=reset)
@@ -124,7 +128,7 @@ def _check_ids(estimator, X, *, what, where):
 def _features_of(estimator, ids, *, reset):
     """The features of ``ids`` (a 1-D array checked by ``_check_ids``), validated, float32."""
     if callable(estimator.points):
-        points = estimator.points(ids)
+        points: Any = estimator.points(ids)
         shape = getattr(points, "shape", None) or np.shape(points)
         if len(shape) != 2 or shape[0] != len(ids):
             raise invalid(
@@ -195,12 +199,6 @@ def check_pair_labels(estimator, y, n_pairs, *, both_kinds):
     return np.full(n_pairs, 1 if similar else -1, dtype=np.int8)
 
 
-# The common parameters that make no sense without labelled samples: a loss of a labelled batch,
-# the shape of class-balanced batches, and a linear map started from the classes (LDA) or the
-# labelled data (PCA).
-_NOT_TAKEN = ("loss", "samples_per_class", "init")
-
-
 # -- the shared estimator --------------------------------------------------------------------------
 
 
@@ -216,29 +214,46 @@ class TupleEmbedder(BaseEmbedder):
     n_components)`` and ``_validation_score(members, targets) -> float``.
     """
 
-    _removed_parameters = _NOT_TAKEN
-    _parameter_constraints = {
-        **{
-            name: rules
-            for name, rules in BaseEmbedder._parameter_constraints.items()
-            if name not in _NOT_TAKEN
-        },
+    points: object
+
+    # How many points a tuple has, its name, and the steps of _fit only this kind has.
+    _tuple_size: int
+    _kind: str
+    _split_description: str
+    # The validation score's name in words, for the docstring (``_validation_score_name``: short)
+    _validation_score_doc: str
+    _split_minimum: str
+    _own_attributes = ""
+
+    _parameter_constraints: dict = {
+        **BaseEmbedder._parameter_constraints,
         "points": ["array-like", callable, None],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
     }
 
     @classmethod
     def _docstring_sections(cls):
+        assert cls._loss is not None  # every concrete estimator declares its loss
         return _docstrings.tuple_sections(
             cls._loss.statistics,
+            parameters=inspect.signature(cls).parameters,
             kind=cls._kind,
-            score=cls._validation_score_name,
+            score=cls._validation_score_doc,
             split=cls._split_description,
             negatives=cls._negatives,
             own_attributes=cls._own_attributes,
         )
 
-    _own_attributes = ""
+    @abstractmethod
+    def _check_targets(self, y, n_tuples, /) -> np.ndarray | None:
+        """``y`` checked: the targets of the tuples (None when the order says it all)."""
+
+    @abstractmethod
+    def _loss_terms(self, members, targets, /, *, counts, spread) -> BatchLoss:
+        """The ``BatchLoss`` of embedded tuples ``(batch, tuple_size, n_components)``."""
+
+    @abstractmethod
+    def _validation_score(self, members, targets, /) -> float:
+        """The score of the held-out tuples, embedded (higher is better)."""
 
     # -- the steps of fit ------------------------------------------------------------------------
 
@@ -254,26 +269,18 @@ class TupleEmbedder(BaseEmbedder):
         return points, (tuples, self._check_targets(y, tuples.shape[0])), input_shape
 
     def _split_validation(self, points, data):
+        """Hold out ``validation_fraction`` of the tuples (of each kind of pair, for pairs), one at
+        least on each side."""
         tuples, targets = data
-        groups = (
-            [np.arange(tuples.shape[0])]
-            if targets is None
-            else [np.flatnonzero(targets == value) for value in (-1, 1)]
+        groups = np.zeros(tuples.shape[0], np.int64) if targets is None else (targets > 0) * 1
+        train, val, n_held_out = stratified_split(
+            groups, self.validation_fraction, self._rng, min_per_side=1
         )
-        train_parts, val_parts = [], []
-        for members in groups:
-            if members.shape[0] < 2:
-                raise ValueError(
-                    f"early_stopping needs at least two {self._split_minimum}, so that one of each "
-                    "stays on both sides of the validation split. Use early_stopping=False."
-                )
-            members = self._rng.permutation(members)
-            n_val = int(
-                np.clip(round(self.validation_fraction * members.shape[0]), 1, len(members) - 1)
+        if n_held_out.shape[0] < (1 if targets is None else 2) or not n_held_out.all():
+            raise ValueError(
+                f"early_stopping needs at least two {self._split_minimum}, so that one of each "
+                "stays on both sides of the validation split. Use early_stopping=False."
             )
-            val_parts.append(members[:n_val])
-            train_parts.append(members[n_val:])
-        train, val = (np.sort(np.concatenate(parts)) for parts in (train_parts, val_parts))
         return points, _take(data, train), points, _take(data, val)
 
     def _training_data(self, points, data, points_val, data_val):
@@ -291,15 +298,11 @@ class TupleEmbedder(BaseEmbedder):
                 distinct, members = torch.unique(tuples_t[batch], return_inverse=True)
                 yield distinct, (members, None if targets_t is None else targets_t[batch])
 
-        validation_score = None
-        if data_val is not None:
+        def validation_score():
+            tuples_val, targets_val = data_val
+            return self._validation_score(self._embed_members(points_val, tuples_val), targets_val)
 
-            def validation_score():
-                return self._validation_score(
-                    self._embed_members(points_val, data_val[0]), data_val[1]
-                )
-
-        return points_t, None, batches, validation_score
+        return TrainingData(points_t, None, batches, None if data_val is None else validation_score)
 
     def _batch_loss(self, embeddings, batch_targets, *, taxonomy, spread):
         members, targets = batch_targets
@@ -307,6 +310,7 @@ class TupleEmbedder(BaseEmbedder):
 
     @property
     def _statistics(self):
+        assert self._loss is not None  # every concrete estimator declares its loss
         return self._loss.statistics
 
     # -- using a fitted estimator ----------------------------------------------------------------
@@ -355,7 +359,9 @@ class TupleEmbedder(BaseEmbedder):
         """
         return -self.pair_distance(pairs)
 
-    def get_metric(self):
+    # Typed Any: scikit-learn's signatures are unannotated, so type checkers infer ``metric: str``
+    # from their defaults and would flag ``KNeighborsClassifier(metric=model.get_metric())``.
+    def get_metric(self) -> Any:
         """The learned distance as a plain function of two points, for scikit-learn's ``metric=``.
 
         ``metric(u, v)`` embeds the two points with a copy of the fitted network (later fits of
