@@ -50,7 +50,16 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from . import _checkpoint, _docstrings, _export, _format, _inference, _threads, _training
+from . import (
+    _checkpoint,
+    _distributed,
+    _docstrings,
+    _export,
+    _format,
+    _inference,
+    _threads,
+    _training,
+)
 from ._kernels import METRICS, BatchLoss, LossDeclaration, Statistics
 from ._training import TrainingData
 from ._validation import (
@@ -216,6 +225,14 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         checkpoint = _checkpoint.Checkpoint.open(self, X, data, fresh=reset) if validate else None
         if reset:
             self._initialise(X.shape[1], input_shape)
+        ranks = _distributed.current()
+        if ranks is not None:  # one model: every rank draws rank 0's plan, on the same data
+            ranks.check_same(
+                "data (the shape of X, and y)",
+                _checkpoint.fingerprint(np.asarray(np.shape(X)), data),
+                "Pass the whole X and y on every rank: each rank reads the rows of its share.",
+            )
+            ranks.agree_generator(self._rng)
         if checkpoint:
             checkpoint.begin(self)
         X_val = data_val = None
@@ -230,6 +247,12 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         stopping = None
         if checkpoint:
             n_epochs, start_time = checkpoint.restore(self, n_epochs, start_time)
+            if ranks is not None:
+                ranks.check_same(
+                    "checkpoint",
+                    f"{self.n_iter_}",
+                    f"Put the checkpoint ({checkpoint.where}) on a file system every rank sees.",
+                )
             if checkpoint.loop_state:
                 stopping = _training.EarlyStopping(**checkpoint.loop_state)
         # Built-in networks and losses draw from generators of this fit alone; user code may draw
@@ -281,7 +304,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             n_iter_no_change=self.n_iter_no_change,
             tol=self.tol,
             mixed_precision=self.mixed_precision,
-            verbose=self.verbose,
+            verbose=self.verbose if _distributed.is_writer() else 0,
             score_name=self._validation_score_name,
         )
 
@@ -455,6 +478,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 start_time=start_time,
                 stopping=stopping,
                 checkpoint=write_checkpoint,
+                ranks=_distributed.current(),
             )
         except FloatingPointError:
             keep_optimizer_state = False  # its moments may hold NaN; a warm start begins afresh
@@ -479,9 +503,22 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         elif (
             check_convergence
             and stop_reason == _training.STOP_MAX_ITER
-            # A schedule ends training by design, its annealing lowering the last epochs' losses.
-            and self.learning_rate == "constant"
+            and self.learning_rate != "constant"
         ):
+            # A schedule anneals the rate: the end of the curve is judged against the curve.
+            falling = _training.still_falling_at_the_end(self.history_, tol=self.tol)
+            if falling:
+                key, span, fall, rate = falling
+                warnings.warn(
+                    f"{type(self).__name__} reached max_iter={self.max_iter} while the training "
+                    f"{key.replace('_', ' ')} was still falling: by {fall:.3g} per epoch over the "
+                    f"last {span} epoch{'s' if span > 1 else ''}, {rate:.0%} of its mean fall per "
+                    f"epoch over the fit, with the learning rate of the {self.learning_rate!r} "
+                    "schedule almost spent. Increase max_iter: the schedule spans it.",
+                    ConvergenceWarning,
+                    stacklevel=_USER_FRAME,
+                )
+        elif check_convergence and stop_reason == _training.STOP_MAX_ITER:
             window = min(self.n_iter_no_change, len(self.history_) - 1)
             improving = _training.still_improving(self.history_, window=window, tol=self.tol)
             if improving:
@@ -639,7 +676,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         >>> bool((loaded.transform(X) == embedder.transform(X)).all())
         True
         """
-        _format.save(self, path)
+        _distributed.write_once(lambda: _format.save(self, path))
 
     @property
     def _n_features_out(self):
