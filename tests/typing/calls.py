@@ -84,6 +84,11 @@ def calls(path: str = "embedder.safetensors") -> None:
     embedding: np.ndarray = siamese.transform(X[:5])
     HistoryDisplay.from_estimator(siamese)
 
+    multi_similarity = SiameseEmbedder(
+        n_components=8, margin=0.2, loss="multi-similarity", loss_params={"beta": 40.0}, max_iter=1
+    )
+    multi_similarity.fit(X, y).transform(X[:2])
+
     linear = TripletEmbedder(n_components=8, backbone="linear", init="pca", max_iter=1)
     linear.fit(X, y).save(path)
     loaded = load(path, trusted=[])
