@@ -497,9 +497,22 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         elif (
             check_convergence
             and stop_reason == _training.STOP_MAX_ITER
-            # A schedule ends training by design, its annealing lowering the last epochs' losses.
-            and self.learning_rate == "constant"
+            and self.learning_rate != "constant"
         ):
+            # A schedule anneals the rate: the end of the curve is judged against the curve.
+            falling = _training.still_falling_at_the_end(self.history_, tol=self.tol)
+            if falling:
+                key, span, fall, rate = falling
+                warnings.warn(
+                    f"{type(self).__name__} reached max_iter={self.max_iter} while the training "
+                    f"{key.replace('_', ' ')} was still falling: by {fall:.3g} per epoch over the "
+                    f"last {span} epoch{'s' if span > 1 else ''}, {rate:.0%} of its mean fall per "
+                    f"epoch over the fit, with the learning rate of the {self.learning_rate!r} "
+                    "schedule almost spent. Increase max_iter: the schedule spans it.",
+                    ConvergenceWarning,
+                    stacklevel=_USER_FRAME,
+                )
+        elif check_convergence and stop_reason == _training.STOP_MAX_ITER:
             window = min(self.n_iter_no_change, len(self.history_) - 1)
             improving = _training.still_improving(self.history_, window=window, tol=self.tol)
             if improving:

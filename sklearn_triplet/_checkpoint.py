@@ -190,7 +190,17 @@ class Checkpoint:
         estimator._rng.bit_generator.state = fitted["_rng"].bit_generator.state
         self.loop_state = self.saved["loop"]
         elapsed = estimator.history_[-1]["time"] if estimator.history_ else 0.0
-        return max(0, self.start_epoch + n_epochs - estimator.n_iter_), start_time - elapsed
+        last_epoch = self.start_epoch + n_epochs
+        if estimator.verbose:
+            done = estimator.n_iter_
+            where = f"from the checkpoint {self.where} ({done} epochs done, {elapsed:.1f}s)"
+            print(
+                f"{type(estimator).__name__}: resuming at epoch {done + 1} of {last_epoch} {where}."
+                if done < last_epoch
+                else f"{type(estimator).__name__}: nothing left to train {where}.",
+                flush=True,
+            )
+        return max(0, last_epoch - estimator.n_iter_), start_time - elapsed
 
     def restore_torch_generators(self, device):
         """Set torch's generators (already forked and seeded by the fit) to the saved states."""

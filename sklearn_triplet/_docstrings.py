@@ -83,8 +83,10 @@ TRAINING_PARAMETERS = """\
         stopping and with ``learning_rate="constant"``, when ``fit`` reaches ``max_iter`` while the
         training loss or the active fraction still falls by more than ``tol`` per epoch (on
         average over the last ``n_iter_no_change`` epochs), a
-        :class:`~sklearn.exceptions.ConvergenceWarning` says to train longer. A schedule ends
-        training by design, its decay lowering the last epochs' losses: it warns of nothing.
+        :class:`~sklearn.exceptions.ConvergenceWarning` says to train longer. Under a schedule,
+        whose decay flattens the last epochs of any fit, it warns when the last tenth of the
+        epochs still fell by more than ``tol`` and half the fit's mean fall per epoch (see the
+        User Guide).
     warm_start : bool, default=False
         When True, ``fit`` continues from the fitted weights, optimiser state and history. The
         parameters that define the network (``n_components``, ``backbone``,

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
 import torch
 
 _warmed_up = False
@@ -76,6 +77,76 @@ def still_improving(history, *, window, tol, keys=("loss", "active_fraction")):
         fall = min(values[:-span]) - min(values[-span:])
         if fall > tol * span and fall > _TAIL_SHARE * (max(values) - min(values)):
             return key
+    return None
+
+
+# Under a learning-rate schedule: the share of a fit's epochs that make its end; the share of the
+# fit's mean fall per epoch that the curve must still fall by there; the multiple of the curve's
+# noise that the fall must exceed; the fewest epochs whose second half gives that noise.
+_END_SHARE = 0.1
+_END_RATE = 0.5
+_END_NOISE = 2.0
+_NOISE_MIN_EPOCHS = 10
+
+
+def still_falling_at_the_end(history, *, tol, keys=("loss", "active_fraction")):
+    """Which training curve of a fit under a learning-rate schedule was still falling at its end.
+
+    A schedule anneals the learning rate towards 0 over the fit, so the curve of a fit that has
+    done its work flattens at the end: a fall per epoch there cannot be judged against ``tol``
+    alone (see :func:`still_improving`). It is judged against the fit's own curve instead. With
+    ``end`` the last tenth of the epochs (at least one), a curve is still falling when its lowest
+    value over ``end`` is below its lowest value before, per epoch of ``end``:
+
+    - by more than half the fit's mean fall per epoch, ``(first - lowest) / (n_epochs - 1)``:
+      with the learning rate almost spent, the fit still learns at least half as fast as on
+      average;
+    - by more than ``tol``;
+    - and, in all, by more than twice the curve's noise, the standard deviation of its second
+      half around a straight line (fits of 10 epochs or more; shorter ones have too few epochs to
+      tell noise): the lucky last epoch of a flat, noisy curve does not count.
+
+    A fit of two epochs whose loss fell always counts. Neither the main job's default fits
+    (``python -m sklearn_triplet``) nor those of ``benchmarks/peers.py`` on its six tasks (50
+    epochs, and 10 in its quick mode) do.
+
+    Parameters
+    ----------
+    history : list of dict
+        One row per epoch of the fit.
+    tol : float
+        Smallest fall per epoch that counts.
+    keys : tuple of str, default=("loss", "active_fraction")
+        The curves, lower is better; rows without a finite value are skipped.
+
+    Returns
+    -------
+    falling : tuple or None
+        ``(key, n_epochs, fall_per_epoch, rate)`` of the first curve still falling, ``rate`` its
+        fall per epoch over the last ``n_epochs`` epochs divided by the fit's mean; or None.
+
+    Examples
+    --------
+    >>> still_falling_at_the_end([{"loss": 0.5}, {"loss": 0.25}], tol=1e-4)
+    ('loss', 1, 0.25, 1.0)
+    >>> flattening = [{"loss": 1.0 / epoch} for epoch in range(1, 11)]
+    >>> still_falling_at_the_end(flattening, tol=1e-4) is None
+    True
+    """
+    for key in keys:
+        values = np.array([row[key] for row in history if _finite(row.get(key))])
+        if len(values) < 2:
+            continue
+        span = max(1, math.ceil(_END_SHARE * (len(values) - 1)))
+        drop = float(values[:-span].min() - values[-span:].min())
+        mean = float(values[0] - values.min()) / (len(values) - 1)
+        noise = 0.0
+        if len(values) >= _NOISE_MIN_EPOCHS:
+            half = values[len(values) // 2 :]
+            steps = np.arange(len(half))
+            noise = float(np.std(half - np.polyval(np.polyfit(steps, half, 1), steps)))
+        if drop / span > tol and drop / span > _END_RATE * mean and drop > _END_NOISE * noise:
+            return key, span, drop / span, drop / span / mean
     return None
 
 

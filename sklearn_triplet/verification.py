@@ -52,7 +52,6 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
-    check_array,
     check_consistent_length,
     check_is_fitted,
     column_or_1d,
@@ -62,6 +61,7 @@ from ._validation import (
     HasMethods,
     Interval,
     StrOptions,
+    check_array,
     embedding_part,
     encode_labels,
     fit_context,

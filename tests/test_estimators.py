@@ -740,3 +740,22 @@ def test_pairs_of_images_for_a_verifier(digit_images, fast):
     verifier = PairVerifier(est).fit(pairs, same)
     flat = PairVerifier(est).fit(np.hstack([X1.reshape(100, -1), X2.reshape(100, -1)]), same)
     assert verifier.threshold_ == flat.threshold_
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_nan_error_advises_imputing(Estimator, small_digits, fast):
+    X, y = small_digits
+    X = X.copy()
+    X[3, 5] = np.nan
+    name = Estimator.__name__
+    message = (
+        f"Input X contains NaN. {name} does not accept missing values: impute them first, for "
+        f"example with make_pipeline(SimpleImputer(), {name}()) (SimpleImputer from "
+        "sklearn.impute), or drop the samples with missing values. See "
+        "https://scikit-learn.org/stable/modules/impute.html"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        Estimator(**fast).fit(X, y)
+    fitted = Estimator(**fast).fit(np.nan_to_num(X), y)
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        fitted.transform(X)
