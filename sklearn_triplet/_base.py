@@ -50,7 +50,16 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from . import _checkpoint, _docstrings, _export, _format, _inference, _threads, _training
+from . import (
+    _checkpoint,
+    _distributed,
+    _docstrings,
+    _export,
+    _format,
+    _inference,
+    _threads,
+    _training,
+)
 from ._kernels import METRICS, BatchLoss, LossDeclaration, Statistics
 from ._training import TrainingData
 from ._validation import (
@@ -216,6 +225,14 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         checkpoint = _checkpoint.Checkpoint.open(self, X, data, fresh=reset) if validate else None
         if reset:
             self._initialise(X.shape[1], input_shape)
+        ranks = _distributed.current()
+        if ranks is not None:  # one model: every rank draws rank 0's plan, on the same data
+            ranks.check_same(
+                "data (the shape of X, and y)",
+                _checkpoint.fingerprint(np.asarray(np.shape(X)), data),
+                "Pass the whole X and y on every rank: each rank reads the rows of its share.",
+            )
+            ranks.agree_generator(self._rng)
         if checkpoint:
             checkpoint.begin(self)
         X_val = data_val = None
@@ -235,6 +252,12 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         stopping = None
         if checkpoint:
             n_epochs, start_time = checkpoint.restore(self, n_epochs, start_time)
+            if ranks is not None:
+                ranks.check_same(
+                    "checkpoint",
+                    f"{self.n_iter_}",
+                    f"Put the checkpoint ({checkpoint.where}) on a file system every rank sees.",
+                )
             if checkpoint.loop_state:
                 stopping = _training.EarlyStopping(**checkpoint.loop_state)
         settings = _training.LoopSettings(
@@ -244,7 +267,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             n_iter_no_change=self.n_iter_no_change,
             tol=self.tol,
             mixed_precision=self.mixed_precision,
-            verbose=self.verbose,
+            verbose=self.verbose if _distributed.is_writer() else 0,
             score_name=self._validation_score_name,
         )
         # Built-in networks and losses draw from generators of this fit alone; user code may draw
@@ -449,6 +472,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 start_time=start_time,
                 stopping=stopping,
                 checkpoint=write_checkpoint,
+                ranks=_distributed.current(),
             )
         except FloatingPointError:
             keep_optimizer_state = False  # its moments may hold NaN; a warm start begins afresh
@@ -646,7 +670,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         >>> bool((loaded.transform(X) == embedder.transform(X)).all())
         True
         """
-        _format.save(self, path)
+        _distributed.write_once(lambda: _format.save(self, path))
 
     @property
     def _n_features_out(self):

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from sklearn.utils.multiclass import check_classification_targets
 
-from . import _docstrings
+from . import _distributed, _docstrings
 from ._base import BaseEmbedder, _is_builtin, stratified_split
 from ._kernels import CALLABLE_STATISTICS, callable_kernel
 from ._training import TrainingData
@@ -114,7 +114,10 @@ class ClassLabelEmbedder(BaseEmbedder):
     def _check_training_data(self, X, y, *, reset):
         """``X`` (float32, one row per sample), encoded ``y`` and the input shape of a CNN."""
         X, input_shape = self._rows(X, reset=reset)
-        X, y = validate_data(self, X, y, reset=reset, dtype=np.float32)
+        if _distributed.reads_shares(X):  # a memory map, read a share at a time
+            X, y = _distributed.SharedRows.validated(self, X, y, reset=reset)
+        else:
+            X, y = validate_data(self, X, y, reset=reset, dtype=np.float32)
         return X, self._encode_labels(y), input_shape
 
     def _encode_labels(self, y):
@@ -274,7 +277,12 @@ def _check_batch_shape(batch_size, samples_per_class):
 
 
 def _to_device(X, y, device):
-    """Move the training data to the device once; pinned host memory when it does not fit there."""
+    """Move the training data to the device once; pinned host memory when it does not fit there.
+
+    Rows read a share at a time stay where they are.
+    """
+    if isinstance(X, _distributed.SharedRows):
+        return X, torch.from_numpy(y).to(device)
     X_t, y_t = torch.from_numpy(X), torch.from_numpy(y)
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)

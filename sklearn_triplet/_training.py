@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -204,15 +205,25 @@ class LearningRateSchedule:
         return self.initial * SCHEDULES[self.name](step, self.n_epochs * n_batches)
 
 
+class Rows(Protocol):
+    """Training rows read as they are needed (``_distributed.SharedRows``): indexed by a tensor
+    of row indices, they give those rows as a float32 tensor, from ``device``."""
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def __getitem__(self, indices: torch.Tensor, /) -> torch.Tensor: ...
+
+
 @dataclass(frozen=True)
 class TrainingData:
     """What one fit trains on, as the estimator prepared it.
 
     Attributes
     ----------
-    X : torch.Tensor of shape (n_samples, n_features)
+    X : torch.Tensor of shape (n_samples, n_features), or Rows
         Training data, on the device when it fits there, else on the CPU (pinned when the device is
-        CUDA).
+        CUDA); or rows read as the batches need them (a memory map in a process group).
     y : torch.Tensor of shape (n_samples,) or None
         Encoded labels, on the same device as ``X``; None when every batch brings its targets.
     batches : callable
@@ -225,7 +236,7 @@ class TrainingData:
         the best weights at the end. None: no early stopping.
     """
 
-    X: torch.Tensor
+    X: "torch.Tensor | Rows"
     y: "torch.Tensor | None"
     batches: Callable[[], Iterable]
     validation_score: "Callable[[], float] | None" = None
@@ -308,6 +319,7 @@ def train(
     start_time=None,
     stopping=None,
     checkpoint=None,
+    ranks=None,
 ):
     """Train ``module`` in place for up to ``settings.n_epochs`` epochs.
 
@@ -342,6 +354,11 @@ def train(
     checkpoint : callable, default=None
         ``checkpoint(epoch, stopping)``, called after each epoch that training continues from,
         when the weights, the optimiser and ``stopping`` are those the next epoch starts from.
+    ranks : sklearn_triplet._distributed.Ranks, default=None
+        The process group training one model together (see :mod:`sklearn_triplet._distributed`):
+        every rank embeds its share of each batch, the loss sees the gathered global batch, the
+        gradients are summed, and the validation score, the time and the decision to stop are
+        the same on every rank. None trains in this process alone.
 
     Returns
     -------
@@ -362,6 +379,8 @@ def train(
         else contextlib.nullcontext()
     )
     stopping = EarlyStopping() if stopping is None else stopping
+    if ranks is not None:
+        ranks.broadcast_module(module)
     stop_reason = STOP_MAX_ITER
     first_epoch = settings.first_epoch
     epochs = range(first_epoch, first_epoch + settings.n_epochs)
@@ -380,6 +399,7 @@ def train(
                 data.batches(),
                 device,
                 autocast,
+                ranks,
             )
             problem = _divergence(logs, module)
             if problem:
@@ -392,12 +412,19 @@ def train(
                 )
             logs = {"epoch": epoch, **logs}
             if data.validation_score is not None:
-                logs["validation_score"] = float(data.validation_score())
+                logs["validation_score"] = (
+                    float(data.validation_score())
+                    if ranks is None
+                    else ranks.from_writer(data.validation_score)
+                )
                 stopping.update(logs["validation_score"], module, settings.tol)
             logs["time"] = time.perf_counter() - start_time
+            if ranks is not None:
+                logs["time"] = ranks.from_writer(lambda elapsed=logs["time"]: elapsed)
             history.append(logs)
             _report(bar, logs, settings, first_epoch + settings.n_epochs - 1, statistics)
-            if on_epoch_end is not None and on_epoch_end(epoch, logs):
+            stop = on_epoch_end is not None and on_epoch_end(epoch, logs)
+            if stop if ranks is None else ranks.any(stop):
                 stop_reason = STOP_CALLBACK
                 break
             if (
@@ -414,7 +441,18 @@ def train(
 
 
 def _train_epoch(
-    module, optimizer, schedule, epoch, batch_loss, statistics, X, y, batches, device, autocast
+    module,
+    optimizer,
+    schedule,
+    epoch,
+    batch_loss,
+    statistics,
+    X,
+    y,
+    batches,
+    device,
+    autocast,
+    ranks=None,
 ):
     module.train()
     batches = list(batches)
@@ -424,18 +462,18 @@ def _train_epoch(
     for i, batch in enumerate(batches):
         indices, targets = batch if isinstance(batch, tuple) else (batch, None)
         indices = torch.as_tensor(indices, device=X.device)
-        xb = X[indices].to(device, non_blocking=True)
         yb = y[indices].to(device, non_blocking=True) if targets is None else targets
-        with autocast:
-            embeddings = module(xb)
+        embeddings = embed_batch(module, X, indices, device, autocast, ranks)
         loss, counts, spread = batch_loss(
-            embeddings.float(),
+            embeddings,
             yb,
             taxonomy=i % statistics.taxonomy_every == 0,
             spread=i == len(batches) - 1,  # the embeddings of the epoch's last batch
         )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if ranks is not None:
+            ranks.sum_gradients(module)
         if schedule is not None:
             rate = schedule.rate(epoch, i, len(batches))
             for group in optimizer.param_groups:
@@ -446,6 +484,8 @@ def _train_epoch(
         finite &= torch.isfinite(embeddings.detach()).all()
         totals = counts if totals is None else totals + counts
         negatives = spread if spread is not None else negatives
+    if ranks is not None:
+        ranks.broadcast_module(module, parameters=False)
     logs = {
         "loss": (loss_sum / max(len(batches), 1)).item(),
         "_finite_embeddings": bool(finite),
@@ -454,6 +494,21 @@ def _train_epoch(
         logs.update(statistics.epoch_logs(totals))
     logs["mean_distance"] = _mean_negative_distance(negatives)
     return logs
+
+
+def embed_batch(module, X, indices, device, autocast=None, ranks=None):
+    """The float32 embeddings ``(len(indices), n_components)`` of the rows ``indices`` of ``X``.
+
+    In a process group (``ranks``), this rank embeds its share of the batch alone, with gradients,
+    and the others' shares are gathered: the result is that of the whole batch, in its order.
+    """
+    if ranks is None:
+        with autocast or contextlib.nullcontext():
+            return module(X[indices].to(device, non_blocking=True)).float()
+    share, sizes = ranks.share(indices)
+    with autocast or contextlib.nullcontext():
+        embeddings = module(X[share].to(device, non_blocking=True))
+    return ranks.gather(embeddings.float(), sizes)
 
 
 def _divergence(logs, module):
