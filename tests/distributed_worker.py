@@ -78,11 +78,16 @@ def fit(out, rank):
     path = os.path.join(out, "model.safetensors")
     est.save(path)
     loaded = load(path)  # on every rank, right after save returns
+    loaded_embedding = loaded.transform(X)
+    loaded.partial_fit(X, y)  # one more epoch, in the group too
     np.savez(
         os.path.join(out, f"fit-{rank}.npz"),
         weights=np.concatenate([p.detach().numpy().ravel() for p in est.module_.parameters()]),
         embedding=est.transform(X),
-        loaded_embedding=loaded.transform(X),
+        loaded_embedding=loaded_embedding,
+        partial_fit_weights=np.concatenate(
+            [p.detach().numpy().ravel() for p in loaded.module_.parameters()]
+        ),
         history=np.array(
             [[row["loss"], row["validation_score"], row["time"]] for row in est.history_]
         ),
