@@ -72,7 +72,7 @@ from ._validation import (
     validate_data,
     validate_estimator_params,
 )
-from .backbones import BACKBONES, WEIGHT_LAYERS, L2Normalize, build_backbone, reads_arrays
+from .backbones import BACKBONES, WEIGHT_LAYERS, L2Normalize, build_backbone
 
 # Warnings raised after training point at the caller of fit: _warn_after_training, _fit, fit, the
 # wrapper of scikit-learn's _fit_context, then the caller.
@@ -343,7 +343,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         """
         shape = _shape(X)
         sample = tuple(int(n) for n in shape[1:]) if len(shape) > 2 else None
-        convolutional = reads_arrays(self.backbone)
+        convolutional = isinstance(self.backbone, str) and BACKBONES[self.backbone].reads_arrays
         if reset:
             given = (self.backbone_params or {}).get("input_shape") if convolutional else None
             input_shape = tuple(int(n) for n in given) if given is not None else None

@@ -393,11 +393,6 @@ WEIGHT_LAYERS = tuple(
 )
 
 
-def reads_arrays(backbone):
-    """Whether a ``backbone`` parameter names a built-in backbone that reads samples as arrays."""
-    return isinstance(backbone, str) and backbone in BACKBONES and BACKBONES[backbone].reads_arrays
-
-
 def build_backbone(
     backbone, n_features, n_components, *, hidden_layer_sizes=(256,), params=None, generator=None
 ):
