@@ -174,6 +174,13 @@ def main():
         checkpointed(out, rank, die_at=3)
     elif mode == "resume":
         checkpointed(out, rank)
+    # Leave the group explicitly once both ranks are done: a gloo group still alive at interpreter
+    # exit can abort the process (SIGABRT, "terminate called without an active exception").
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
