@@ -72,13 +72,7 @@ from ._validation import (
     validate_data,
     validate_estimator_params,
 )
-from .backbones import (
-    BUILTIN_BACKBONES,
-    SHAPED_BACKBONES,
-    L2Normalize,
-    build_backbone,
-    find_head,
-)
+from .backbones import BACKBONES, WEIGHT_LAYERS, L2Normalize, build_backbone, find_head
 
 # Warnings raised after training point at the caller of fit: _warn_after_training, _fit, fit, the
 # wrapper of scikit-learn's _fit_context, then the caller.
@@ -137,7 +131,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
 
     _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
-        "backbone": [StrOptions(set(BUILTIN_BACKBONES)), torch.nn.Module, callable],
+        "backbone": [StrOptions(set(BACKBONES)), torch.nn.Module, callable],
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "backbone_params": [dict, None],
         "normalize": ["boolean"],
@@ -248,13 +242,8 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             self._initialise_from_data(X, data)
         seed = int(self._rng.integers(2**31))
         first_row = len(self.history_)
-        # The learning rate's schedule spans the epochs of one fit (a resumed one included);
-        # partial_fit trains at learning_rate_init.
-        schedule = None
-        if validate and self.learning_rate != "constant":
-            schedule = _training.LearningRateSchedule(
-                self.learning_rate, self.learning_rate_init, self.n_iter_ + 1, n_epochs
-            )
+        # fit only (partial_fit trains at learning_rate_init); drawn before a checkpoint restores
+        schedule = self._schedule(n_epochs) if validate else None
         stopping = None
         if checkpoint:
             n_epochs, start_time = checkpoint.restore(self, n_epochs, start_time)
@@ -266,20 +255,10 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 )
             if checkpoint.loop_state:
                 stopping = _training.EarlyStopping(**checkpoint.loop_state)
-        settings = _training.LoopSettings(
-            n_epochs=n_epochs,
-            first_epoch=self.n_iter_ + 1,
-            schedule=schedule,
-            n_iter_no_change=self.n_iter_no_change,
-            tol=self.tol,
-            mixed_precision=self.mixed_precision,
-            verbose=self.verbose if _distributed.is_writer() else 0,
-            score_name=self._validation_score_name,
-        )
         # Built-in networks and losses draw from generators of this fit alone; user code may draw
         # from torch's global generator, which is then seeded from random_state under a lock (and,
         # when resuming, set to the state the checkpoint saved).
-        user_code = not isinstance(self.backbone, str) or getattr(self, "loss", None) is not None
+        user_code = not isinstance(self.backbone, str) or callable(getattr(self, "loss", None))
         with (
             self._thread_limit(min(self.batch_size, X.shape[0])),
             _threads.seeded_global_generator(seed, self.device_)
@@ -290,7 +269,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 checkpoint.restore_torch_generators(self.device_)
             stop_reason = self._train(
                 self._training_data(X, data, X_val, data_val),
-                settings,
+                self._loop_settings(n_epochs, schedule),
                 start_time=start_time,
                 callbacks=callbacks,
                 checkpoint=checkpoint,
@@ -299,14 +278,35 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         if checkpoint:
             checkpoint.finish()
         if validate or reset:  # partial_fit keeps the scores of the last fit
-            scores = None
-            if X_val is not None:
-                scores = [row["validation_score"] for row in self.history_[first_row:]]
+            new_rows = self.history_[first_row:]
+            scores = None if X_val is None else [row["validation_score"] for row in new_rows]
             self.validation_scores_ = scores
             self.best_validation_score_ = max(scores) if scores else None
         self._after_training(X, data, X_val, data_val)
         self._warn_after_training(stop_reason, X_val is not None, check_convergence=validate)
         return self
+
+    def _schedule(self, n_epochs):
+        """The learning rate's schedule over the ``n_epochs`` epochs of a fit from now on (a
+        resumed fit keeps it); None for ``"constant"``."""
+        if self.learning_rate == "constant":
+            return None
+        return _training.LearningRateSchedule(
+            self.learning_rate, self.learning_rate_init, self.n_iter_ + 1, n_epochs
+        )
+
+    def _loop_settings(self, n_epochs, schedule):
+        """How the loop runs the ``n_epochs`` epochs left, from the epoch after ``n_iter_``."""
+        return _training.LoopSettings(
+            n_epochs=n_epochs,
+            first_epoch=self.n_iter_ + 1,
+            schedule=schedule,
+            n_iter_no_change=self.n_iter_no_change,
+            tol=self.tol,
+            mixed_precision=self.mixed_precision,
+            verbose=self.verbose if _distributed.is_writer() else 0,
+            score_name=self._validation_score_name,
+        )
 
     def _continue_warm_start(self):
         """Check that the network may be trained further as it is; move it to today's device.
@@ -409,7 +409,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             input_shape,
             generator=torch.Generator().manual_seed(int(rng.integers(2**31))),
         ).to(device)
-        probe, flops_per_row = _threads.probe(module, n_features, device)
+        probe, flops_per_row = _threads.probe(module, n_features, device, WEIGHT_LAYERS)
         if probe.ndim != 2:
             raise ValueError(
                 "The backbone must map (batch, n_features) to (batch, n_components); got output "
@@ -715,7 +715,7 @@ def _backbone_name(backbone):
 def _reads_shapes(backbone):
     """Whether ``backbone`` reads samples in their shape: a convolutional network, a classifier."""
     if isinstance(backbone, str):
-        return backbone in SHAPED_BACKBONES
+        return BACKBONES[backbone].reads_arrays
     return isinstance(backbone, torch.nn.Module) and find_head(backbone) is not None
 
 
@@ -806,7 +806,7 @@ def _architecture(estimator):
     }
     if isinstance(backbone, torch.nn.Module) and find_head(backbone) is None:
         del values["n_components"]
-    if not (isinstance(backbone, str) and backbone == "mlp"):
+    if not (isinstance(backbone, str) and BACKBONES[backbone].hidden_layer_sizes):
         del values["hidden_layer_sizes"]
     return values
 

@@ -28,8 +28,9 @@ from sklearn.utils.multiclass import check_classification_targets
 
 from . import _distributed, _docstrings
 from . import augment as _augment
-from ._base import BaseEmbedder, _is_builtin, stratified_split
+from ._base import BaseEmbedder, _describe, _is_builtin, stratified_split
 from ._kernels import CALLABLE_STATISTICS, callable_kernel
+from ._registry import NAMED_LOSSES
 from ._training import TrainingData
 from ._validation import Interval, StrOptions, fit_context, invalid, plain, validate_data
 from .backbones import initial_linear_weights
@@ -44,7 +45,8 @@ MIN_BATCHES_PER_EPOCH = 4
 class ClassLabelEmbedder(BaseEmbedder):
     """The base of the embedders that learn from class labels; see the module documentation."""
 
-    loss: "Callable | None"
+    loss: "str | Callable | None"
+    loss_params: "dict | None"
     init: str
     samples_per_class: int
     augment: "str | Callable | None"
@@ -54,7 +56,8 @@ class ClassLabelEmbedder(BaseEmbedder):
 
     _parameter_constraints: dict = {
         **BaseEmbedder._parameter_constraints,
-        "loss": [callable, None],
+        "loss": [StrOptions(set(NAMED_LOSSES)), callable, None],
+        "loss_params": [dict, None],
         "init": [StrOptions({"auto", "pca", "lda", "random"})],
         "batch_size": [Interval(Integral, 4, None, closed="left")],
         "samples_per_class": [Interval(Integral, 2, None, closed="left")],
@@ -119,6 +122,7 @@ class ClassLabelEmbedder(BaseEmbedder):
                 f"init={self.init!r} sets the weights of backbone='linear' only; got "
                 f"backbone={self.backbone!r}. Use init='auto' or 'random'."
             )
+        self._named_loss_options()
 
     def _check_training_data(self, X, y, *, reset):
         """``X`` (float32, one row per sample), encoded ``y`` and the input shape of a CNN."""
@@ -249,9 +253,34 @@ class ClassLabelEmbedder(BaseEmbedder):
 
         return augment_rows
 
+    def _named_loss_options(self):
+        """The options of the built-in loss named by ``loss``: its defaults, then ``loss_params``
+        ({} for the estimator's own loss or a callable, which take none)."""
+        if not isinstance(self.loss, str):
+            if self.loss_params is not None:
+                names = sorted(NAMED_LOSSES)
+                raise ValueError(
+                    f"loss_params applies to a built-in loss named by loss (one of {names}); got "
+                    f"loss={_describe(self.loss)}. Set "
+                    + (f"loss={names[0]!r}" if len(names) == 1 else "loss to one of them")
+                    + ", or loss_params=None."
+                )
+            return {}
+        defaults = NAMED_LOSSES[self.loss].params or {}
+        given = self.loss_params or {}
+        unknown = sorted(set(given) - set(defaults))
+        if unknown:
+            raise ValueError(
+                f"loss_params of loss={self.loss!r} must be a dict with keys among "
+                f"{sorted(defaults)}; got unknown key(s) {unknown}."
+            )
+        return {**defaults, **given}
+
     @property
     def _statistics(self):
         """The declaration of the statistics of the loss in use."""
+        if isinstance(self.loss, str):
+            return NAMED_LOSSES[self.loss].statistics
         if self.loss is not None:
             return CALLABLE_STATISTICS
         assert self._loss is not None  # every concrete estimator declares its loss
@@ -265,10 +294,20 @@ class ClassLabelEmbedder(BaseEmbedder):
     def _batch_loss(self, embeddings, labels, *, taxonomy, spread):
         """The loss of a batch and its statistics: a :class:`~sklearn_triplet._kernels.BatchLoss`.
 
-        A user's ``loss`` is trained as given, its statistics counted with ``margin`` and
-        ``metric``; otherwise the estimator's built-in loss kernel, with its options.
+        A built-in loss named by ``loss`` is its kernel with its options (``loss_params``); a
+        user's ``loss`` is trained as given, its statistics counted with ``margin`` and ``metric``;
+        otherwise the estimator's own loss kernel, with its options.
         """
         options = {"counts": True, "taxonomy": taxonomy, "spread": spread}
+        if isinstance(self.loss, str):
+            return NAMED_LOSSES[self.loss].kernel(
+                embeddings,
+                labels,
+                margin=self.margin,
+                metric=self.metric,
+                **self._named_loss_options(),
+                **options,
+            )
         if self.loss is not None:
             return callable_kernel(
                 self.loss, embeddings, labels, margin=self.margin, metric=self.metric, **options

@@ -30,11 +30,16 @@ class ComparisonEmbedder(TupleEmbedder):
     margin : float, default=0.2
         The margin, in units of ``metric``: a triplet costs nothing once its negative is farther
         from the anchor than its positive by at least ``margin``.
-    points : array-like of shape (n_points, n_features), default=None
-        The points that index triplets refer to, when ``X`` holds integer index triplets of shape
-        ``(n_triplets, 3)``; unused when ``X`` holds the features of the three points,
-        ``(n_triplets, 3, n_features)``. A constructor parameter so that cross-validation and grid
-        searches split the triplets while every fold sees the same points (cloning copies it).
+    points : array-like of shape (n_points, n_features) or callable, default=None
+        The points that index triplets refer to, when ``X`` holds index triplets of shape
+        ``(n_triplets, 3)``: an array whose rows the integer indices pick, or a callable that maps
+        a 1-D array of ids (file names, database keys...) to their features, shape ``(n_ids,
+        n_features)``, called once per ``fit`` with the distinct ids used (the lazy path for data
+        that is not one array). Unused when ``X`` holds the features of the three points,
+        ``(n_triplets, 3, n_features)``. With ``points`` set, ``transform`` also takes a 1-D array
+        of indices or ids. A constructor parameter so that cross-validation and grid searches
+        split the triplets while every fold sees the same points (cloning copies it);
+        metric-learn's ``preprocessor``.
     %(training)s
 
     %(attributes)s

@@ -203,9 +203,9 @@ class Ranks:
         with self._collective("summing the gradients"):
             dist.all_reduce(flat)
         start = 0
-        for p in parameters:
+        for p in parameters:  # views of the summed buffer, new each step
             n = p.numel()
-            p.grad = flat[start : start + n].view_as(p).clone()
+            p.grad = flat[start : start + n].view_as(p)
             start += n
 
     # -- agreeing ----------------------------------------------------------------------------------

@@ -15,22 +15,21 @@ import torch
 
 from ._base import BaseEmbedder
 from ._format import Decoder, find_imports, lookup, package_version, read_file
+from ._registry import LOSSES
 from ._threads import seeded_global_generator
+from .backbones import BACKBONES
 
-# What this package itself may write into a file, trusted without being passed.
+# What this package itself may write into a file, trusted without being passed: its estimators,
+# the normalisation layer of its networks, and the factories and public loss functions of the
+# built-in backbones and losses, read from their registries.
 TRUSTED = (
     "sklearn_triplet.ComparisonEmbedder",
     "sklearn_triplet.PairEmbedder",
     "sklearn_triplet.SiameseEmbedder",
     "sklearn_triplet.TripletEmbedder",
     "sklearn_triplet.backbones.L2Normalize",
-    "sklearn_triplet.backbones.make_cnn",
-    "sklearn_triplet.backbones.make_fcn",
-    "sklearn_triplet.backbones.make_linear",
-    "sklearn_triplet.backbones.make_mlp",
-    "sklearn_triplet.backbones.make_resnet",
-    "sklearn_triplet.losses.contrastive_loss",
-    "sklearn_triplet.losses.triplet_loss",
+    *(f"{spec.factory.__module__}.{spec.factory.__qualname__}" for spec in BACKBONES.values()),
+    *(loss.function for loss in LOSSES.values() if loss.function is not None),
 )
 
 

@@ -15,7 +15,8 @@ from sklearn.manifold import TSNE
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_consistent_length, column_or_1d
 
-from ._kernels import CALLABLE_STATISTICS, CONTRASTIVE_STATISTICS, TRIPLET_STATISTICS
+from ._kernels import CALLABLE_STATISTICS
+from ._registry import LOSSES
 from ._validation import check_array, embedding_part
 
 __all__ = ["EmbeddingDisplay", "HistoryDisplay"]
@@ -362,14 +363,17 @@ class EmbeddingDisplay:
 # Panels of a history plot: title, y label, and the curves (history key, label).
 _HISTORY_PANELS = {
     "loss": ("Training loss", "loss", [("loss", "loss")]),
-    # The fractions the losses declare, once each.
+    # The fractions the built-in losses (and a callable loss) declare, once each.
     "triplets": (
         "Triplet types",
         "fraction",
         list(
             {
                 fraction.name: (fraction.name, fraction.label)
-                for statistics in (TRIPLET_STATISTICS, CONTRASTIVE_STATISTICS, CALLABLE_STATISTICS)
+                for statistics in [
+                    *(loss.statistics for loss in LOSSES.values()),
+                    CALLABLE_STATISTICS,
+                ]
                 for fraction in statistics.fractions
             }.values()
         ),

@@ -78,11 +78,16 @@ def fit(out, rank):
     path = os.path.join(out, "model.safetensors")
     est.save(path)
     loaded = load(path)  # on every rank, right after save returns
+    loaded_embedding = loaded.transform(X)
+    loaded.partial_fit(X, y)  # one more epoch, in the group too
     np.savez(
         os.path.join(out, f"fit-{rank}.npz"),
         weights=np.concatenate([p.detach().numpy().ravel() for p in est.module_.parameters()]),
         embedding=est.transform(X),
-        loaded_embedding=loaded.transform(X),
+        loaded_embedding=loaded_embedding,
+        partial_fit_weights=np.concatenate(
+            [p.detach().numpy().ravel() for p in loaded.module_.parameters()]
+        ),
         history=np.array(
             [[row["loss"], row["validation_score"], row["time"]] for row in est.history_]
         ),
@@ -169,6 +174,13 @@ def main():
         checkpointed(out, rank, die_at=3)
     elif mode == "resume":
         checkpointed(out, rank)
+    # Leave the group explicitly once both ranks are done: a gloo group still alive at interpreter
+    # exit can abort the process (SIGABRT, "terminate called without an active exception").
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 from sklearn.neighbors import KNeighborsClassifier
 
-from sklearn_triplet import _distributed
+from sklearn_triplet import _distributed, load
 
 pytestmark = pytest.mark.skipif(
     not (dist.is_available() and dist.is_gloo_available()), reason="needs torch.distributed (gloo)"
@@ -119,6 +119,9 @@ def test_fit_trains_one_model_as_good_as_one_process(step_and_fit):
     assert ranks[0]["written"].tolist() == [0] and ranks[1]["written"].tolist() == []
     for result in ranks:
         np.testing.assert_array_equal(result["loaded_embedding"], result["embedding"])
+    # partial_fit in the group trains the same epoch on every rank
+    np.testing.assert_array_equal(ranks[0]["partial_fit_weights"], ranks[1]["partial_fit_weights"])
+    assert not np.array_equal(ranks[0]["partial_fit_weights"], ranks[0]["weights"])
     # As good as one process fitting the same data with the same parameters.
     X, y = data()
     alone = estimator(early_stopping=True, n_iter_no_change=2).fit(X, y)
@@ -147,13 +150,14 @@ def test_a_memory_map_is_read_a_share_at_a_time(step_and_fit):
 
 def test_a_dead_rank_stops_the_others_and_a_restart_resumes(tmp_path):
     # Rank 1 exits at the end of epoch 3 as if killed; rank 0 stops with a clear error (within the
-    # group's timeout: LAUNCH_TIMEOUT bounds the wait) after the checkpoint of epoch 3.
+    # group's timeout: LAUNCH_TIMEOUT bounds the wait) when the ranks agree whether to stop,
+    # before writing the checkpoint of epoch 3: the last one is that of epoch 2.
     codes, errors = _processes("die", tmp_path)
     assert codes == [3, 17], errors
     message = (tmp_path / "error-0.txt").read_text()
     assert message.startswith("Rank 0 of 2 stopped while ")
     assert "another process of the group stopped" in message
-    assert (tmp_path / "fit.ckpt").exists()
+    assert load(tmp_path / "fit.ckpt").n_iter_ == 2
     # Started again, both ranks resume from the checkpoint: epochs 4 to 8, one model.
     codes, errors = _processes("resume", tmp_path)
     assert codes == [0, 0], errors

@@ -626,7 +626,8 @@ def test_a_new_estimator_fills_in_its_kind_and_writes_its_init(small_digits):
 
         # the parameters of the other embedders it does not take, at their defaults
         backbone, hidden_layer_sizes, backbone_params, normalize = "mlp", (64,), None, True
-        metric, loss, init, batch_size, samples_per_class = "euclidean", None, "auto", 128, 2
+        metric, loss, loss_params, init = "euclidean", None, None, "auto"
+        batch_size, samples_per_class = 128, 2
         learning_rate, learning_rate_init, weight_decay = "cosine", 3e-3, 0.0
         mixed_precision, early_stopping, validation_fraction = False, False, 0.1
         n_iter_no_change, tol, warm_start, callback, checkpoint = 10, 1e-4, False, None, None

@@ -349,10 +349,12 @@ def test_history_display_errors():
         HistoryDisplay.from_estimator(SimpleNamespace())
     with pytest.raises(ValueError, match=re.escape("history must be a non-empty list of dicts")):
         HistoryDisplay.from_history([])
+    # the fractions of every built-in loss, in the order of the registry, then the score
+    fractions = ["easy_fraction", "semi_hard_fraction", "hard_fraction", "active_fraction"]
+    fractions += ["mined_positive_fraction", "mined_negative_fraction"]  # multi-similarity
     message = (
         "history has no curve to plot against 'epoch': no epoch holds both 'epoch' and "
-        "one of ['loss', 'easy_fraction', 'semi_hard_fraction', 'hard_fraction', "
-        "'active_fraction', 'validation_score']."
+        f"one of {['loss', *fractions, 'validation_score']}."
     )
     with pytest.raises(ValueError, match=re.escape(message)):
         HistoryDisplay.from_history([{"epoch": 1, "n_triplets": 10}])
