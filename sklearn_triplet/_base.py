@@ -72,7 +72,7 @@ from ._validation import (
     validate_data,
     validate_estimator_params,
 )
-from .backbones import BACKBONES, WEIGHT_LAYERS, L2Normalize, build_backbone
+from .backbones import BACKBONES, WEIGHT_LAYERS, L2Normalize, build_backbone, find_head
 
 # Warnings raised after training point at the caller of fit: _warn_after_training, _fit, fit, the
 # wrapper of scikit-learn's _fit_context, then the caller.
@@ -335,15 +335,16 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     def _rows(self, X, *, reset):
         """``X`` with one row per sample, and the input shape of a convolutional backbone.
 
-        ``backbone="cnn"`` reads samples given as arrays: images ``(n_samples, channels, height,
-        width)`` or ``(n_samples, height, width)``, and signals ``(n_samples, channels, length)``
-        with ``backbone_params={"input_shape": (channels, length)}``. They are flattened here (C
+        The convolutional backbones (``"cnn"``, ``"fcn"``, ``"resnet"``) and classifiers given
+        as modules read samples given as arrays: images ``(n_samples, channels, height, width)``
+        or ``(n_samples, height, width)``, and signals ``(n_samples, channels, length)`` with
+        ``backbone_params={"input_shape": (channels, length)}``. They are flattened here (C
         order), and the network unflattens them. Without ``input_shape``, a fit reads it from
         ``X``: ``(channels, height, width)``, or ``(1, height, width)`` for a 3-D ``X``.
         """
         shape = _shape(X)
         sample = tuple(int(n) for n in shape[1:]) if len(shape) > 2 else None
-        convolutional = isinstance(self.backbone, str) and BACKBONES[self.backbone].reads_arrays
+        convolutional = _reads_shapes(self.backbone)
         if reset:
             given = (self.backbone_params or {}).get("input_shape") if convolutional else None
             input_shape = tuple(int(n) for n in given) if given is not None else None
@@ -351,11 +352,13 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             input_shape = getattr(self, "_input_shape", None)
             convolutional = input_shape is not None
         if sample is None:
-            if reset and convolutional and input_shape is None:
+            # a classifier given as a module may read rows as they are; the built-in nets may not
+            builtin = isinstance(self.backbone, str)
+            if reset and convolutional and builtin and input_shape is None:
                 raise invalid(
                     "X",
                     "images, (n_samples, channels, height, width) or (n_samples, height, width), "
-                    "when backbone='cnn' has no backbone_params['input_shape']",
+                    f"when backbone={self.backbone!r} has no backbone_params['input_shape']",
                     f"shape {tuple(shape)}. Give X as images, or the shape of one sample as "
                     "backbone_params={'input_shape': (channels, height, width)}, or "
                     "(channels, length) for signals",
@@ -364,14 +367,10 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         if not convolutional:
             raise invalid(
                 "X",
-                "2-D, (n_samples, n_features), with "
-                + (
-                    f"backbone={self.backbone!r}"
-                    if isinstance(self.backbone, str)
-                    else f"{_describe(self.backbone)} as backbone"
-                ),
+                f"2-D, (n_samples, n_features), with {_backbone_name(self.backbone)}",
                 f"shape {tuple(shape)}. Flatten each sample, X.reshape(len(X), -1), or use "
-                "backbone='cnn', which reads images (n_samples, channels, height, width) or "
+                "backbone='fcn', 'resnet' or 'cnn', which read images (n_samples, channels, "
+                "height, width) or "
                 "(n_samples, height, width), and signals (n_samples, channels, length) with "
                 "backbone_params={'input_shape': (channels, length)}",
             )
@@ -380,7 +379,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 raise invalid(
                     "X",
                     "images, (n_samples, channels, height, width) or (n_samples, height, width), "
-                    "for backbone='cnn'",
+                    f"for {_backbone_name(self.backbone)}",
                     f"shape {tuple(shape)}",
                 )
             input_shape = sample if len(sample) == 3 else (1, *sample)
@@ -706,6 +705,20 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             self.module_.to(self.device_)
 
 
+def _backbone_name(backbone):
+    """``backbone='cnn'`` or ``a Linear module as backbone``, for messages."""
+    if isinstance(backbone, str):
+        return f"backbone={backbone!r}"
+    return f"{_describe(backbone)} as backbone"
+
+
+def _reads_shapes(backbone):
+    """Whether ``backbone`` reads samples in their shape: a convolutional network, a classifier."""
+    if isinstance(backbone, str):
+        return BACKBONES[backbone].reads_arrays
+    return isinstance(backbone, torch.nn.Module) and find_head(backbone) is not None
+
+
 def _is_builtin(backbone, name):
     return isinstance(backbone, str) and backbone == name
 
@@ -779,8 +792,9 @@ def _callbacks(callback):
 def _architecture(estimator):
     """The parameters that define the network an estimator builds, with their values.
 
-    ``n_components`` is left out when the backbone is a module instance (whose own output width
-    counts), and ``hidden_layer_sizes`` unless the backbone is ``"mlp"``.
+    ``n_components`` is left out when the backbone is a module instance without a head to
+    replace (whose own output width counts), and ``hidden_layer_sizes`` unless the backbone is
+    ``"mlp"``.
     """
     backbone = estimator.backbone
     values = {
@@ -790,7 +804,7 @@ def _architecture(estimator):
         "backbone_params": copy.copy(estimator.backbone_params),
         "normalize": estimator.normalize,
     }
-    if isinstance(backbone, torch.nn.Module):
+    if isinstance(backbone, torch.nn.Module) and find_head(backbone) is None:
         del values["n_components"]
     if not (isinstance(backbone, str) and BACKBONES[backbone].hidden_layer_sizes):
         del values["hidden_layer_sizes"]

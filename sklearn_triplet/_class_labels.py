@@ -9,10 +9,12 @@ labels ``y``:
 - ``_check_training_data``: float32 rows and labels encoded ``0 .. n_classes - 1``;
 - ``_split_validation``: ``validation_fraction`` of each class, two samples at least on each side;
 - ``_initialise_from_data``: the linear backbone's weights from PCA or LDA (``init``);
-- ``_training_data``: class-balanced P x K batches, and MAP@R of the held-out samples;
+- ``_training_data``: class-balanced P x K batches (at least ``MIN_BATCHES_PER_EPOCH`` an epoch),
+  the ``augment`` of the training batches, and MAP@R of the held-out samples;
 - ``_batch_loss``: the built-in loss kernel with the estimator's options, or the user's ``loss``.
 
-Its own parameters are ``loss``, ``init`` and ``samples_per_class``; a concrete estimator adds its
+Its own parameters are ``loss``, ``init``, ``samples_per_class`` and ``augment``; a concrete
+estimator adds its
 loss's options (``mining``, ``average``...), declares ``_loss`` and writes its ``__init__``.
 """
 
@@ -25,6 +27,7 @@ import torch
 from sklearn.utils.multiclass import check_classification_targets
 
 from . import _distributed, _docstrings
+from . import augment as _augment
 from ._base import BaseEmbedder, _describe, _is_builtin, stratified_split
 from ._kernels import CALLABLE_STATISTICS, callable_kernel
 from ._registry import NAMED_LOSSES
@@ -34,6 +37,10 @@ from .backbones import initial_linear_weights
 from .metrics import map_at_r
 from .sampling import class_balanced_batches
 
+# The fewest batches in an epoch: a small data set (36 samples, one batch) still trains for
+# max_iter * 4 optimiser steps, 200 with the defaults (user guide, "Small data sets").
+MIN_BATCHES_PER_EPOCH = 4
+
 
 class ClassLabelEmbedder(BaseEmbedder):
     """The base of the embedders that learn from class labels; see the module documentation."""
@@ -42,6 +49,7 @@ class ClassLabelEmbedder(BaseEmbedder):
     loss_params: "dict | None"
     init: str
     samples_per_class: int
+    augment: "str | Callable | None"
 
     _validation_score_name = "MAP@R"
     _negatives = "embeddings of different classes"
@@ -53,6 +61,7 @@ class ClassLabelEmbedder(BaseEmbedder):
         "init": [StrOptions({"auto", "pca", "lda", "random"})],
         "batch_size": [Interval(Integral, 4, None, closed="left")],
         "samples_per_class": [Interval(Integral, 2, None, closed="left")],
+        "augment": [StrOptions(set(_augment.RECIPES)), callable, None],
     }
 
     @classmethod
@@ -196,7 +205,7 @@ class ClassLabelEmbedder(BaseEmbedder):
         """Class-balanced batches (:func:`~sklearn_triplet.sampling.class_balanced_batches`) and
         the MAP@R of the validation samples among themselves."""
         X_t, y_t = _to_device(X, y, self.device_)
-        n_batches = max(1, -(-X.shape[0] // self.batch_size))
+        n_batches = max(MIN_BATCHES_PER_EPOCH, -(-X.shape[0] // self.batch_size))
 
         def batches():
             return class_balanced_batches(
@@ -210,7 +219,39 @@ class ClassLabelEmbedder(BaseEmbedder):
         def validation_map_at_r():
             return map_at_r(self._embed(X_val), y_val, metric=self.metric)
 
-        return TrainingData(X_t, y_t, batches, None if X_val is None else validation_map_at_r)
+        return TrainingData(
+            X_t,
+            y_t,
+            batches,
+            None if X_val is None else validation_map_at_r,
+            self._augmentation(),
+        )
+
+    def _augmentation(self):
+        """``augment`` as the training loop calls it, on rows: None, or ``batch -> batch``.
+
+        The samples are handed over in their shape (``_input_shape``, when the backbone reads
+        one) with a generator on the device seeded from the fit's, and flattened back.
+        """
+        augmentation = _augment.resolve(self.augment)
+        if augmentation is None:
+            return None
+        generator = torch.Generator(device=self.device_)
+        generator.manual_seed(int(self._rng.integers(2**31)))
+        shape = self._input_shape
+
+        def augment_rows(rows):
+            batch = rows if shape is None else rows.reshape(rows.shape[0], *shape)
+            out = augmentation(batch, generator)
+            if not isinstance(out, torch.Tensor) or out.shape != batch.shape:
+                got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+                raise ValueError(
+                    f"augment must return a tensor of the batch's shape {tuple(batch.shape)}; "
+                    f"got {got}."
+                )
+            return out.reshape(rows.shape)
+
+        return augment_rows
 
     def _named_loss_options(self):
         """The options of the built-in loss named by ``loss``: its defaults, then ``loss_params``

@@ -18,8 +18,10 @@ _BACKBONE_PARAMETERS = """\
         Hidden widths of the ``"mlp"`` backbone.
     backbone_params : dict, default=None
         Extra settings of the backbone builder, searchable by grid search as whole dicts (for
+        ``"fcn"`` and ``"resnet"``: ``input_shape``, ``width``, ``kernel_sizes``, ``pool``; for
         ``"cnn"``: ``input_shape``, ``channels``, ``hidden_size``, ``kernel_size``; for
-        ``"mlp"``: ``activation``).
+        ``"mlp"``: ``activation``; for a classifier given as a module: ``input_shape`` and
+        ``freeze``).
     normalize : bool, default=True
         Scale each embedding to unit Euclidean norm (as in FaceNet), in training and in
         ``transform``.
@@ -38,8 +40,12 @@ def _backbone_entry():
         + [f'``"{name}"``: {spec.summary}' for name, spec in BACKBONES.items()]
         + [f"{flat} take 2-D ``X``."]
         + [
-            "A module instance is deep-copied at fit (the given one is never changed); a class or "
-            "factory is called as ``backbone(n_features, n_components, **backbone_params)``."
+            "A module instance is deep-copied at fit (the given one is never changed); a "
+            "classifier (a child named ``fc``, ``classifier``, ``head`` or ``heads``, as "
+            "torchvision names them) has the last linear layer of its head replaced by a "
+            "projection to ``n_components`` and reads samples in their shape "
+            "(:func:`~sklearn_triplet.backbones.replace_head`). A class or factory is called as "
+            "``backbone(n_features, n_components, **backbone_params)``."
         ]
     )
     default = next(iter(BACKBONES))
@@ -77,8 +83,17 @@ TRAINING_PARAMETERS = """\
     samples_per_class : int, default=%(samples_per_class)s
         The minimum K of the P x K batches: each class drawn gives that many samples, or all it
         has. ``batch_size`` must be at least ``2 * samples_per_class``.
+    augment : {"signals", "images"}, callable or None, default=None
+        Random changes applied to each training batch (never to ``transform``'s input), drawn
+        from a generator seeded by the fit, so a fit with ``random_state`` stays deterministic. A
+        callable is called as ``augment(batch, generator) -> batch`` on a float tensor of the
+        samples in their shape, ``(B, channels, length)`` or ``(B, channels, height, width)``
+        with the convolutional backbones, else ``(B, n_features)``, and returns the same shape.
+        ``"signals"``: jitter, scaling and window slicing; ``"images"``: random translations by
+        up to 2 pixels (:mod:`sklearn_triplet.augment`). None: no augmentation.
     max_iter : int, default=50
-        Number of epochs; an epoch is ``ceil(n_samples / batch_size)`` batches.
+        Number of epochs; an epoch is ``ceil(n_samples / batch_size)`` batches, and at least 4,
+        so that a small data set still trains for ``4 * max_iter`` steps.
     learning_rate : {"cosine", "constant"}, default="cosine"
         Schedule of Adam's learning rate over the steps (batches) of a ``fit``. ``"cosine"``: a
         linear warm-up from ``learning_rate_init / n_warmup`` to ``learning_rate_init`` over the

@@ -96,6 +96,7 @@ class SiameseEmbedder(ClassLabelEmbedder):
         init="auto",
         batch_size=128,
         samples_per_class=2,
+        augment=None,
         max_iter=50,
         learning_rate="cosine",
         learning_rate_init=3e-3,
@@ -129,6 +130,7 @@ class SiameseEmbedder(ClassLabelEmbedder):
         self.init = init
         self.batch_size = batch_size
         self.samples_per_class = samples_per_class
+        self.augment = augment
         self.max_iter = max_iter
         self.learning_rate = learning_rate
         self.learning_rate_init = learning_rate_init

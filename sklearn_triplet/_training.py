@@ -234,12 +234,16 @@ class TrainingData:
     validation_score : callable or None
         ``validation_score() -> float``, higher is better; enables early stopping on it, restoring
         the best weights at the end. None: no early stopping.
+    augment : callable or None
+        ``augment(batch) -> batch``, applied to each training batch of rows on the device before
+        the module sees it; None leaves batches as they are.
     """
 
     X: "torch.Tensor | Rows"
     y: "torch.Tensor | None"
     batches: Callable[[], Iterable]
     validation_score: "Callable[[], float] | None" = None
+    augment: "Callable[[torch.Tensor], torch.Tensor] | None" = None
 
 
 @dataclass(frozen=True)
@@ -400,6 +404,7 @@ def train(
                 device,
                 autocast,
                 ranks,
+                data.augment,
             )
             problem = _divergence(logs, module)
             if problem:
@@ -453,6 +458,7 @@ def _train_epoch(
     device,
     autocast,
     ranks=None,
+    augment=None,
 ):
     module.train()
     batches = list(batches)
@@ -463,7 +469,7 @@ def _train_epoch(
         indices, targets = batch if isinstance(batch, tuple) else (batch, None)
         indices = torch.as_tensor(indices, device=X.device)
         yb = y[indices].to(device, non_blocking=True) if targets is None else targets
-        embeddings = embed_batch(module, X, indices, device, autocast, ranks)
+        embeddings = embed_batch(module, X, indices, device, autocast, ranks, augment)
         loss, counts, spread = batch_loss(
             embeddings,
             yb,
@@ -496,18 +502,20 @@ def _train_epoch(
     return logs
 
 
-def embed_batch(module, X, indices, device, autocast=None, ranks=None):
+def embed_batch(module, X, indices, device, autocast=None, ranks=None, augment=None):
     """The float32 embeddings ``(len(indices), n_components)`` of the rows ``indices`` of ``X``.
 
     In a process group (``ranks``), this rank embeds its share of the batch alone, with gradients,
     and the others' shares are gathered: the result is that of the whole batch, in its order.
+    ``augment(rows) -> rows``, when given, changes the rows (this rank's share) first.
     """
+    augment = augment or (lambda rows: rows)
     if ranks is None:
         with autocast or contextlib.nullcontext():
-            return module(X[indices].to(device, non_blocking=True)).float()
+            return module(augment(X[indices].to(device, non_blocking=True))).float()
     share, sizes = ranks.share(indices)
     with autocast or contextlib.nullcontext():
-        embeddings = module(X[share].to(device, non_blocking=True))
+        embeddings = module(augment(X[share].to(device, non_blocking=True)))
     return ranks.gather(embeddings.float(), sizes)
 
 

@@ -17,7 +17,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 
 from sklearn_triplet import SiameseEmbedder, TripletEmbedder
-from sklearn_triplet._class_labels import ClassLabelEmbedder
+from sklearn_triplet._class_labels import MIN_BATCHES_PER_EPOCH, ClassLabelEmbedder
 from sklearn_triplet._kernels import CONTRASTIVE
 from sklearn_triplet._validation import StrOptions
 from sklearn_triplet.backbones import initial_linear_weights
@@ -239,10 +239,13 @@ def test_unknown_average_and_schedule(small_digits, fast):
 
 
 @pytest.mark.parametrize("mining", ["semi-hard", "easy-positive"])
-def test_average_divides_by_the_active_triplets_or_all_mined(mining, small_digits, fast):
+def test_average_divides_by_the_active_triplets_or_all_mined(
+    mining, small_digits, fast, monkeypatch
+):
     X, y = small_digits
     # One batch holding every sample (300 < batch_size) and one epoch: both fits see the same
     # weights and the same triplets, and differ only in the denominator of the loss.
+    monkeypatch.setattr("sklearn_triplet._class_labels.MIN_BATCHES_PER_EPOCH", 1)
     params = {**fast, "max_iter": 1, "batch_size": 512, "mining": mining, "margin": 0.05}
     mean_all = TripletEmbedder(**params, average="all").fit(X, y).history_[0]
     mean_active = TripletEmbedder(**params, average="active").fit(X, y).history_[0]
@@ -256,15 +259,15 @@ def test_auto_mining_pulls_the_closest_positive_for_the_linear_backbone(
     backbone, expected, small_digits, fast
 ):
     X, y = small_digits
-    # One batch holding every sample: easy-positive mines one triplet per anchor, semi-hard one
-    # per positive pair.
+    # Batches holding every sample (an epoch has at least MIN_BATCHES_PER_EPOCH of them):
+    # easy-positive mines one triplet per anchor, semi-hard one per positive pair.
     params = {**fast, "max_iter": 1, "batch_size": 512, "backbone": backbone}
     auto = TripletEmbedder(**params).fit(X, y).history_[0]
     explicit = TripletEmbedder(**params, mining=expected).fit(X, y).history_[0]
     assert auto["loss"] == explicit["loss"] and auto["n_mined"] == explicit["n_mined"]
     counts = np.bincount(y)
     n_mined = len(y) if expected == "easy-positive" else int((counts * (counts - 1)).sum())
-    assert auto["n_mined"] == n_mined
+    assert auto["n_mined"] == MIN_BATCHES_PER_EPOCH * n_mined
 
 
 @pytest.mark.parametrize(
@@ -628,7 +631,7 @@ def test_a_new_estimator_fills_in_its_kind_and_writes_its_init(small_digits):
         learning_rate, learning_rate_init, weight_decay = "cosine", 3e-3, 0.0
         mixed_precision, early_stopping, validation_fraction = False, False, 0.1
         n_iter_no_change, tol, warm_start, callback, checkpoint = 10, 1e-4, False, None, None
-        checkpoint_every, device, n_threads, verbose = 1, "cpu", None, 0
+        checkpoint_every, device, n_threads, verbose, augment = 1, "cpu", None, 0, None
 
     assert list(inspect.signature(_PairsEmbedder).parameters)[1:6] == [
         "margin",
@@ -698,7 +701,8 @@ def test_arrays_of_samples_need_a_convolutional_backbone(digit_images, fast):
     images, y = digit_images
     message = (
         "X must be 2-D, (n_samples, n_features), with backbone='mlp'; got shape (300, 8, 8). "
-        "Flatten each sample, X.reshape(len(X), -1), or use backbone='cnn', which reads images "
+        "Flatten each sample, X.reshape(len(X), -1), or use backbone='fcn', 'resnet' or 'cnn', "
+        "which read images "
         "(n_samples, channels, height, width) or (n_samples, height, width), and signals "
         "(n_samples, channels, length) with backbone_params={'input_shape': (channels, length)}."
     )
