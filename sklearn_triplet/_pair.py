@@ -106,17 +106,23 @@ class PairEmbedder(ClassifierMixin, TupleEmbedder):
     classes_ : ndarray of shape (2,)
         ``[-1, 1]``.
 """
-    # The learning rate of the embedders' recipe was not studied for tuples: theirs stays as it was.
+    # The recipe of benchmarks/pairs.py's tasks (see the user guide's "default training recipe").
     _own_parameters = {
+        "backbone": "residual",
+        "normalize": False,
         "margin": 1.0,
         "points": None,
+        "average": "active",
+        "squared": False,
+        "do_no_harm": True,
         "threshold": "accuracy",
         "target_far": None,
-        "learning_rate": "constant",
+        "learning_rate": "cosine",
         "learning_rate_init": 1e-3,
     }
     _parameter_constraints = {
         **TupleEmbedder._parameter_constraints,
+        "squared": ["boolean"],
         "threshold": [
             StrOptions({"accuracy", "far"}),
             Interval(Real, None, None, closed="neither"),
@@ -188,17 +194,22 @@ class PairEmbedder(ClassifierMixin, TupleEmbedder):
             targets,
             margin=self.margin,
             metric=self.metric,
+            average=self.average,
+            squared=self.squared,
             counts=counts,
             spread=spread,
         )
 
-    def _validation_score(self, members, targets):
+    def _validation_score(self, members, targets, *, metric=None):
         """ROC AUC of the held-out pairs ranked by distance (higher is better)."""
-        distances = paired_distances(members[:, 0], members[:, 1], metric=self.metric)
+        metric = self.metric if metric is None else metric
+        distances = paired_distances(members[:, 0], members[:, 1], metric=metric)
         return roc_auc_score(targets, -distances)
 
     def _after_training(self, points, data, points_val, data_val):
-        """Calibrate ``threshold_``: on the held-out pairs with early stopping, else on all."""
+        """Choose the embedding (``do_no_harm``), then calibrate ``threshold_`` in it: on the
+        held-out pairs with early stopping, else on all."""
+        super()._after_training(points, data, points_val, data_val)
         self.classes_ = np.array([-1, 1])
         if not isinstance(self.threshold, str):
             self.threshold_ = float(self.threshold)
