@@ -1,6 +1,9 @@
 """ComparisonEmbedder: a backbone trained with the triplet loss on given relative comparisons."""
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
+import torch
 from sklearn.utils.validation import check_is_fitted
 
 from ._kernels import GIVEN_TRIPLETS, given_triplets_kernel
@@ -19,6 +22,10 @@ class ComparisonEmbedder(TupleEmbedder):
     points (``transform``) and tells the order of new triplets (``predict``). Only the given
     triplets are trained on: none is made by combining triplets that share points.
 
+    By default the network starts at the points' own geometry (``backbone="residual"``) and
+    ``do_no_harm`` keeps the raw features when training did not beat them on held-out triplets,
+    so the embedding is not worse than the features it was given.
+
     Read more in the :ref:`User Guide <tuples>`.
 
     Parameters
@@ -27,6 +34,19 @@ class ComparisonEmbedder(TupleEmbedder):
     margin : float, default=0.2
         The margin, in units of ``metric``: a triplet costs nothing once its negative is farther
         from the anchor than its positive by at least ``margin``.
+    average : {"active", "all"}, default="active"
+        ``"active"``: the loss is the mean over the triplets of the batch whose loss is above 0,
+        so that the gradient keeps its size as training turns triplets easy. ``"all"``: the sum
+        over the batch's triplets divided by their number (FaceNet).
+    do_no_harm : bool, default=True
+        Never be worse than the features given, on held-out triplets: ``fit`` holds out
+        ``validation_fraction`` of the triplets (with ``early_stopping=True``, its validation
+        triplets), trains on the rest, and counts the held-out triplets in the right order in the
+        trained embedding (in ``metric``) and in the raw features (Euclidean). The embedding is
+        kept only when it orders more of them right; otherwise ``transform`` returns the features
+        unchanged (float32, ``n_components_ = n_features_in_``), triplets are ordered by
+        Euclidean distance and ``raw_kept_`` is True. With fewer than two triplets, nothing is
+        held out and the network is used. ``partial_fit`` always uses the network.
     points : array-like of shape (n_points, n_features), default=None
         The points that index triplets refer to, when ``X`` holds integer index triplets of shape
         ``(n_triplets, 3)``; unused when ``X`` holds the features of the three points,
@@ -73,20 +93,80 @@ class ComparisonEmbedder(TupleEmbedder):
     _tuple_size = 3
     _kind = "triplet"
     _negatives = "the anchors and the negatives"
-    _validation_score_name = "triplet accuracy (the share in the right order)"
+    _validation_score_name = "triplet accuracy"
+    _validation_score_doc = "triplet accuracy (the share in the right order)"
     _split_description = "at least one on each side"
     _split_minimum = "triplets"
-    # The recipe of benchmarks/pairs.py's tasks (see the user guide's "default training recipe").
-    _own_parameters = {
-        "backbone": "residual",
-        "normalize": False,
-        "margin": 0.2,
-        "points": None,
-        "average": "active",
-        "do_no_harm": True,
-        "learning_rate": "cosine",
-        "learning_rate_init": 1e-3,
-    }
+    _own_attributes = """\
+    raw_kept_ : bool
+        True when ``do_no_harm`` found the trained embedding no better than the raw features on
+        the held-out triplets: ``transform`` returns the features unchanged.
+    held_out_scores_ : dict or None
+        ``{"trained": float, "raw": float}``, the share of the held-out triplets in the right
+        order in each, from the last ``fit`` with ``do_no_harm=True``; None otherwise.
+"""
+
+    # The defaults: the recipe studied on the tasks of benchmarks/pairs.py (tuples_recipe.py).
+    def __init__(
+        self,
+        n_components=32,
+        *,
+        backbone: str | torch.nn.Module | Callable[..., torch.nn.Module] = "residual",
+        hidden_layer_sizes: int | Sequence[int] = (256,),
+        backbone_params=None,
+        normalize=False,
+        metric="euclidean",
+        margin=0.2,
+        average="active",
+        do_no_harm=True,
+        points=None,
+        batch_size=128,
+        max_iter=50,
+        learning_rate="cosine",
+        learning_rate_init=1e-3,
+        weight_decay=0.0,
+        mixed_precision=False,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=1e-4,
+        warm_start=False,
+        callback=None,
+        checkpoint=None,
+        checkpoint_every=1,
+        device: str | torch.device = "auto",
+        n_threads=None,
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_components = n_components
+        self.backbone = backbone
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.backbone_params = backbone_params
+        self.normalize = normalize
+        self.metric = metric
+        self.margin = margin
+        self.average = average
+        self.do_no_harm = do_no_harm
+        self.points = points
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.weight_decay = weight_decay
+        self.mixed_precision = mixed_precision
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.warm_start = warm_start
+        self.callback = callback
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
+        self.device = device
+        self.n_threads = n_threads
+        self.random_state = random_state
+        self.verbose = verbose
 
     @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -162,10 +242,11 @@ class ComparisonEmbedder(TupleEmbedder):
         Returns
         -------
         scores : ndarray of shape (n_triplets,)
-            How much closer ``a`` is to ``p`` than to ``n``, in units of ``metric``.
+            How much closer ``a`` is to ``p`` than to ``n``, in units of ``metric`` (Euclidean
+            when ``do_no_harm`` kept the raw features).
         """
         check_is_fitted(self)
-        return _gaps(self._embed_tuples(X, 3), self.metric)
+        return _gaps(self._embed_tuples(X, 3), self._distance_metric)
 
     def predict(self, X):
         """Predict ``+1`` when ``a`` is closer to ``p`` than to ``n``, else ``-1``.

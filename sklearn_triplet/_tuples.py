@@ -22,19 +22,21 @@ embeds each of its distinct points once.
 """
 
 import copy
+import inspect
+from abc import abstractmethod
 from collections import OrderedDict
-from numbers import Integral
 
 import numpy as np
 import torch
-from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 from torch import nn
 
 from . import _docstrings
-from ._base import BaseEmbedder
-from ._kernels import AVERAGES
+from ._base import BaseEmbedder, stratified_split
+from ._kernels import AVERAGES, BatchLoss
 from ._residual import ResidualMLP, initial_residual_weights
-from ._validation import Interval, StrOptions, invalid, safe_indexing, validate_data
+from ._training import TrainingData
+from ._validation import StrOptions, check_array, invalid, safe_indexing, validate_data
 from .backbones import L2Normalize
 from .distances import paired_distances
 
@@ -146,12 +148,6 @@ def check_pair_labels(estimator, y, n_pairs, *, both_kinds):
     return y
 
 
-# The common parameters that make no sense without labelled samples: a loss of a labelled batch,
-# the shape of class-balanced batches, and a linear map started from the classes (LDA) or the
-# labelled data (PCA).
-_NOT_TAKEN = ("loss", "samples_per_class", "init")
-
-
 # -- the shared estimator --------------------------------------------------------------------------
 
 
@@ -167,36 +163,54 @@ class TupleEmbedder(BaseEmbedder):
     n_components)`` and ``_validation_score(members, targets) -> float``.
     """
 
-    _removed_parameters = _NOT_TAKEN
-    _parameter_constraints = {
-        **{
-            name: rules
-            for name, rules in BaseEmbedder._parameter_constraints.items()
-            if name not in _NOT_TAKEN
-        },
+    points: object
+
+    # How many points a tuple has, its name, and the steps of _fit only this kind has.
+    _tuple_size: int
+    _kind: str
+    _split_description: str
+    # The validation score's name in words, for the docstring (``_validation_score_name``: short)
+    _validation_score_doc: str
+    _split_minimum: str
+    _own_attributes = ""
+
+    _parameter_constraints: dict = {
+        **BaseEmbedder._parameter_constraints,
         "backbone": [
             StrOptions({"residual", "mlp", "linear", "cnn"}),
             torch.nn.Module,
             callable,
         ],
         "points": ["array-like", None],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
         "average": [StrOptions(set(AVERAGES))],
         "do_no_harm": ["boolean"],
     }
 
     @classmethod
     def _docstring_sections(cls):
+        assert cls._loss is not None  # every concrete estimator declares its loss
         return _docstrings.tuple_sections(
             cls._loss.statistics,
+            parameters=inspect.signature(cls).parameters,
             kind=cls._kind,
-            score=cls._validation_score_name,
+            score=cls._validation_score_doc,
             split=cls._split_description,
             negatives=cls._negatives,
             own_attributes=cls._own_attributes,
         )
 
-    _own_attributes = ""
+    @abstractmethod
+    def _check_targets(self, y, n_tuples, /):
+        """``y`` checked: the targets of the tuples (None when the order says it all)."""
+
+    @abstractmethod
+    def _loss_terms(self, members, targets, /, *, counts, spread) -> BatchLoss:
+        """The ``BatchLoss`` of embedded tuples ``(batch, tuple_size, n_components)``."""
+
+    @abstractmethod
+    def _validation_score(self, members, targets, /, *, metric=None) -> float:
+        """The score of held-out tuples, embedded (higher is better), in ``metric`` (None: the
+        estimator's)."""
 
     # -- the steps of fit ------------------------------------------------------------------------
 
@@ -245,6 +259,7 @@ class TupleEmbedder(BaseEmbedder):
         normalize = L2Normalize() if self.normalize else torch.nn.Identity()
         return torch.nn.Sequential(OrderedDict(backbone=network, normalize=normalize))
 
+
     def _check_training_data(self, X, y, *, reset):
         points, tuples = check_tuples(self, X, tuple_size=self._tuple_size, reset=reset)
         _, input_shape = self._rows(points, reset=reset)  # a CNN's, from backbone_params
@@ -262,33 +277,23 @@ class TupleEmbedder(BaseEmbedder):
 
     def _split_tuples(self, points, data, *, what):
         """``points, train, points, held``: ``validation_fraction`` of the tuples held out (of
-        each kind of pair alike), at least one on each side."""
+        each kind of pair, for pairs), one at least on each side."""
         tuples, targets = data
-        groups = (
-            [np.arange(tuples.shape[0])]
-            if targets is None
-            else [np.flatnonzero(targets == value) for value in (-1, 1)]
+        groups = np.zeros(tuples.shape[0], np.int64) if targets is None else (targets > 0) * 1
+        train, val, n_held_out = stratified_split(
+            groups, self.validation_fraction, self._rng, min_per_side=1
         )
-        train_parts, val_parts = [], []
-        for members in groups:
-            if members.shape[0] < 2:
-                raise ValueError(
-                    f"{what} needs at least two {self._split_minimum}, so that one of each "
-                    f"stays on both sides of the validation split. Use {what}=False."
-                )
-            members = self._rng.permutation(members)
-            n_val = int(
-                np.clip(round(self.validation_fraction * members.shape[0]), 1, len(members) - 1)
+        if n_held_out.shape[0] < (1 if targets is None else 2) or not n_held_out.all():
+            raise ValueError(
+                f"{what} needs at least two {self._split_minimum}, so that one of each "
+                f"stays on both sides of the validation split. Use {what}=False."
             )
-            val_parts.append(members[:n_val])
-            train_parts.append(members[n_val:])
-        train, val = (np.sort(np.concatenate(parts)) for parts in (train_parts, val_parts))
         return points, _take(data, train), points, _take(data, val)
 
     def _training_data(self, points, data, points_val, data_val):
         if self._guarding:
             # The tuples do_no_harm scores on: those early stopping holds out, else a split of its
-            # own, which training does not see.
+            # own, which training does not see (none when there are too few to split).
             if data_val is None:
                 if self._splittable(data):
                     points, data, _, held = self._split_tuples(points, data, what="do_no_harm")
@@ -309,15 +314,11 @@ class TupleEmbedder(BaseEmbedder):
                 distinct, members = torch.unique(tuples_t[batch], return_inverse=True)
                 yield distinct, (members, None if targets_t is None else targets_t[batch])
 
-        validation_score = None
-        if data_val is not None:
+        def validation_score():
+            tuples_val, targets_val = data_val
+            return self._validation_score(self._embed_members(points_val, tuples_val), targets_val)
 
-            def validation_score():
-                return self._validation_score(
-                    self._embed_members(points_val, data_val[0]), data_val[1]
-                )
-
-        return points_t, None, batches, validation_score
+        return TrainingData(points_t, None, batches, None if data_val is None else validation_score)
 
     def _choose_embedding(self):
         """Keep the trained network, or the raw features when it did not beat them on the held-out
@@ -346,6 +347,7 @@ class TupleEmbedder(BaseEmbedder):
         self.n_components_ = self.n_features_in_ if self.raw_kept_ else self._network_width()
 
     def _after_training(self, points, data, points_val, data_val):
+        """Choose between the trained network and the raw features (``do_no_harm``)."""
         self._choose_embedding()
 
     def _batch_loss(self, embeddings, batch_targets, *, taxonomy, spread):
@@ -354,9 +356,19 @@ class TupleEmbedder(BaseEmbedder):
 
     @property
     def _statistics(self):
+        assert self._loss is not None  # every concrete estimator declares its loss
         return self._loss.statistics
 
     # -- using a fitted estimator ----------------------------------------------------------------
+
+    def _embed_members(self, points, tuples):
+        """Embeddings of the members of each tuple, shape (n_tuples, tuple_size, n_components)."""
+        return self._embed(points)[tuples]
+
+    def _embed_tuples(self, X, tuple_size):
+        check_is_fitted(self)
+        points, tuples = check_tuples(self, X, tuple_size=tuple_size, reset=False)
+        return self._embed_members(points, tuples)
 
     def _network_width(self):
         """The width of the network's output (``n_components_`` unless the raw features are
@@ -413,10 +425,16 @@ class TupleEmbedder(BaseEmbedder):
         Returns
         -------
         distances : ndarray of shape (n_pairs,)
-            In units of ``metric``; smaller means more alike.
+            In units of ``metric`` (Euclidean when ``do_no_harm`` kept the raw features); smaller
+            means more alike.
         """
         members = self._embed_tuples(pairs, 2)
-        return paired_distances(members[:, 0], members[:, 1], metric=self.metric)
+        return paired_distances(members[:, 0], members[:, 1], metric=self._distance_metric)
+
+    @property
+    def _distance_metric(self):
+        """``metric``, or the Euclidean distance of the raw features when they were kept."""
+        return "euclidean" if getattr(self, "raw_kept_", False) else self.metric
 
     def fit_transform(self, X, y=None, **fit_params):
         """Not available: ``fit`` learns from tuples, ``transform`` embeds single points.

@@ -20,6 +20,7 @@ random state is neither read nor changed.
 
 import copy
 import math
+from typing import Any
 
 import torch
 from sklearn.decomposition import PCA
@@ -268,7 +269,7 @@ def _default_init(layer, generator):
         nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
 
 
-def _where(generator):
+def _where(generator) -> dict[str, Any]:
     """Layer keyword arguments: on the meta device (no values drawn) when a generator fills them."""
     return {} if generator is None else {"device": "meta"}
 
