@@ -259,7 +259,6 @@ class TupleEmbedder(BaseEmbedder):
         normalize = L2Normalize() if self.normalize else torch.nn.Identity()
         return torch.nn.Sequential(OrderedDict(backbone=network, normalize=normalize))
 
-
     def _check_training_data(self, X, y, *, reset):
         points, tuples = check_tuples(self, X, tuple_size=self._tuple_size, reset=reset)
         _, input_shape = self._rows(points, reset=reset)  # a CNN's, from backbone_params
