@@ -356,7 +356,7 @@ def tuple_sections(statistics, *, parameters, kind, score, split, negatives, own
         for name, text in _entries(BACKBONE_PARAMETERS).items()
     }
     return {
-        "backbone": "\n".join(backbone.values()),
+        "backbone": "\n".join(str(text) for text in backbone.values()),
         "training": "\n".join(training.values()),
         "attributes": "    Attributes\n    ----------\n"
         + own_attributes

@@ -44,6 +44,8 @@ class ResidualMLP(nn.Module):
     True
     """
 
+    scale: torch.Tensor
+
     def __init__(self, n_features, n_components, *, hidden_layer_sizes=(256,), generator=None):
         super().__init__()
         kwargs = {} if generator is None else {"device": "meta"}
@@ -54,9 +56,11 @@ class ResidualMLP(nn.Module):
         self.mlp = make_mlp(
             n_features, n_components, hidden_layer_sizes=hidden_layer_sizes, generator=generator
         )
+        output = self.mlp[-1]
+        assert isinstance(output, nn.Linear)
         with torch.no_grad():
-            self.mlp[-1].weight.zero_()
-            self.mlp[-1].bias.zero_()
+            output.weight.zero_()
+            output.bias.zero_()
         self.register_buffer("scale", torch.ones(()))
 
     def forward(self, x):

@@ -164,6 +164,8 @@ class TupleEmbedder(BaseEmbedder):
     """
 
     points: object
+    average: str
+    do_no_harm: bool
 
     # How many points a tuple has, its name, and the steps of _fit only this kind has.
     _tuple_size: int
@@ -237,9 +239,10 @@ class TupleEmbedder(BaseEmbedder):
             np.unique(X, axis=0), self.n_components_, random_state=int(self._rng.integers(2**31))
         )
         network = self.module_.backbone
+        assert isinstance(network, ResidualMLP)  # built by _build_module
         with torch.no_grad():
             network.linear.weight.copy_(torch.as_tensor(weights, dtype=network.linear.weight.dtype))
-            network.scale.fill_(scale)
+            network.scale.copy_(torch.tensor(scale))
 
     def _build_module(self, n_features, input_shape=None, *, generator=None):
         if not (isinstance(self.backbone, str) and self.backbone == "residual"):
@@ -313,11 +316,15 @@ class TupleEmbedder(BaseEmbedder):
                 distinct, members = torch.unique(tuples_t[batch], return_inverse=True)
                 yield distinct, (members, None if targets_t is None else targets_t[batch])
 
-        def validation_score():
-            tuples_val, targets_val = data_val
-            return self._validation_score(self._embed_members(points_val, tuples_val), targets_val)
+        if data_val is None:
+            return TrainingData(points_t, None, batches, None)
+        tuples_val, targets_val = data_val
 
-        return TrainingData(points_t, None, batches, None if data_val is None else validation_score)
+        def validation_score():
+            members = self._embed_members(points_val, tuples_val)
+            return self._validation_score(members, targets_val)
+
+        return TrainingData(points_t, None, batches, validation_score)
 
     def _choose_embedding(self):
         """Keep the trained network, or the raw features when it did not beat them on the held-out
@@ -403,15 +410,6 @@ class TupleEmbedder(BaseEmbedder):
         """
         check_is_fitted(self)
         return copy.deepcopy(self._serving_module()).cpu().eval()
-
-    def _embed_members(self, points, tuples):
-        """Embeddings of the members of each tuple, shape (n_tuples, tuple_size, n_components)."""
-        return self._embed(points)[tuples]
-
-    def _embed_tuples(self, X, tuple_size):
-        check_is_fitted(self)
-        points, tuples = check_tuples(self, X, tuple_size=tuple_size, reset=False)
-        return self._embed_members(points, tuples)
 
     def pair_distance(self, pairs):
         """Distance between the embeddings of the two points of each pair.
