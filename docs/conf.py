@@ -50,6 +50,7 @@ exclude_patterns = [
     "benchmarks_mining.rst",
     "benchmarks_peers.rst",
     "benchmarks_sweep.rst",
+    "benchmarks_tuples_recipe.rst",
     "benchmarks_persistence.rst",
     "scaling.rst",
 ]
