@@ -6,8 +6,11 @@ folder on ``sys.path``.
 
 import contextlib
 import datetime
+import functools
+import inspect
 import os
 import platform
+import shlex
 import subprocess
 
 import numpy as np
@@ -46,7 +49,7 @@ def metadata(script, argv):
     }
     return {
         "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-        "command": " ".join(["python", f"benchmarks/{script}", *argv]),
+        "command": shlex.join(["python", f"benchmarks/{script}", *argv]),
         "cpu": cpu,
         "cores": len(os.sched_getaffinity(0)),
         "load": ", ".join(f"{x:.2f}" for x in os.getloadavg()),
@@ -75,3 +78,37 @@ def torch_threads(n):
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def metric_learn():
+    """metric-learn, its validation calls renamed for scikit-learn >= 1.8 when needed (once).
+
+    metric-learn 0.7.0 calls scikit-learn's ``check_array`` / ``check_X_y`` with
+    ``force_all_finite``, which scikit-learn 1.8 renamed ``ensure_all_finite``; on such versions the
+    two functions that ``metric_learn._util`` imported are wrapped so that they rename the keyword.
+    The benchmark scripts (and nothing else) use metric-learn through this.
+
+    Raises
+    ------
+    ImportError
+        When metric-learn is not installed.
+    """
+    import metric_learn
+    import metric_learn._util as util
+
+    for name in ("check_array", "check_X_y"):
+        function = getattr(util, name)
+        if "force_all_finite" not in inspect.signature(function).parameters:
+            setattr(util, name, _renamed(function))
+    return metric_learn
+
+
+def _renamed(function):
+    """``function`` taking ``force_all_finite=`` as its new name ``ensure_all_finite=``."""
+
+    @functools.wraps(function)
+    def wrapper(*args, force_all_finite=True, **kwargs):
+        return function(*args, ensure_all_finite=force_all_finite, **kwargs)
+
+    wrapper.__signature__ = inspect.signature(wrapper, follow_wrapped=False)  # marks it wrapped
+    return wrapper

@@ -40,7 +40,6 @@ say) and the tables show the stored figures of the others, each run's date and c
 import argparse
 import dataclasses
 import functools
-import inspect
 import json
 import statistics
 import sys
@@ -63,6 +62,7 @@ from sklearn_triplet.verification import make_pairs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import environment  # noqa: E402
 from environment import metadata, torch_threads, warm_up  # noqa: E402
 
 STORE = Path(__file__).resolve().parent / "results" / "pairs.json"
@@ -161,28 +161,11 @@ class NotRun(Exception):
 
 
 def metric_learn():
-    """metric-learn, its validation calls renamed for scikit-learn >= 1.8 when needed (once)."""
+    """metric-learn through the shim of ``environment.py`` (a keyword renamed by scikit-learn)."""
     try:
-        import metric_learn
-        import metric_learn._util as util
+        return environment.metric_learn()
     except ImportError as exc:
         raise NotRun("metric-learn is not installed") from exc
-    for name in ("check_array", "check_X_y"):
-        function = getattr(util, name)
-        if "force_all_finite" not in inspect.signature(function).parameters:
-            setattr(util, name, _renamed(function))
-    return metric_learn
-
-
-def _renamed(function):
-    """``function`` taking ``force_all_finite=`` as its new name ``ensure_all_finite=``."""
-
-    @functools.wraps(function)
-    def wrapper(*args, force_all_finite=True, **kwargs):
-        return function(*args, ensure_all_finite=force_all_finite, **kwargs)
-
-    wrapper.__signature__ = inspect.signature(wrapper, follow_wrapped=False)  # marks it wrapped
-    return wrapper
 
 
 # -- contestants -----------------------------------------------------------------------------------

@@ -61,6 +61,7 @@ class Task:
     y_test: np.ndarray
     leave_one_out: bool  # evaluate the test set against itself rather than against the training set
     input_shape: tuple = None  # (channels, length) of a sample, for the signal task
+    name: str = None  # the key of TASKS, set by make()
 
 
 def _subsample(X, y, max_samples, seed):
@@ -260,4 +261,4 @@ def make(name, sizes=SIZES, seed=0):
     """The task ``name`` (one of :data:`TASKS`) for ``seed``."""
     if name not in TASKS:
         raise ValueError(f"task must be one of {list(TASKS)}; got {name!r}.")
-    return TASKS[name](sizes, seed)
+    return dataclasses.replace(TASKS[name](sizes, seed), name=name)

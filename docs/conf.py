@@ -48,10 +48,13 @@ templates_path = ["_templates"]
 exclude_patterns = [
     "_build",
     "benchmarks_mining.rst",
+    "benchmarks_pairs.rst",
     "benchmarks_peers.rst",
+    "benchmarks_peers_lmnn.rst",
     "benchmarks_sweep.rst",
     "benchmarks_tuples_recipe.rst",
     "benchmarks_persistence.rst",
+    "benchmarks_threads.rst",
     "scaling.rst",
 ]
 default_role = "literal"

@@ -4,6 +4,7 @@ from ._base import EmbeddingCollapseWarning
 from ._comparison import ComparisonEmbedder
 from ._loading import load
 from ._pair import PairEmbedder
+from ._pointwise import PointwiseTransformer
 from ._siamese import SiameseEmbedder
 from ._triplet import TripletEmbedder
 from ._version import __version__
@@ -12,6 +13,7 @@ __all__ = [
     "ComparisonEmbedder",
     "EmbeddingCollapseWarning",
     "PairEmbedder",
+    "PointwiseTransformer",
     "SiameseEmbedder",
     "TripletEmbedder",
     "__version__",

@@ -50,7 +50,16 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from . import _checkpoint, _docstrings, _export, _format, _inference, _threads, _training
+from . import (
+    _checkpoint,
+    _distributed,
+    _docstrings,
+    _export,
+    _format,
+    _inference,
+    _threads,
+    _training,
+)
 from ._kernels import METRICS, BatchLoss, LossDeclaration, Statistics
 from ._training import TrainingData
 from ._validation import (
@@ -63,7 +72,7 @@ from ._validation import (
     validate_data,
     validate_estimator_params,
 )
-from .backbones import L2Normalize, build_backbone
+from .backbones import BACKBONES, WEIGHT_LAYERS, L2Normalize, build_backbone, reads_arrays
 
 # Warnings raised after training point at the caller of fit: _warn_after_training, _fit, fit, the
 # wrapper of scikit-learn's _fit_context, then the caller.
@@ -122,7 +131,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
 
     _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
-        "backbone": [StrOptions({"mlp", "linear", "cnn"}), torch.nn.Module, callable],
+        "backbone": [StrOptions(set(BACKBONES)), torch.nn.Module, callable],
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "backbone_params": [dict, None],
         "normalize": ["boolean"],
@@ -216,6 +225,14 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         checkpoint = _checkpoint.Checkpoint.open(self, X, data, fresh=reset) if validate else None
         if reset:
             self._initialise(X.shape[1], input_shape)
+        ranks = _distributed.current()
+        if ranks is not None:  # one model: every rank draws rank 0's plan, on the same data
+            ranks.check_same(
+                "data (the shape of X, and y)",
+                _checkpoint.fingerprint(np.asarray(np.shape(X)), data),
+                "Pass the whole X and y on every rank: each rank reads the rows of its share.",
+            )
+            ranks.agree_generator(self._rng)
         if checkpoint:
             checkpoint.begin(self)
         X_val = data_val = None
@@ -225,32 +242,23 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             self._initialise_from_data(X, data)
         seed = int(self._rng.integers(2**31))
         first_row = len(self.history_)
-        # The learning rate's schedule spans the epochs of one fit (a resumed one included);
-        # partial_fit trains at learning_rate_init.
-        schedule = None
-        if validate and self.learning_rate != "constant":
-            schedule = _training.LearningRateSchedule(
-                self.learning_rate, self.learning_rate_init, self.n_iter_ + 1, n_epochs
-            )
+        # fit only (partial_fit trains at learning_rate_init); drawn before a checkpoint restores
+        schedule = self._schedule(n_epochs) if validate else None
         stopping = None
         if checkpoint:
             n_epochs, start_time = checkpoint.restore(self, n_epochs, start_time)
+            if ranks is not None:
+                ranks.check_same(
+                    "checkpoint",
+                    f"{self.n_iter_}",
+                    f"Put the checkpoint ({checkpoint.where}) on a file system every rank sees.",
+                )
             if checkpoint.loop_state:
                 stopping = _training.EarlyStopping(**checkpoint.loop_state)
-        settings = _training.LoopSettings(
-            n_epochs=n_epochs,
-            first_epoch=self.n_iter_ + 1,
-            schedule=schedule,
-            n_iter_no_change=self.n_iter_no_change,
-            tol=self.tol,
-            mixed_precision=self.mixed_precision,
-            verbose=self.verbose,
-            score_name=self._validation_score_name,
-        )
         # Built-in networks and losses draw from generators of this fit alone; user code may draw
         # from torch's global generator, which is then seeded from random_state under a lock (and,
         # when resuming, set to the state the checkpoint saved).
-        user_code = not isinstance(self.backbone, str) or getattr(self, "loss", None) is not None
+        user_code = not isinstance(self.backbone, str) or callable(getattr(self, "loss", None))
         with (
             self._thread_limit(min(self.batch_size, X.shape[0])),
             _threads.seeded_global_generator(seed, self.device_)
@@ -261,7 +269,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 checkpoint.restore_torch_generators(self.device_)
             stop_reason = self._train(
                 self._training_data(X, data, X_val, data_val),
-                settings,
+                self._loop_settings(n_epochs, schedule),
                 start_time=start_time,
                 callbacks=callbacks,
                 checkpoint=checkpoint,
@@ -270,14 +278,35 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         if checkpoint:
             checkpoint.finish()
         if validate or reset:  # partial_fit keeps the scores of the last fit
-            scores = None
-            if X_val is not None:
-                scores = [row["validation_score"] for row in self.history_[first_row:]]
+            new_rows = self.history_[first_row:]
+            scores = None if X_val is None else [row["validation_score"] for row in new_rows]
             self.validation_scores_ = scores
             self.best_validation_score_ = max(scores) if scores else None
         self._after_training(X, data, X_val, data_val)
         self._warn_after_training(stop_reason, X_val is not None, check_convergence=validate)
         return self
+
+    def _schedule(self, n_epochs):
+        """The learning rate's schedule over the ``n_epochs`` epochs of a fit from now on (a
+        resumed fit keeps it); None for ``"constant"``."""
+        if self.learning_rate == "constant":
+            return None
+        return _training.LearningRateSchedule(
+            self.learning_rate, self.learning_rate_init, self.n_iter_ + 1, n_epochs
+        )
+
+    def _loop_settings(self, n_epochs, schedule):
+        """How the loop runs the ``n_epochs`` epochs left, from the epoch after ``n_iter_``."""
+        return _training.LoopSettings(
+            n_epochs=n_epochs,
+            first_epoch=self.n_iter_ + 1,
+            schedule=schedule,
+            n_iter_no_change=self.n_iter_no_change,
+            tol=self.tol,
+            mixed_precision=self.mixed_precision,
+            verbose=self.verbose if _distributed.is_writer() else 0,
+            score_name=self._validation_score_name,
+        )
 
     def _continue_warm_start(self):
         """Check that the network may be trained further as it is; move it to today's device.
@@ -314,7 +343,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         """
         shape = _shape(X)
         sample = tuple(int(n) for n in shape[1:]) if len(shape) > 2 else None
-        convolutional = isinstance(self.backbone, str) and self.backbone == "cnn"
+        convolutional = reads_arrays(self.backbone)
         if reset:
             given = (self.backbone_params or {}).get("input_shape") if convolutional else None
             input_shape = tuple(int(n) for n in given) if given is not None else None
@@ -381,7 +410,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             input_shape,
             generator=torch.Generator().manual_seed(int(rng.integers(2**31))),
         ).to(device)
-        probe, flops_per_row = _threads.probe(module, n_features, device)
+        probe, flops_per_row = _threads.probe(module, n_features, device, WEIGHT_LAYERS)
         if probe.ndim != 2:
             raise ValueError(
                 "The backbone must map (batch, n_features) to (batch, n_components); got output "
@@ -449,6 +478,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 start_time=start_time,
                 stopping=stopping,
                 checkpoint=write_checkpoint,
+                ranks=_distributed.current(),
             )
         except FloatingPointError:
             keep_optimizer_state = False  # its moments may hold NaN; a warm start begins afresh
@@ -473,9 +503,22 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         elif (
             check_convergence
             and stop_reason == _training.STOP_MAX_ITER
-            # A schedule ends training by design, its annealing lowering the last epochs' losses.
-            and self.learning_rate == "constant"
+            and self.learning_rate != "constant"
         ):
+            # A schedule anneals the rate: the end of the curve is judged against the curve.
+            falling = _training.still_falling_at_the_end(self.history_, tol=self.tol)
+            if falling:
+                key, span, fall, rate = falling
+                warnings.warn(
+                    f"{type(self).__name__} reached max_iter={self.max_iter} while the training "
+                    f"{key.replace('_', ' ')} was still falling: by {fall:.3g} per epoch over the "
+                    f"last {span} epoch{'s' if span > 1 else ''}, {rate:.0%} of its mean fall per "
+                    f"epoch over the fit, with the learning rate of the {self.learning_rate!r} "
+                    "schedule almost spent. Increase max_iter: the schedule spans it.",
+                    ConvergenceWarning,
+                    stacklevel=_USER_FRAME,
+                )
+        elif check_convergence and stop_reason == _training.STOP_MAX_ITER:
             window = min(self.n_iter_no_change, len(self.history_) - 1)
             improving = _training.still_improving(self.history_, window=window, tol=self.tol)
             if improving:
@@ -633,7 +676,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         >>> bool((loaded.transform(X) == embedder.transform(X)).all())
         True
         """
-        _format.save(self, path)
+        _distributed.write_once(lambda: _format.save(self, path))
 
     @property
     def _n_features_out(self):
@@ -749,7 +792,7 @@ def _architecture(estimator):
     }
     if isinstance(backbone, torch.nn.Module):
         del values["n_components"]
-    if not (isinstance(backbone, str) and backbone == "mlp"):
+    if not (isinstance(backbone, str) and BACKBONES[backbone].hidden_layer_sizes):
         del values["hidden_layer_sizes"]
     return values
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import _distributed
 from ._format import Decoder, Encoder, document_of, read_file, write_file
 
 # Parameters that do not change what a fit computes, or that a resumed fit may change: leaving
@@ -59,6 +60,8 @@ def fingerprint(*arrays):
         if array is None or isinstance(array, (tuple, list)):  # e.g. (tuples, targets or None)
             digest.update(repr(None).encode() if array is None else fingerprint(*array).encode())
             continue
+        if isinstance(array, _distributed.SharedRows):  # the file's own bytes, without a copy
+            array = array.source()
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype.str}{array.shape}".encode())
         digest.update(array.reshape(-1).view(np.uint8).data)
@@ -187,7 +190,17 @@ class Checkpoint:
         estimator._rng.bit_generator.state = fitted["_rng"].bit_generator.state
         self.loop_state = self.saved["loop"]
         elapsed = estimator.history_[-1]["time"] if estimator.history_ else 0.0
-        return max(0, self.start_epoch + n_epochs - estimator.n_iter_), start_time - elapsed
+        last_epoch = self.start_epoch + n_epochs
+        if estimator.verbose:
+            done = estimator.n_iter_
+            where = f"from the checkpoint {self.where} ({done} epochs done, {elapsed:.1f}s)"
+            print(
+                f"{type(estimator).__name__}: resuming at epoch {done + 1} of {last_epoch} {where}."
+                if done < last_epoch
+                else f"{type(estimator).__name__}: nothing left to train {where}.",
+                flush=True,
+            )
+        return max(0, last_epoch - estimator.n_iter_), start_time - elapsed
 
     def restore_torch_generators(self, device):
         """Set torch's generators (already forked and seeded by the fit) to the saved states."""
@@ -204,7 +217,10 @@ class Checkpoint:
         return (epoch - self.start_epoch) % self.every == 0
 
     def write(self, estimator, optimizer, loop, device):
-        """Write the fit's state atomically (temporary file, fsync, rename)."""
+        """Write the fit's state atomically (temporary file, fsync, rename); in a process group,
+        on rank 0 alone (every rank holds the same state)."""
+        if not _distributed.is_writer():
+            return
         encoder = Encoder(lenient=True)
         params = {**self.free, **_encode_now(estimator, encoder, self.params)}
         params = {name: params[name] for name in estimator._get_param_names()}
@@ -226,11 +242,16 @@ class Checkpoint:
         write_file(self.path, document, encoder.tensors)
 
     def finish(self):
-        """The fit ended without an error: the checkpoint is no longer needed."""
-        try:
-            os.remove(self.path)
-        except FileNotFoundError:
-            pass
+        """The fit ended without an error: the checkpoint is no longer needed (in a process
+        group, rank 0 removes it, and every rank returns once it is gone)."""
+
+        def remove():
+            try:
+                os.remove(self.path)
+            except FileNotFoundError:
+                pass
+
+        _distributed.write_once(remove)
 
 
 def _encode_params(estimator):

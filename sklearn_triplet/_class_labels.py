@@ -24,9 +24,10 @@ import numpy as np
 import torch
 from sklearn.utils.multiclass import check_classification_targets
 
-from . import _docstrings
-from ._base import BaseEmbedder, _is_builtin, stratified_split
+from . import _distributed, _docstrings
+from ._base import BaseEmbedder, _describe, _is_builtin, stratified_split
 from ._kernels import CALLABLE_STATISTICS, callable_kernel
+from ._registry import NAMED_LOSSES
 from ._training import TrainingData
 from ._validation import Interval, StrOptions, fit_context, invalid, plain, validate_data
 from .backbones import initial_linear_weights
@@ -37,7 +38,8 @@ from .sampling import class_balanced_batches
 class ClassLabelEmbedder(BaseEmbedder):
     """The base of the embedders that learn from class labels; see the module documentation."""
 
-    loss: "Callable | None"
+    loss: "str | Callable | None"
+    loss_params: "dict | None"
     init: str
     samples_per_class: int
 
@@ -46,7 +48,8 @@ class ClassLabelEmbedder(BaseEmbedder):
 
     _parameter_constraints: dict = {
         **BaseEmbedder._parameter_constraints,
-        "loss": [callable, None],
+        "loss": [StrOptions(set(NAMED_LOSSES)), callable, None],
+        "loss_params": [dict, None],
         "init": [StrOptions({"auto", "pca", "lda", "random"})],
         "batch_size": [Interval(Integral, 4, None, closed="left")],
         "samples_per_class": [Interval(Integral, 2, None, closed="left")],
@@ -110,11 +113,15 @@ class ClassLabelEmbedder(BaseEmbedder):
                 f"init={self.init!r} sets the weights of backbone='linear' only; got "
                 f"backbone={self.backbone!r}. Use init='auto' or 'random'."
             )
+        self._named_loss_options()
 
     def _check_training_data(self, X, y, *, reset):
         """``X`` (float32, one row per sample), encoded ``y`` and the input shape of a CNN."""
         X, input_shape = self._rows(X, reset=reset)
-        X, y = validate_data(self, X, y, reset=reset, dtype=np.float32)
+        if _distributed.reads_shares(X):  # a memory map, read a share at a time
+            X, y = _distributed.SharedRows.validated(self, X, y, reset=reset)
+        else:
+            X, y = validate_data(self, X, y, reset=reset, dtype=np.float32)
         return X, self._encode_labels(y), input_shape
 
     def _encode_labels(self, y):
@@ -205,9 +212,34 @@ class ClassLabelEmbedder(BaseEmbedder):
 
         return TrainingData(X_t, y_t, batches, None if X_val is None else validation_map_at_r)
 
+    def _named_loss_options(self):
+        """The options of the built-in loss named by ``loss``: its defaults, then ``loss_params``
+        ({} for the estimator's own loss or a callable, which take none)."""
+        if not isinstance(self.loss, str):
+            if self.loss_params is not None:
+                names = sorted(NAMED_LOSSES)
+                raise ValueError(
+                    f"loss_params applies to a built-in loss named by loss (one of {names}); got "
+                    f"loss={_describe(self.loss)}. Set "
+                    + (f"loss={names[0]!r}" if len(names) == 1 else "loss to one of them")
+                    + ", or loss_params=None."
+                )
+            return {}
+        defaults = NAMED_LOSSES[self.loss].params or {}
+        given = self.loss_params or {}
+        unknown = sorted(set(given) - set(defaults))
+        if unknown:
+            raise ValueError(
+                f"loss_params of loss={self.loss!r} must be a dict with keys among "
+                f"{sorted(defaults)}; got unknown key(s) {unknown}."
+            )
+        return {**defaults, **given}
+
     @property
     def _statistics(self):
         """The declaration of the statistics of the loss in use."""
+        if isinstance(self.loss, str):
+            return NAMED_LOSSES[self.loss].statistics
         if self.loss is not None:
             return CALLABLE_STATISTICS
         assert self._loss is not None  # every concrete estimator declares its loss
@@ -221,10 +253,20 @@ class ClassLabelEmbedder(BaseEmbedder):
     def _batch_loss(self, embeddings, labels, *, taxonomy, spread):
         """The loss of a batch and its statistics: a :class:`~sklearn_triplet._kernels.BatchLoss`.
 
-        A user's ``loss`` is trained as given, its statistics counted with ``margin`` and
-        ``metric``; otherwise the estimator's built-in loss kernel, with its options.
+        A built-in loss named by ``loss`` is its kernel with its options (``loss_params``); a
+        user's ``loss`` is trained as given, its statistics counted with ``margin`` and ``metric``;
+        otherwise the estimator's own loss kernel, with its options.
         """
         options = {"counts": True, "taxonomy": taxonomy, "spread": spread}
+        if isinstance(self.loss, str):
+            return NAMED_LOSSES[self.loss].kernel(
+                embeddings,
+                labels,
+                margin=self.margin,
+                metric=self.metric,
+                **self._named_loss_options(),
+                **options,
+            )
         if self.loss is not None:
             return callable_kernel(
                 self.loss, embeddings, labels, margin=self.margin, metric=self.metric, **options
@@ -274,7 +316,12 @@ def _check_batch_shape(batch_size, samples_per_class):
 
 
 def _to_device(X, y, device):
-    """Move the training data to the device once; pinned host memory when it does not fit there."""
+    """Move the training data to the device once; pinned host memory when it does not fit there.
+
+    Rows read a share at a time stay where they are.
+    """
+    if isinstance(X, _distributed.SharedRows):
+        return X, torch.from_numpy(y).to(device)
     X_t, y_t = torch.from_numpy(X), torch.from_numpy(y)
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)

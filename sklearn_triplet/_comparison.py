@@ -47,11 +47,16 @@ class ComparisonEmbedder(TupleEmbedder):
         unchanged (float32, ``n_components_ = n_features_in_``), triplets are ordered by
         Euclidean distance and ``raw_kept_`` is True. With fewer than two triplets, nothing is
         held out and the network is used. ``partial_fit`` always uses the network.
-    points : array-like of shape (n_points, n_features), default=None
-        The points that index triplets refer to, when ``X`` holds integer index triplets of shape
-        ``(n_triplets, 3)``; unused when ``X`` holds the features of the three points,
-        ``(n_triplets, 3, n_features)``. A constructor parameter so that cross-validation and grid
-        searches split the triplets while every fold sees the same points (cloning copies it).
+    points : array-like of shape (n_points, n_features) or callable, default=None
+        The points that index triplets refer to, when ``X`` holds index triplets of shape
+        ``(n_triplets, 3)``: an array whose rows the integer indices pick, or a callable that maps
+        a 1-D array of ids (file names, database keys...) to their features, shape ``(n_ids,
+        n_features)``, called once per ``fit`` with the distinct ids used (the lazy path for data
+        that is not one array). Unused when ``X`` holds the features of the three points,
+        ``(n_triplets, 3, n_features)``. With ``points`` set, ``transform`` also takes a 1-D array
+        of indices or ids. A constructor parameter so that cross-validation and grid searches
+        split the triplets while every fold sees the same points (cloning copies it);
+        metric-learn's ``preprocessor``.
     %(training)s
 
     %(attributes)s

@@ -7,22 +7,13 @@ import inspect
 import textwrap
 
 from ._kernels import CALLABLE_STATISTICS, TAXONOMY
+from ._registry import NAMED_LOSSES
+from .backbones import BACKBONES
 
-BACKBONE_PARAMETERS = """\
+_BACKBONE_PARAMETERS = """\
     n_components : int, default=32
         Width of the embedding (for the built-in backbones).
-    backbone : {"mlp", "linear", "cnn"}, torch.nn.Module or callable, default="mlp"
-        The network mapping a sample to its embedding. ``"mlp"``: fully connected layers of
-        ``hidden_layer_sizes`` with ReLU. ``"linear"``: a learned linear map, the deep analogue of
-        :class:`~sklearn.neighbors.NeighborhoodComponentsAnalysis`. ``"cnn"``: a small convolutional
-        network. It reads images as arrays, ``X`` of shape ``(n_samples, channels, height, width)``
-        or ``(n_samples, height, width)`` (one channel), the shape of a sample taken from ``X``;
-        signals (time series, spectra) ``(n_samples, channels, length)`` with
-        ``backbone_params={"input_shape": (channels, length)}``, which builds 1-D convolutions;
-        and flattened rows with ``backbone_params={"input_shape": (channels, height, width)}`` or
-        ``(channels, length)``. The other backbones take 2-D ``X``. A module instance is
-        deep-copied at fit (the given one is never changed); a class or factory is called as
-        ``backbone(n_features, n_components, **backbone_params)``.
+%(backbone_entry)s
     hidden_layer_sizes : int or tuple of int, default=(256,)
         Hidden widths of the ``"mlp"`` backbone.
     backbone_params : dict, default=None
@@ -35,6 +26,39 @@ BACKBONE_PARAMETERS = """\
     metric : {"euclidean", "sqeuclidean", "cosine"}, default="euclidean"
         Distance between embeddings used by the loss, the mining and ``score``. ``"cosine"`` is
         ``1 - cos``."""
+
+
+def _backbone_entry():
+    """The entry of ``backbone``, with the built-in backbones read from the registry."""
+    names = ", ".join(f'"{name}"' for name in BACKBONES)
+    flat = [f'``"{name}"``' for name, spec in BACKBONES.items() if not spec.reads_arrays]
+    flat = " and ".join([", ".join(flat[:-1]), flat[-1]] if len(flat) > 1 else flat)
+    text = " ".join(
+        ["The network mapping a sample to its embedding."]
+        + [f'``"{name}"``: {spec.summary}' for name, spec in BACKBONES.items()]
+        + [f"{flat} take 2-D ``X``."]
+        + [
+            "A module instance is deep-copied at fit (the given one is never changed); a class or "
+            "factory is called as ``backbone(n_features, n_components, **backbone_params)``."
+        ]
+    )
+    default = next(iter(BACKBONES))
+    return "\n".join(
+        [
+            f'    backbone : {{{names}}}, torch.nn.Module or callable, default="{default}"',
+            textwrap.fill(text, **_WRAP),
+        ]
+    )
+
+
+_WRAP = {
+    "width": 100,
+    "initial_indent": " " * 8,
+    "subsequent_indent": " " * 8,
+    "break_on_hyphens": False,
+}
+
+BACKBONE_PARAMETERS = _BACKBONE_PARAMETERS % {"backbone_entry": _backbone_entry()}
 
 TRAINING_PARAMETERS = """\
     init : {"auto", "pca", "lda", "random"}, default="auto"
@@ -83,8 +107,10 @@ TRAINING_PARAMETERS = """\
         stopping and with ``learning_rate="constant"``, when ``fit`` reaches ``max_iter`` while the
         training loss or the active fraction still falls by more than ``tol`` per epoch (on
         average over the last ``n_iter_no_change`` epochs), a
-        :class:`~sklearn.exceptions.ConvergenceWarning` says to train longer. A schedule ends
-        training by design, its decay lowering the last epochs' losses: it warns of nothing.
+        :class:`~sklearn.exceptions.ConvergenceWarning` says to train longer. Under a schedule,
+        whose decay flattens the last epochs of any fit, it warns when the last tenth of the
+        epochs still fell by more than ``tol`` and half the fit's mean fall per epoch (see the
+        User Guide).
     warm_start : bool, default=False
         When True, ``fit`` continues from the fitted weights, optimiser state and history. The
         parameters that define the network (``n_components``, ``backbone``,
@@ -197,6 +223,41 @@ def training_section(defaults):
     return TRAINING_PARAMETERS % {"samples_per_class": defaults["samples_per_class"]}
 
 
+def loss_section():
+    """The entries of ``loss`` and ``loss_params`` of the class-label estimators, with the built-in
+    losses they can name, read from the registry."""
+    named = "; ".join(f'``"{name}"``, {loss.summary}' for name, loss in NAMED_LOSSES.items())
+    options = "; ".join(
+        f'for ``"{name}"``: ' + ", ".join(f"``{key}``" for key in loss.params or {})
+        for name, loss in NAMED_LOSSES.items()
+    )
+    choices = ", ".join(f'"{name}"' for name in NAMED_LOSSES)
+    loss = (
+        "None trains the estimator's own loss (above). The name of a built-in loss trains that "
+        "loss, with its own mining, in its place; ``mining`` and ``average`` are then unused, and "
+        f"``history_`` holds that loss's counts{f'. The names: {named}' if named else ''}. "
+        "A callable replaces the loss: "
+        "``loss(embeddings, labels) -> scalar tensor``, with embeddings of shape ``(batch, "
+        "n_components)`` (normalised when ``normalize=True``) and integer labels of shape "
+        "``(batch,)``; pytorch-metric-learning's losses have this signature, and ``metric`` then "
+        "only drives the statistics of ``history_``. With a name or a callable, ``margin`` only "
+        "drives the triplet statistics of ``history_``."
+    )
+    params = (
+        f"Options of the built-in loss named by ``loss``, overriding its defaults ({options}); "
+        "None keeps them all. Only with a loss name."
+    )
+    wrap = _WRAP
+    return "\n".join(
+        [
+            f"    loss : {f'{{{choices}}}, ' if choices else ''}callable or None, default=None",
+            textwrap.fill(loss, **wrap),
+            "    loss_params : dict, default=None",
+            textwrap.fill(params, **wrap),
+        ]
+    )
+
+
 def fill(doc, statistics, **overrides):
     """Put the shared sections into ``doc`` where a line says ``%(name)s``.
 
@@ -207,6 +268,7 @@ def fill(doc, statistics, **overrides):
     sections = {
         "backbone": BACKBONE_PARAMETERS,
         "training": training_section({"samples_per_class": 4}),
+        "loss": loss_section(),
         "attributes": history_attributes(statistics, CALLABLE_STATISTICS),
         **overrides,
     }
@@ -220,7 +282,7 @@ def fill(doc, statistics, **overrides):
 # Their entries of the backbone section that differ from those of the embedders of labelled samples.
 _TUPLE_BACKBONE_ENTRIES = {
     "backbone": """\
-    backbone : {"residual", "mlp", "linear", "cnn"}, torch.nn.Module or callable, \
+    backbone : {"mlp", "linear", "cnn", "residual"}, torch.nn.Module or callable, \
 default="residual"
         The network mapping a point to its embedding. ``"residual"``: a linear map plus fully
         connected layers of ``hidden_layer_sizes`` with ReLU whose output layer starts at zero,

@@ -136,7 +136,12 @@ def write_file(path, document, tensors):
         )
     temporary = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")
     try:
+        # safetensors writes its files -rw-------; the file gets the permissions the umask gives
+        # any new file, read here from a file created the ordinary way (os.umask, which would
+        # tell them too, changes them for every thread of the process while it runs).
+        mode = _new_file_mode(temporary)
         save_file(tensors, temporary, metadata=metadata)
+        os.chmod(temporary, mode)
         with open(temporary, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(temporary, path)
@@ -145,6 +150,16 @@ def write_file(path, document, tensors):
             os.remove(temporary)
         raise
     _fsync_directory(directory)
+
+
+def _new_file_mode(path):
+    """Create ``path`` empty with the permissions of a new file (0o666 less the umask); return
+    them."""
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+    try:
+        return os.fstat(fd).st_mode & 0o777
+    finally:
+        os.close(fd)
 
 
 def _fsync_directory(directory):

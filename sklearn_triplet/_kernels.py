@@ -654,6 +654,14 @@ class Statistics:
         """``{name: 0-dim tensor}`` from a counts vector."""
         return dict(zip(self.names, counts.unbind()))
 
+    def vector(self, taxonomy, **counts):
+        """The counts vector of a batch: ``taxonomy`` (the :data:`TAXONOMY` counts, a vector),
+        then the loss's own counts, given by name and put in the declared order here."""
+        own = self.names[len(TAXONOMY) :]
+        if set(counts) != set(own):
+            raise ValueError(f"Expected the counts {list(own)}; got {sorted(counts)}.")
+        return torch.cat([taxonomy, torch.stack([counts[name] for name in own])])
+
     def epoch_logs(self, counts):
         """The history entries of an epoch's summed counts vector: counts, then fractions."""
         logs = dict(zip(self.names, counts.tolist()))
@@ -682,7 +690,7 @@ _PAIRS = (
     Count("n_negative_pairs", "different-class pairs"),
     Count("n_active_pairs", "pairs with a contrastive loss above 0"),
 )
-_TAXONOMY_FRACTIONS = tuple(
+TAXONOMY_FRACTIONS = tuple(
     Fraction(f"{name}_fraction", f"n_{name}", "n_triplets", label, f"``n_{name} / n_triplets``")
     for name, label in (("easy", "easy"), ("semi_hard", "semi-hard"), ("hard", "hard"))
 )
@@ -696,14 +704,14 @@ _ACTIVE_PAIRS = Fraction(
 # Counting the taxonomy costs a sort of each anchor's negatives, which the contrastive loss and a
 # user's loss do not need: at B = 128 more than the contrastive loss itself. Every 16th batch keeps
 # the statistics under about a tenth of a training step (benchmarks/step_time.py).
-_SAMPLED_TAXONOMY = 16
+SAMPLED_TAXONOMY = 16
 
-TRIPLET_STATISTICS = Statistics(TAXONOMY + _MINED, _TAXONOMY_FRACTIONS + (_ACTIVE_TRIPLETS,))
+TRIPLET_STATISTICS = Statistics(TAXONOMY + _MINED, TAXONOMY_FRACTIONS + (_ACTIVE_TRIPLETS,))
 CONTRASTIVE_STATISTICS = Statistics(
-    TAXONOMY + _MINED + _PAIRS, _TAXONOMY_FRACTIONS + (_ACTIVE_PAIRS,), _SAMPLED_TAXONOMY
+    TAXONOMY + _MINED + _PAIRS, TAXONOMY_FRACTIONS + (_ACTIVE_PAIRS,), SAMPLED_TAXONOMY
 )
 CALLABLE_STATISTICS = Statistics(
-    TAXONOMY, _TAXONOMY_FRACTIONS + (_ACTIVE_TRIPLETS,), _SAMPLED_TAXONOMY
+    TAXONOMY, TAXONOMY_FRACTIONS + (_ACTIVE_TRIPLETS,), SAMPLED_TAXONOMY
 )
 
 
@@ -765,22 +773,21 @@ def triplet_kernel(
     BatchLoss
     """
     if len(labels) < 2:
-        return _nothing_to_train_on(embeddings, TRIPLET_STATISTICS, counts, spread)
+        return nothing_to_train_on(embeddings, TRIPLET_STATISTICS, counts, spread)
     with torch.no_grad():
         distances = distance_matrix(embeddings.detach(), None, metric)
         index = TripletIndex(distances, labels)
         # Counted first: batch-all then reuses the sorted negatives' memory.
         type_counts = index.type_counts(margin) if counts and taxonomy else None
         value, weights, n_mined, n_mined_active = _TRIPLET_MINING[mining](index, margin, average)
-        negatives = _negative_distances(distances, index.same) if spread else None
+        negatives = negative_distances(distances, index.same) if spread else None
     loss = _with_distance_gradient(embeddings, distances, weights, value, metric=metric)
     if not counts:
         return BatchLoss(loss, None, negatives)
     if type_counts is None:
         type_counts = n_mined.new_zeros(len(TAXONOMY))
-    return BatchLoss(
-        loss, torch.cat([type_counts, torch.stack([n_mined, n_mined_active])]), negatives
-    )
+    vector = TRIPLET_STATISTICS.vector(type_counts, n_mined=n_mined, n_mined_active=n_mined_active)
+    return BatchLoss(loss, vector, negatives)
 
 
 def contrastive_kernel(
@@ -803,7 +810,7 @@ def contrastive_kernel(
     sorted triplet index, which the loss itself does not: ``taxonomy=False`` skips it.
     """
     if len(labels) < 2:
-        return _nothing_to_train_on(embeddings, CONTRASTIVE_STATISTICS, counts, spread)
+        return nothing_to_train_on(embeddings, CONTRASTIVE_STATISTICS, counts, spread)
     with torch.no_grad():
         distances = distance_matrix(embeddings.detach(), None, metric)
         same = labels[:, None] == labels[None, :]
@@ -830,7 +837,7 @@ def contrastive_kernel(
             weights = half_slopes.div_(count)
         else:
             value, weights = _contrastive_terms(half_slopes, same, n_mined, average, squared)
-        negatives = _negative_distances(distances, same) if spread else None
+        negatives = negative_distances(distances, same) if spread else None
     loss = _with_distance_gradient(
         embeddings, distances, weights, value, metric=metric, symmetric=True
     )
@@ -843,17 +850,16 @@ def contrastive_kernel(
         else:
             type_counts = n_pairs.new_zeros(len(TAXONOMY))
         n_positive_pairs = (torch.count_nonzero(same) - len(labels)) // 2
-        pair_counts = torch.stack(
-            [
-                n_mined,
-                n_mined_active,
-                n_pairs,
-                n_positive_pairs,
-                n_pairs - n_positive_pairs,
-                n_active_pairs,
-            ]
+        vector = CONTRASTIVE_STATISTICS.vector(
+            type_counts,
+            n_mined=n_mined,
+            n_mined_active=n_mined_active,
+            n_pairs=n_pairs,
+            n_positive_pairs=n_positive_pairs,
+            n_negative_pairs=n_pairs - n_positive_pairs,
+            n_active_pairs=n_active_pairs,
         )
-    return BatchLoss(loss, torch.cat([type_counts, pair_counts]), negatives)
+    return BatchLoss(loss, vector, negatives)
 
 
 def _contrastive_terms(half_slopes, same, n_mined, average, squared):
@@ -909,19 +915,19 @@ def callable_kernel(
             distances = distance_matrix(embeddings.detach(), None, metric)
             index = TripletIndex(distances, labels)
             type_counts = index.type_counts(margin) if taxonomy else None
-            negatives = _negative_distances(distances, index.same) if spread else None
+            negatives = negative_distances(distances, index.same) if spread else None
     if counts and type_counts is None:
         type_counts = torch.zeros(len(TAXONOMY), dtype=torch.int64, device=labels.device)
     return BatchLoss(loss, type_counts, negatives)
 
 
-def _negative_distances(distances, same):
+def negative_distances(distances, same):
     """Sum of the distances between different classes, over ordered pairs, and their number."""
     negatives = ~same
     return (distances * negatives).sum(), negatives.sum()
 
 
-def _nothing_to_train_on(embeddings, statistics, counts, spread):
+def nothing_to_train_on(embeddings, statistics, counts, spread):
     """A zero attached to the graph, zero counts and no negatives, for B < 2."""
     loss = embeddings.sum() * 0
     zero = torch.zeros((), dtype=torch.int64, device=embeddings.device)
@@ -1019,26 +1025,61 @@ _CONTRASTIVE_MINING = {"all": _all_pairs, "hard": _hard_pairs}
 
 @dataclass(frozen=True)
 class LossDeclaration:
-    """A built-in loss as an estimator uses it: its kernel, its mining rules and its statistics.
+    """A built-in loss: its name, its kernel, its mining rules, its statistics and its options.
 
-    ``options`` names the estimator parameters that the kernel takes as keyword arguments of the
-    same names, beside ``margin`` and ``metric``.
+    The registry of built-in losses, :data:`sklearn_triplet._registry.LOSSES`, lists every
+    declaration once; the estimators, the training loop, the console report, the history plots, the
+    documentation and the trust policy of ``load`` read them from there.
+
+    Attributes
+    ----------
+    name : str
+        Its name; with ``params``, the value of ``loss`` that selects it in the class-label
+        estimators (``loss="multi-similarity"``).
+    kernel : callable
+        ``kernel(embeddings, labels, *, margin, metric, **options, counts, taxonomy, spread) ->
+        BatchLoss``.
+    minings : tuple of str
+        Its mining rules (the values of an estimator's ``mining``), if it has several.
+    statistics : Statistics
+        The counts and fractions it reports in ``history_``.
+    options : tuple of str
+        Estimator parameters that the kernel takes as keyword arguments of the same names, beside
+        ``margin`` and ``metric`` (for the loss an estimator is built around).
+    params : dict or None
+        For a loss selected by name: its options and their defaults, which ``loss_params``
+        overrides. None: not selectable by name.
+    function : str or None
+        Import path of its public function, which ``load`` trusts as a ``loss``.
+    summary : str
+        One line for the documentation of ``loss``.
     """
 
+    name: str
     kernel: Callable[..., BatchLoss]
     minings: tuple
     statistics: Statistics
     options: tuple = ("mining",)
+    params: "dict | None" = None
+    function: "str | None" = None
+    summary: str = ""
 
 
 TRIPLET = LossDeclaration(
-    triplet_kernel, tuple(_TRIPLET_MINING), TRIPLET_STATISTICS, ("mining", "average")
+    "triplet",
+    triplet_kernel,
+    tuple(_TRIPLET_MINING),
+    TRIPLET_STATISTICS,
+    ("mining", "average"),
+    function="sklearn_triplet.losses.triplet_loss",
 )
 CONTRASTIVE = LossDeclaration(
+    "contrastive",
     contrastive_kernel,
     tuple(_CONTRASTIVE_MINING),
     CONTRASTIVE_STATISTICS,
     ("mining", "average", "squared"),
+    function="sklearn_triplet.losses.contrastive_loss",
 )
 
 
@@ -1201,7 +1242,9 @@ GIVEN_PAIRS_STATISTICS = Statistics(
     ),
     (_ACTIVE_PAIRS,),
 )
-GIVEN_TRIPLETS_STATISTICS = Statistics(TAXONOMY, _TAXONOMY_FRACTIONS + (_ACTIVE_TRIPLETS,))
+GIVEN_TRIPLETS_STATISTICS = Statistics(TAXONOMY, TAXONOMY_FRACTIONS + (_ACTIVE_TRIPLETS,))
 
-GIVEN_PAIRS = LossDeclaration(given_pairs_kernel, (), GIVEN_PAIRS_STATISTICS)
-GIVEN_TRIPLETS = LossDeclaration(given_triplets_kernel, (), GIVEN_TRIPLETS_STATISTICS)
+GIVEN_PAIRS = LossDeclaration("given-pairs", given_pairs_kernel, (), GIVEN_PAIRS_STATISTICS, ())
+GIVEN_TRIPLETS = LossDeclaration(
+    "given-triplets", given_triplets_kernel, (), GIVEN_TRIPLETS_STATISTICS, ()
+)

@@ -9,25 +9,27 @@ file is checked before any is imported.
 
 import importlib
 import os
+import warnings
 
 import torch
 
 from ._base import BaseEmbedder
 from ._format import Decoder, find_imports, lookup, package_version, read_file
+from ._registry import LOSSES
 from ._threads import seeded_global_generator
+from .backbones import BACKBONES
 
-# What this package itself may write into a file, trusted without being passed.
+# What this package itself may write into a file, trusted without being passed: its estimators,
+# the normalisation layer of its networks, and the factories and public loss functions of the
+# built-in backbones and losses, read from their registries.
 TRUSTED = (
     "sklearn_triplet.ComparisonEmbedder",
     "sklearn_triplet.PairEmbedder",
     "sklearn_triplet.SiameseEmbedder",
     "sklearn_triplet.TripletEmbedder",
     "sklearn_triplet.backbones.L2Normalize",
-    "sklearn_triplet.backbones.make_cnn",
-    "sklearn_triplet.backbones.make_linear",
-    "sklearn_triplet.backbones.make_mlp",
-    "sklearn_triplet.losses.contrastive_loss",
-    "sklearn_triplet.losses.triplet_loss",
+    *(f"{spec.factory.__module__}.{spec.factory.__qualname__}" for spec in BACKBONES.values()),
+    *(loss.function for loss in LOSSES.values() if loss.function is not None),
 )
 
 
@@ -87,9 +89,14 @@ def load(path, *, trusted=None):
         and isinstance(document["fitted"], (dict, type(None)))
     ):
         raise ValueError(f"Cannot load {where}: its document lacks the estimator's description.")
+    # The callback runs only during fit: a file whose callback cannot be imported here still loads.
+    document["params"] = dict(document["params"])
+    callback = document["params"].pop("callback", None)
     imports = find_imports(where, document)
     _check_trust(where, imports, trusted)
     decoder = Decoder(where, tensors, {key: _import(where, *key) for key in imports})
+    if callback is not None:
+        document["params"]["callback"] = _callback_or_none(where, callback, decoder, trusted)
     cls = decoder.decode(document["estimator"])
     if not (isinstance(cls, type) and issubclass(cls, BaseEmbedder)):
         # A ValueError, as for every other fault of the file.
@@ -131,6 +138,32 @@ def load(path, *, trusted=None):
     # same way.
     estimator.__setstate__({**vars(estimator), **fitted, "module_": module.eval()})
     return estimator
+
+
+def _callback_or_none(where, callback, decoder, trusted):
+    """The encoded ``callback`` parameter, or None, with a warning, when it cannot be loaded here.
+
+    A callback runs only during ``fit``: the weights, ``history_`` and ``transform`` do not need it,
+    so a model or a checkpoint whose callback was defined in a script (``__main__.cb``), or is not
+    trusted, loads with ``callback=None`` rather than not at all. An untrusted callback is still
+    never imported.
+    """
+    imports = find_imports(where, callback)
+    try:
+        _check_trust(where, imports, trusted)
+        decoder.imports.update({key: _import(where, *key) for key in imports})
+    except ValueError as exc:
+        reason = str(exc).split(": ", 1)[1]
+        warnings.warn(
+            f"Loading {where} with callback=None: {reason} A callback runs only during fit, so "
+            "the estimator, its weights and history_ need none; set one with set_params(callback="
+            "...) before fitting it again. To keep a callback in saved files, define it in an "
+            "importable module rather than in a script.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return None
+    return callback
 
 
 def _check_trusted(trusted):

@@ -8,16 +8,15 @@ import numpy as np
 import torch
 from sklearn.base import ClassifierMixin
 from sklearn.metrics import roc_auc_score
-from sklearn.utils.validation import check_is_fitted
 
 from ._kernels import GIVEN_PAIRS, given_pairs_kernel
+from ._threshold import ThresholdClassifierMixin, check_threshold_options, threshold_from_options
 from ._tuples import TupleEmbedder, check_pair_labels
-from ._validation import Interval, StrOptions, fit_context, invalid
+from ._validation import Interval, StrOptions, fit_context
 from .distances import paired_distances
-from .verification import calibrate_threshold
 
 
-class PairEmbedder(ClassifierMixin, TupleEmbedder):
+class PairEmbedder(ThresholdClassifierMixin, ClassifierMixin, TupleEmbedder):
     """Learn an embedding from pairs labelled similar or dissimilar, with the contrastive loss.
 
     For data with no class labels, only judgements on pairs: duplicate questions or products,
@@ -26,13 +25,15 @@ class PairEmbedder(ClassifierMixin, TupleEmbedder):
     distance threshold is calibrated on them, so the fitted estimator both embeds single points
     (``transform``) and classifies new pairs (``predict``).
 
-    ``y`` follows metric-learn: ``+1`` for a similar pair, ``-1`` for a dissimilar one. In the
-    paper's notation ``Y = (1 - y) / 2`` (``Y = 0`` similar, ``Y = 1`` dissimilar) and a pair at
-    distance ``D`` costs ``(1 - Y) * D + Y * max(0, margin - D)`` (by default, as
-    pytorch-metric-learning's ``ContrastiveLoss``), or ``(1 - Y) * D**2 + Y * max(0, margin -
-    D)**2`` with ``squared=True`` (the paper's): similar pairs are pulled together, dissimilar
-    ones pushed at least ``margin`` apart. Only the given pairs are trained on: two similar pairs
-    that share a point do not make a third.
+    ``y`` follows metric-learn: ``+1`` for a similar pair, ``-1`` for a dissimilar one; any two
+    labels are taken, the greater one meaning similar (``1`` / ``0``, ``True`` / ``False``, as
+    :func:`~sklearn.model_selection.cross_val_predict` re-encodes them), and ``classes_`` stays
+    ``[-1, 1]``. In the paper's notation ``Y = (1 - y) / 2`` (``Y = 0`` similar, ``Y = 1``
+    dissimilar) and a pair at distance ``D`` costs ``(1 - Y) * D + Y * max(0, margin - D)`` (by
+    default, as pytorch-metric-learning's ``ContrastiveLoss``), or ``(1 - Y) * D**2 + Y * max(0,
+    margin - D)**2`` with ``squared=True`` (the paper's): similar pairs are pulled together,
+    dissimilar ones pushed at least ``margin`` apart. Only the given pairs are trained on: two
+    similar pairs that share a point do not make a third.
 
     By default the network starts at the points' own geometry (``backbone="residual"``) and
     ``do_no_harm`` keeps the raw features when training did not beat them on held-out pairs, so
@@ -64,11 +65,16 @@ class PairEmbedder(ClassifierMixin, TupleEmbedder):
         n_features_in_``), pairs are compared by their Euclidean distance and ``raw_kept_`` is
         True. With fewer than two pairs of a kind, nothing is held out and the network is used.
         ``partial_fit`` always uses the network.
-    points : array-like of shape (n_points, n_features), default=None
-        The points that index pairs refer to, when ``X`` holds integer index pairs of shape
-        ``(n_pairs, 2)``; unused when ``X`` holds the features of both points, ``(n_pairs, 2,
-        n_features)``. A constructor parameter so that cross-validation and grid searches split
-        the pairs while every fold sees the same points (cloning copies it).
+    points : array-like of shape (n_points, n_features) or callable, default=None
+        The points that index pairs refer to, when ``X`` holds index pairs of shape ``(n_pairs,
+        2)``: an array whose rows the integer indices pick, or a callable that maps a 1-D array of
+        ids (file names, database keys...) to their features, shape ``(n_ids, n_features)``,
+        called once per ``fit`` with the distinct ids used, and per ``transform``, ``predict``...
+        with theirs (the lazy path for data that is not one array). Unused when ``X`` holds the
+        features of both points, ``(n_pairs, 2, n_features)``. With ``points`` set, ``transform``
+        also takes a 1-D array of indices or ids. A constructor parameter so that cross-validation
+        and grid searches split the pairs while every fold sees the same points (cloning copies
+        it); metric-learn's ``preprocessor``.
     threshold : {"accuracy", "far"} or float, default="accuracy"
         How ``fit`` sets ``threshold_``: ``"accuracy"`` maximises the accuracy of the
         calibration pairs, ``"far"`` takes the largest threshold whose false-accept rate (the
@@ -76,7 +82,8 @@ class PairEmbedder(ClassifierMixin, TupleEmbedder):
         float is used as is. The calibration pairs are those held out by ``early_stopping``, else
         all the pairs of ``fit``. The network pulls its training pairs closer than new ones, so a
         threshold calibrated on them is too strict for new pairs: prefer early stopping, or
-        :class:`~sklearn_triplet.verification.PairVerifier` on pairs of your own.
+        :class:`~sklearn_triplet.verification.PairVerifier` on pairs of your own, or
+        ``calibrate_threshold`` on held-out pairs, with metric-learn's other strategies.
     target_far : float in [0, 1], default=None
         The largest false-accept rate allowed; required by ``threshold="far"``, and only used by
         it.
@@ -86,6 +93,7 @@ class PairEmbedder(ClassifierMixin, TupleEmbedder):
 
     See Also
     --------
+    sklearn_triplet.verification.PairVerifier : A threshold calibrated on pairs of your own.
     ComparisonEmbedder : The same from triplets "a is more like b than like c".
     SiameseEmbedder : The same loss on pairs formed from class labels.
     sklearn_triplet.losses.contrastive_loss_on_pairs : The loss.
@@ -116,6 +124,10 @@ class PairEmbedder(ClassifierMixin, TupleEmbedder):
     (array([ 1, -1, -1, -1,  1,  1]), array([ 1, -1, -1, -1,  1,  1]))
     >>> bool(model.score(pairs, labels) > 0.8)  # the share of pairs predicted right
     True
+    >>> # Accept a share of at least 0.95 of the similar pairs (a strategy of metric-learn)
+    >>> model = model.calibrate_threshold(pairs, labels, strategy="max_tnr", min_rate=0.95)
+    >>> bool(np.mean(model.predict(pairs[labels == 1]) == 1) >= 0.95)
+    True
     """
 
     _loss = GIVEN_PAIRS
@@ -136,7 +148,9 @@ class PairEmbedder(ClassifierMixin, TupleEmbedder):
         ``{"trained": float, "raw": float}``, the ROC AUC of the held-out pairs in each, from the
         last ``fit`` with ``do_no_harm=True``; None otherwise.
     threshold_ : float
-        Pairs at a distance strictly below it are predicted similar (``+1``).
+        Pairs at a distance strictly below it are predicted similar (``+1``). Set by ``fit``
+        from the ``threshold`` parameter, or later by ``calibrate_threshold`` or
+        ``set_threshold``.
     classes_ : ndarray of shape (2,)
         ``[-1, 1]``.
 """
@@ -230,7 +244,8 @@ class PairEmbedder(ClassifierMixin, TupleEmbedder):
         X : array-like of shape (n_pairs, 2, n_features) or (n_pairs, 2)
             The two points of each pair, or integer index pairs into ``points``.
         y : array-like of shape (n_pairs,)
-            ``+1`` for a similar pair, ``-1`` for a dissimilar one; both must occur.
+            ``+1`` for a similar pair, ``-1`` for a dissimilar one (any two labels: the greater
+            means similar); both must occur.
 
         Returns
         -------
@@ -250,7 +265,8 @@ class PairEmbedder(ClassifierMixin, TupleEmbedder):
         X : array-like of shape (n_pairs, 2, n_features) or (n_pairs, 2)
             The two points of each pair, or integer index pairs into ``points``.
         y : array-like of shape (n_pairs,)
-            ``+1`` for a similar pair, ``-1`` for a dissimilar one; both must occur.
+            ``+1`` for a similar pair, ``-1`` for a dissimilar one (any two labels: the greater
+            means similar); both must occur.
 
         Returns
         -------
@@ -260,17 +276,7 @@ class PairEmbedder(ClassifierMixin, TupleEmbedder):
         return self._fit(X, y, n_epochs=1, incremental=True, validate=False)
 
     def _check_fit_parameters(self):
-        if (self.threshold == "far") != (self.target_far is not None):
-            if self.target_far is None:
-                raise invalid(
-                    "target_far",
-                    "the largest false-accept rate allowed, with threshold='far'",
-                    "None",
-                )
-            raise ValueError(
-                f"target_far={self.target_far!r} is only used with threshold='far'; got "
-                f"threshold={self.threshold!r}."
-            )
+        check_threshold_options(self.threshold, self.target_far)
 
     def _check_targets(self, y, n_tuples):
         return check_pair_labels(self, y, n_tuples, both_kinds=True)
@@ -299,45 +305,21 @@ class PairEmbedder(ClassifierMixin, TupleEmbedder):
         held-out pairs with early stopping, else on all."""
         super()._after_training(points, data, points_val, data_val)
         self.classes_ = np.array([-1, 1])
-        if not isinstance(self.threshold, str):
-            self.threshold_ = float(self.threshold)
-            return
-        tuples, targets = data if data_val is None else data_val
-        members = self._embed_members(points, tuples)
-        distances = paired_distances(members[:, 0], members[:, 1], metric=self._distance_metric)
-        target_far = self.target_far if self.threshold == "far" else None
-        self.threshold_ = calibrate_threshold(distances, targets > 0, target_far)
+        distances = similar = None
+        if isinstance(self.threshold, str):
+            tuples, targets = data if data_val is None else data_val
+            members = self._embed_members(points, tuples)
+            distances = paired_distances(members[:, 0], members[:, 1], metric=self._distance_metric)
+            similar = targets > 0
+        self.threshold_ = threshold_from_options(
+            self.threshold, self.target_far, distances, similar
+        )
 
-    def decision_function(self, X):
-        """``threshold_ - distance``: positive for pairs predicted similar.
+    def _threshold_distances(self, X):
+        return self.pair_distance(X)
 
-        Parameters
-        ----------
-        X : array-like of shape (n_pairs, 2, n_features) or (n_pairs, 2)
-            Pairs of points, or integer index pairs into ``points``.
-
-        Returns
-        -------
-        scores : ndarray of shape (n_pairs,)
-            Higher means more alike; it ranks pairs as ``-pair_distance(X)`` does.
-        """
-        check_is_fitted(self)
-        return self.threshold_ - self.pair_distance(X)
-
-    def predict(self, X):
-        """Predict ``+1`` (similar) or ``-1`` (dissimilar) for each pair.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_pairs, 2, n_features) or (n_pairs, 2)
-            Pairs of points, or integer index pairs into ``points``.
-
-        Returns
-        -------
-        y_pred : ndarray of shape (n_pairs,)
-            ``+1`` where the distance is strictly below ``threshold_``, else ``-1``.
-        """
-        return np.where(self.decision_function(X) > 0, 1, -1)
+    def _similar(self, y, n_pairs):
+        return check_pair_labels(self, y, n_pairs, both_kinds=False) > 0
 
     # (ClassifierMixin.score takes sample_weight too; the share of pairs right takes none.)
     def score(self, X, y):  # pyright: ignore[reportIncompatibleMethodOverride]
@@ -348,7 +330,8 @@ class PairEmbedder(ClassifierMixin, TupleEmbedder):
         X : array-like of shape (n_pairs, 2, n_features) or (n_pairs, 2)
             Pairs of points, or integer index pairs into ``points``.
         y : array-like of shape (n_pairs,)
-            ``+1`` for a similar pair, ``-1`` for a dissimilar one.
+            ``+1`` for a similar pair, ``-1`` for a dissimilar one (any two labels: the greater
+            means similar).
 
         Returns
         -------

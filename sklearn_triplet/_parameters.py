@@ -35,6 +35,7 @@ TABLE = (
     ("threshold", _, _, "accuracy", _),
     ("target_far", _, _, None, _),
     ("loss", None, None, _, _),
+    ("loss_params", None, None, _, _),
     ("init", "auto", "auto", _, _),
     ("batch_size", 128, 128, 128, 128),
     ("samples_per_class", 4, 2, _, _),

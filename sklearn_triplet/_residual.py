@@ -19,7 +19,20 @@ import torch
 from sklearn.decomposition import PCA
 from torch import nn
 
-from .backbones import make_mlp
+
+def _linear(n_in, n_out, generator, *, bias=True):
+    """``nn.Linear`` with PyTorch's default initialisation, drawn from ``generator`` (None:
+    torch's global generator, as ``nn.Linear`` draws it)."""
+    if generator is None:
+        return nn.Linear(n_in, n_out, bias=bias)
+    # built on the meta device, so that nothing is drawn from the global generator
+    layer = nn.Linear(n_in, n_out, bias=bias, device="meta").to_empty(device="cpu")
+    with torch.no_grad():
+        nn.init.kaiming_uniform_(layer.weight, a=5**0.5, generator=generator)
+        if bias:
+            bound = 1 / n_in**0.5
+            nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+    return layer
 
 
 class ResidualMLP(nn.Module):
@@ -48,19 +61,16 @@ class ResidualMLP(nn.Module):
 
     def __init__(self, n_features, n_components, *, hidden_layer_sizes=(256,), generator=None):
         super().__init__()
-        kwargs = {} if generator is None else {"device": "meta"}
-        self.linear = nn.Linear(n_features, n_components, bias=False, **kwargs)
-        if generator is not None:
-            self.linear = self.linear.to_empty(device="cpu")
-            nn.init.kaiming_uniform_(self.linear.weight, a=5**0.5, generator=generator)
-        self.mlp = make_mlp(
-            n_features, n_components, hidden_layer_sizes=hidden_layer_sizes, generator=generator
-        )
-        output = self.mlp[-1]
-        assert isinstance(output, nn.Linear)
+        self.linear = _linear(n_features, n_components, generator, bias=False)
+        layers, width = [], n_features
+        for size in hidden_layer_sizes:
+            layers += [_linear(width, int(size), generator), nn.ReLU()]
+            width = int(size)
+        output = _linear(width, n_components, generator)
         with torch.no_grad():
             output.weight.zero_()
             output.bias.zero_()
+        self.mlp = nn.Sequential(*layers, output)
         self.register_buffer("scale", torch.ones(()))
 
     def forward(self, x):

@@ -41,9 +41,7 @@ class SiameseEmbedder(ClassLabelEmbedder):
         Square each pair's term (Hadsell et al.). The default takes distances as they are: every
         positive pair is pulled with the same strength, however close, and a negative pair is
         pushed with the same strength until it is ``margin`` away.
-    loss : callable, default=None
-        A replacement for the built-in loss: ``loss(embeddings, labels) -> scalar tensor``;
-        ``margin`` and ``metric`` then only drive the statistics recorded in ``history_``.
+    %(loss)s
     %(training)s
 
     %(attributes)s
@@ -94,6 +92,7 @@ class SiameseEmbedder(ClassLabelEmbedder):
         average="active",
         squared=False,
         loss=None,
+        loss_params=None,
         init="auto",
         batch_size=128,
         samples_per_class=2,
@@ -126,6 +125,7 @@ class SiameseEmbedder(ClassLabelEmbedder):
         self.average = average
         self.squared = squared
         self.loss = loss
+        self.loss_params = loss_params
         self.init = init
         self.batch_size = batch_size
         self.samples_per_class = samples_per_class

@@ -41,7 +41,8 @@ _THREAD_LIMIT_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 _SET_THREADS_LOCK = threading.Lock()
 _GLOBAL_GENERATOR_LOCK = threading.RLock()
 
-# Layers whose forward pass is a matrix product of the weight with each output position.
+# Layers whose forward pass is a matrix product of the weight with each output position (the
+# estimators pass those of the backbone registry, sklearn_triplet.backbones.WEIGHT_LAYERS).
 _WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
@@ -123,7 +124,7 @@ def _set_num_threads(n_threads):
         torch.set_num_threads(n_threads)
 
 
-def probe(module, n_features, device):
+def probe(module, n_features, device, weight_layers=_WEIGHT_LAYERS):
     """Run ``module`` on two rows of zeros and measure the work of its weight layers.
 
     Forward hooks on the module's own :class:`~torch.nn.Linear` and convolution layers (not global
@@ -136,6 +137,8 @@ def probe(module, n_features, device):
     n_features : int
         Input width.
     device : torch.device
+    weight_layers : tuple of type, default=(Linear, Conv1d, Conv2d, Conv3d)
+        The layers whose work is measured.
 
     Returns
     -------
@@ -151,7 +154,7 @@ def probe(module, n_features, device):
         # Each output entry is a dot product of one slice of the weight with the input.
         flops.append(2 * layer.weight[0].numel() * output.numel() / output.shape[0])
 
-    layers = [m for m in module.modules() if isinstance(m, _WEIGHT_LAYERS)]
+    layers = [m for m in module.modules() if isinstance(m, weight_layers)]
     handles = [layer.register_forward_hook(count) for layer in layers]
     try:
         with torch.inference_mode():

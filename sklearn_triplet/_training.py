@@ -12,7 +12,9 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
+import numpy as np
 import torch
 
 _warmed_up = False
@@ -78,6 +80,76 @@ def still_improving(history, *, window, tol, keys=("loss", "active_fraction")):
     return None
 
 
+# Under a learning-rate schedule: the share of a fit's epochs that make its end; the share of the
+# fit's mean fall per epoch that the curve must still fall by there; the multiple of the curve's
+# noise that the fall must exceed; the fewest epochs whose second half gives that noise.
+_END_SHARE = 0.1
+_END_RATE = 0.5
+_END_NOISE = 2.0
+_NOISE_MIN_EPOCHS = 10
+
+
+def still_falling_at_the_end(history, *, tol, keys=("loss", "active_fraction")):
+    """Which training curve of a fit under a learning-rate schedule was still falling at its end.
+
+    A schedule anneals the learning rate towards 0 over the fit, so the curve of a fit that has
+    done its work flattens at the end: a fall per epoch there cannot be judged against ``tol``
+    alone (see :func:`still_improving`). It is judged against the fit's own curve instead. With
+    ``end`` the last tenth of the epochs (at least one), a curve is still falling when its lowest
+    value over ``end`` is below its lowest value before, per epoch of ``end``:
+
+    - by more than half the fit's mean fall per epoch, ``(first - lowest) / (n_epochs - 1)``:
+      with the learning rate almost spent, the fit still learns at least half as fast as on
+      average;
+    - by more than ``tol``;
+    - and, in all, by more than twice the curve's noise, the standard deviation of its second
+      half around a straight line (fits of 10 epochs or more; shorter ones have too few epochs to
+      tell noise): the lucky last epoch of a flat, noisy curve does not count.
+
+    A fit of two epochs whose loss fell always counts. Neither the main job's default fits
+    (``python -m sklearn_triplet``) nor those of ``benchmarks/peers.py`` on its six tasks (50
+    epochs, and 10 in its quick mode) do.
+
+    Parameters
+    ----------
+    history : list of dict
+        One row per epoch of the fit.
+    tol : float
+        Smallest fall per epoch that counts.
+    keys : tuple of str, default=("loss", "active_fraction")
+        The curves, lower is better; rows without a finite value are skipped.
+
+    Returns
+    -------
+    falling : tuple or None
+        ``(key, n_epochs, fall_per_epoch, rate)`` of the first curve still falling, ``rate`` its
+        fall per epoch over the last ``n_epochs`` epochs divided by the fit's mean; or None.
+
+    Examples
+    --------
+    >>> still_falling_at_the_end([{"loss": 0.5}, {"loss": 0.25}], tol=1e-4)
+    ('loss', 1, 0.25, 1.0)
+    >>> flattening = [{"loss": 1.0 / epoch} for epoch in range(1, 11)]
+    >>> still_falling_at_the_end(flattening, tol=1e-4) is None
+    True
+    """
+    for key in keys:
+        values = np.array([row[key] for row in history if _finite(row.get(key))])
+        if len(values) < 2:
+            continue
+        span = max(1, math.ceil(_END_SHARE * (len(values) - 1)))
+        drop = float(values[:-span].min() - values[-span:].min())
+        mean = float(values[0] - values.min()) / (len(values) - 1)
+        noise = 0.0
+        if len(values) >= _NOISE_MIN_EPOCHS:
+            half = values[len(values) // 2 :]
+            steps = np.arange(len(half))
+            noise = float(np.std(half - np.polyval(np.polyfit(steps, half, 1), steps)))
+        if drop / span > tol and drop / span > _END_RATE * mean and drop > _END_NOISE * noise:
+            return key, span, drop / span, drop / span / mean
+    return None
+
+
 def _finite(value):
     return value is not None and math.isfinite(value)
 
@@ -133,15 +205,25 @@ class LearningRateSchedule:
         return self.initial * SCHEDULES[self.name](step, self.n_epochs * n_batches)
 
 
+class Rows(Protocol):
+    """Training rows read as they are needed (``_distributed.SharedRows``): indexed by a tensor
+    of row indices, they give those rows as a float32 tensor, from ``device``."""
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def __getitem__(self, indices: torch.Tensor, /) -> torch.Tensor: ...
+
+
 @dataclass(frozen=True)
 class TrainingData:
     """What one fit trains on, as the estimator prepared it.
 
     Attributes
     ----------
-    X : torch.Tensor of shape (n_samples, n_features)
+    X : torch.Tensor of shape (n_samples, n_features), or Rows
         Training data, on the device when it fits there, else on the CPU (pinned when the device is
-        CUDA).
+        CUDA); or rows read as the batches need them (a memory map in a process group).
     y : torch.Tensor of shape (n_samples,) or None
         Encoded labels, on the same device as ``X``; None when every batch brings its targets.
     batches : callable
@@ -154,7 +236,7 @@ class TrainingData:
         the best weights at the end. None: no early stopping.
     """
 
-    X: torch.Tensor
+    X: "torch.Tensor | Rows"
     y: "torch.Tensor | None"
     batches: Callable[[], Iterable]
     validation_score: "Callable[[], float] | None" = None
@@ -237,6 +319,7 @@ def train(
     start_time=None,
     stopping=None,
     checkpoint=None,
+    ranks=None,
 ):
     """Train ``module`` in place for up to ``settings.n_epochs`` epochs.
 
@@ -271,6 +354,11 @@ def train(
     checkpoint : callable, default=None
         ``checkpoint(epoch, stopping)``, called after each epoch that training continues from,
         when the weights, the optimiser and ``stopping`` are those the next epoch starts from.
+    ranks : sklearn_triplet._distributed.Ranks, default=None
+        The process group training one model together (see :mod:`sklearn_triplet._distributed`):
+        every rank embeds its share of each batch, the loss sees the gathered global batch, the
+        gradients are summed, and the validation score, the time and the decision to stop are
+        the same on every rank. None trains in this process alone.
 
     Returns
     -------
@@ -291,6 +379,8 @@ def train(
         else contextlib.nullcontext()
     )
     stopping = EarlyStopping() if stopping is None else stopping
+    if ranks is not None:
+        ranks.broadcast_module(module)
     stop_reason = STOP_MAX_ITER
     first_epoch = settings.first_epoch
     epochs = range(first_epoch, first_epoch + settings.n_epochs)
@@ -309,6 +399,7 @@ def train(
                 data.batches(),
                 device,
                 autocast,
+                ranks,
             )
             problem = _divergence(logs, module)
             if problem:
@@ -321,12 +412,19 @@ def train(
                 )
             logs = {"epoch": epoch, **logs}
             if data.validation_score is not None:
-                logs["validation_score"] = float(data.validation_score())
+                logs["validation_score"] = (
+                    float(data.validation_score())
+                    if ranks is None
+                    else ranks.from_writer(data.validation_score)
+                )
                 stopping.update(logs["validation_score"], module, settings.tol)
             logs["time"] = time.perf_counter() - start_time
+            if ranks is not None:
+                logs["time"] = ranks.from_writer(lambda elapsed=logs["time"]: elapsed)
             history.append(logs)
             _report(bar, logs, settings, first_epoch + settings.n_epochs - 1, statistics)
-            if on_epoch_end is not None and on_epoch_end(epoch, logs):
+            stop = on_epoch_end is not None and on_epoch_end(epoch, logs)
+            if stop if ranks is None else ranks.any(stop):
                 stop_reason = STOP_CALLBACK
                 break
             if (
@@ -343,7 +441,18 @@ def train(
 
 
 def _train_epoch(
-    module, optimizer, schedule, epoch, batch_loss, statistics, X, y, batches, device, autocast
+    module,
+    optimizer,
+    schedule,
+    epoch,
+    batch_loss,
+    statistics,
+    X,
+    y,
+    batches,
+    device,
+    autocast,
+    ranks=None,
 ):
     module.train()
     batches = list(batches)
@@ -353,18 +462,18 @@ def _train_epoch(
     for i, batch in enumerate(batches):
         indices, targets = batch if isinstance(batch, tuple) else (batch, None)
         indices = torch.as_tensor(indices, device=X.device)
-        xb = X[indices].to(device, non_blocking=True)
         yb = y[indices].to(device, non_blocking=True) if targets is None else targets
-        with autocast:
-            embeddings = module(xb)
+        embeddings = embed_batch(module, X, indices, device, autocast, ranks)
         loss, counts, spread = batch_loss(
-            embeddings.float(),
+            embeddings,
             yb,
             taxonomy=i % statistics.taxonomy_every == 0,
             spread=i == len(batches) - 1,  # the embeddings of the epoch's last batch
         )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if ranks is not None:
+            ranks.sum_gradients(module)
         if schedule is not None:
             rate = schedule.rate(epoch, i, len(batches))
             for group in optimizer.param_groups:
@@ -375,6 +484,8 @@ def _train_epoch(
         finite &= torch.isfinite(embeddings.detach()).all()
         totals = counts if totals is None else totals + counts
         negatives = spread if spread is not None else negatives
+    if ranks is not None:
+        ranks.broadcast_module(module, parameters=False)
     logs = {
         "loss": (loss_sum / max(len(batches), 1)).item(),
         "_finite_embeddings": bool(finite),
@@ -383,6 +494,21 @@ def _train_epoch(
         logs.update(statistics.epoch_logs(totals))
     logs["mean_distance"] = _mean_negative_distance(negatives)
     return logs
+
+
+def embed_batch(module, X, indices, device, autocast=None, ranks=None):
+    """The float32 embeddings ``(len(indices), n_components)`` of the rows ``indices`` of ``X``.
+
+    In a process group (``ranks``), this rank embeds its share of the batch alone, with gradients,
+    and the others' shares are gathered: the result is that of the whole batch, in its order.
+    """
+    if ranks is None:
+        with autocast or contextlib.nullcontext():
+            return module(X[indices].to(device, non_blocking=True)).float()
+    share, sizes = ranks.share(indices)
+    with autocast or contextlib.nullcontext():
+        embeddings = module(X[share].to(device, non_blocking=True))
+    return ranks.gather(embeddings.float(), sizes)
 
 
 def _divergence(logs, module):

@@ -41,11 +41,7 @@ class TripletEmbedder(ClassLabelEmbedder):
         training turns triplets easy, ``"all"`` shrinks the gradient with the share of active
         ones; ``"active"`` keeps its size, so the last epochs still learn from the triplets left.
         For ``mining="all"``, which mines only active triplets, both are the same.
-    loss : callable, default=None
-        A replacement for the built-in loss: ``loss(embeddings, labels) -> scalar tensor``, with
-        embeddings of shape ``(batch, n_components)`` (normalised when ``normalize=True``) and
-        integer labels of shape ``(batch,)``; pytorch-metric-learning's losses have this signature.
-        ``margin`` and ``metric`` then only drive the triplet statistics recorded in ``history_``.
+    %(loss)s
     %(training)s
 
     %(attributes)s
@@ -106,6 +102,7 @@ class TripletEmbedder(ClassLabelEmbedder):
         mining="auto",
         average="active",
         loss=None,
+        loss_params=None,
         init="auto",
         batch_size=128,
         samples_per_class=4,
@@ -137,6 +134,7 @@ class TripletEmbedder(ClassLabelEmbedder):
         self.mining = mining
         self.average = average
         self.loss = loss
+        self.loss_params = loss_params
         self.init = init
         self.batch_size = batch_size
         self.samples_per_class = samples_per_class

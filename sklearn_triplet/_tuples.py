@@ -7,7 +7,8 @@ The two forms of ``X``
   triplets), each tuple carrying the features of its members.
 - Indices: integers of shape ``(n_tuples, k)`` into the estimator's ``points`` parameter, an
   array of shape ``(n_points, n_features)`` given once, so that a million pairs over 10,000
-  points do not copy rows.
+  points do not copy rows; or ids of any kind (file names...) that ``points``, a callable, maps to
+  features: it is called with a 1-D array of the distinct ids used and returns their rows.
 
 The points live in a constructor parameter rather than in a ``fit`` argument because
 :class:`~sklearn.model_selection.GridSearchCV` and
@@ -15,6 +16,8 @@ The points live in a constructor parameter rather than in a ``fit`` argument bec
 else to ``score``: a ``points`` argument of ``fit`` would not reach the scoring of a fold, and one
 of length ``n_tuples`` would even be split by rows. As a parameter it travels with every clone
 (metric-learn's ``preprocessor`` does the same), and the folds split the tuples, never the points.
+
+With ``points`` set, ``transform`` takes a 1-D array of indices or ids as well as features.
 
 Both forms become, at the boundary, one float32 array of the points that the tuples use and an
 int64 array ``(n_tuples, k)`` of rows of it; everything inside works on that. A batch of tuples
@@ -25,6 +28,7 @@ import copy
 import inspect
 from abc import abstractmethod
 from collections import OrderedDict
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,7 +42,7 @@ from ._residual import ResidualMLP, initial_residual_weights
 from ._training import TrainingData
 from ._validation import StrOptions, check_array, invalid, safe_indexing, validate_data
 from .backbones import L2Normalize
-from .distances import paired_distances
+from .distances import paired_distances, paired_kernel
 
 # -- the boundary: checks of X, points and y -------------------------------------------------------
 
@@ -87,32 +91,61 @@ def check_tuples(estimator, X, *, tuple_size, reset):
 _KINDS = {2: "pair", 3: "triplet"}
 
 
-def _indexed_points(estimator, X, *, kind, reset):
-    """``(points, tuples)`` for index tuples: only the rows of ``points`` they use, each once."""
+def _indexed_points(estimator, X, *, kind, reset) -> tuple[np.ndarray, np.ndarray]:
+    """``(points, tuples)`` for index tuples: only the points they use, each once."""
     if estimator.points is None:
         raise invalid(
             "points",
-            f"an array of shape (n_points, n_features) when X holds index {kind}s, as X of shape "
-            f"{tuple(X.shape)} does (X of shape (n_{kind}s, {X.shape[1]}, n_features) needs none)",
+            f"an array of shape (n_points, n_features), or a callable, when X holds index {kind}s, "
+            f"as X of shape {tuple(X.shape)} does (X of shape (n_{kind}s, {X.shape[1]}, "
+            "n_features) needs none)",
             "None",
         )
-    X = check_array(X, dtype=None, input_name="X", estimator=estimator)
+    ids = _check_ids(estimator, X, what=f"the index {kind}s in X", where=kind)
+    try:
+        used, tuples = np.unique(np.asarray(ids), return_inverse=True)
+    except TypeError as error:  # ids of types that do not sort together
+        raise invalid("the ids in X", "of one type that sorts", f"{error}") from None
+    points = _features_of(estimator, used, reset=reset)
+    return points, tuples.reshape(ids.shape).astype(np.int64, copy=False)
+
+
+def _check_ids(estimator, X, *, what, where):
+    """``X`` as an array of ids: any values for a callable ``points``, else rows of ``points``."""
+    if callable(estimator.points):
+        return np.asarray(X)
+    X = check_array(X, dtype=None, ensure_2d=False, input_name="X", estimator=estimator)
     if X.dtype.kind not in "iu":
-        raise invalid(f"the index {kind}s in X", "integers", f"dtype {X.dtype}")
+        raise invalid(what, "integers", f"dtype {X.dtype}")
     n_points = _num_rows(estimator.points)
     bad = (X < 0) | (X >= n_points)
     if bad.any():
-        row, column = np.argwhere(bad)[0]
+        position = np.argwhere(bad)[0]
+        at = f"{where} {position[0]}" if X.ndim == 2 else f"position {position[0]}"
         raise invalid(
             "the indices in X",
             f"in [0, {n_points - 1}], rows of points (which has {n_points} rows)",
-            f"{X[row, column]} in {kind} {row}",
+            f"{X[tuple(position)]} in {at}",
         )
-    used, tuples = np.unique(X, return_inverse=True)
-    points = safe_indexing(estimator.points, used)
+    return X
+
+
+def _features_of(estimator, ids, *, reset):
+    """The features of ``ids`` (a 1-D array checked by ``_check_ids``), validated, float32."""
+    if callable(estimator.points):
+        points: Any = estimator.points(ids)
+        shape = getattr(points, "shape", None) or np.shape(points)
+        if len(shape) != 2 or shape[0] != len(ids):
+            raise invalid(
+                "points(ids)",
+                f"of shape ({len(ids)}, n_features), one row of features per id of the 1-D array "
+                "it is given",
+                f"shape {tuple(shape)}",
+            )
+    else:
+        points = safe_indexing(estimator.points, ids)
     validate_data(estimator, points, reset=reset, skip_check_array=True)
-    points = check_array(points, dtype=np.float32, input_name="points", estimator=estimator)
-    return points, tuples.reshape(X.shape).astype(np.int64, copy=False)
+    return check_array(points, dtype=np.float32, input_name="points", estimator=estimator)
 
 
 def _num_rows(points):
@@ -124,28 +157,51 @@ def _num_rows(points):
     return int(shape[0])
 
 
+_LABELS = (
+    "two labels, the greater meaning a similar pair (+1 and -1, 1 and 0, True and False), one per "
+    "pair"
+)
+# A single label: similar or dissimilar (from the two-label pairs these values belong to).
+_SIMILAR, _DISSIMILAR = (1, True), (-1, 0, False)
+
+
 def check_pair_labels(estimator, y, n_pairs, *, both_kinds):
-    """``y`` as an int8 array of +1 (similar) and -1 (dissimilar)."""
-    allowed = "+1 (similar pair) or -1 (dissimilar pair) for each pair"
+    """``y`` as an int8 array of +1 (similar) and -1 (dissimilar).
+
+    Any two labels are taken, the greater one meaning similar (scikit-learn's binary classifiers
+    read ``classes_[1]`` as the positive class; ``cross_val_predict`` re-encodes +1 / -1 as 1 / 0).
+    A single label is similar when it is 1 (or True), dissimilar when it is -1 or 0 (or False).
+    """
     if y is None:
-        raise invalid("y", allowed, "None")
+        raise invalid("y", _LABELS, "None")
     y = column_or_1d(y)
     if y.shape[0] != n_pairs:
         raise invalid("y", f"of length {n_pairs}, one label per pair of X", str(y.shape[0]))
-    if y.dtype.kind not in "iuf" or not np.isin(y, (-1, 1)).all():
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise invalid("y", _LABELS, "NaN or infinite values")
+    try:
+        labels = np.unique(y)
+    except TypeError:  # labels of types that do not sort together
+        raise invalid("y", _LABELS, "labels of types that do not sort together") from None
+    if labels.shape[0] > 2:
+        raise invalid("y", _LABELS, f"the values {labels[:10].tolist()}")
+    if labels.shape[0] == 2:
+        return np.where(y == labels[1], 1, -1).astype(np.int8)
+    label = labels[:1].tolist()
+    similar = label[0] in _SIMILAR if label else True
+    if label and not similar and label[0] not in _DISSIMILAR:
         raise invalid(
             "y",
-            f"{allowed} (from a boolean array same: np.where(same, 1, -1))",
-            f"the values {np.unique(y)[:10].tolist()}",
+            f"{_LABELS}; a single label must be 1 (similar) or -1 or 0 (dissimilar)",
+            f"only {label[0]!r}",
         )
-    y = y.astype(np.int8)
-    if both_kinds and np.unique(y).shape[0] < 2:
-        which = "similar (+1)" if y[0] > 0 else "dissimilar (-1)"
+    if both_kinds:
+        which = "similar (+1)" if similar else "dissimilar (-1)"
         raise ValueError(
             f"{type(estimator).__name__} needs both similar (+1) and dissimilar (-1) pairs to "
             f"learn from; all {n_pairs} pairs in y are {which}."
         )
-    return y
+    return np.full(n_pairs, 1 if similar else -1, dtype=np.int8)
 
 
 # -- the shared estimator --------------------------------------------------------------------------
@@ -178,12 +234,7 @@ class TupleEmbedder(BaseEmbedder):
 
     _parameter_constraints: dict = {
         **BaseEmbedder._parameter_constraints,
-        "backbone": [
-            StrOptions({"residual", "mlp", "linear", "cnn"}),
-            torch.nn.Module,
-            callable,
-        ],
-        "points": ["array-like", None],
+        "points": ["array-like", callable, None],
         "average": [StrOptions(set(AVERAGES))],
         "do_no_harm": ["boolean"],
     }
@@ -202,7 +253,7 @@ class TupleEmbedder(BaseEmbedder):
         )
 
     @abstractmethod
-    def _check_targets(self, y, n_tuples, /):
+    def _check_targets(self, y, n_tuples, /) -> np.ndarray | None:
         """``y`` checked: the targets of the tuples (None when the order says it all)."""
 
     @abstractmethod
@@ -433,6 +484,67 @@ class TupleEmbedder(BaseEmbedder):
         """``metric``, or the Euclidean distance of the raw features when they were kept."""
         return "euclidean" if getattr(self, "raw_kept_", False) else self.metric
 
+    def pair_score(self, pairs):
+        """Similarity of the two points of each pair: minus their distance (higher is more alike).
+
+        metric-learn's name, for a score that ranks pairs the way scikit-learn ranks scores:
+        ``roc_auc_score(y, model.pair_score(pairs))`` is the area under the ROC curve of the
+        distances.
+
+        Parameters
+        ----------
+        pairs : array-like of shape (n_pairs, 2, n_features) or (n_pairs, 2)
+            Pairs of points, or index pairs (ids) into ``points``.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_pairs,)
+            ``-pair_distance(pairs)``.
+        """
+        return -self.pair_distance(pairs)
+
+    # Typed Any: scikit-learn's signatures are unannotated, so type checkers infer ``metric: str``
+    # from their defaults and would flag ``KNeighborsClassifier(metric=model.get_metric())``.
+    def get_metric(self) -> Any:
+        """The learned distance as a plain function of two points, for scikit-learn's ``metric=``.
+
+        ``metric(u, v)`` embeds the two points with a copy of the fitted network (later fits of
+        this estimator leave it as it is) and returns the distance between the embeddings, in
+        units of ``metric``: what ``pair_distance`` gives for the pair ``(u, v)``. It suits
+        estimators that take a callable metric, such as ``DBSCAN(metric=model.get_metric())`` or
+        ``KNeighborsClassifier(metric=...)``; being called once per pair of samples, it is slow on
+        many samples, where ``transform`` followed by the estimator on the embeddings gives the
+        same neighbours at the speed of NumPy.
+
+        Returns
+        -------
+        metric : callable
+            ``metric(u, v) -> float`` for two 1-D arrays of ``n_features_in_`` features. It can be
+            pickled.
+        """
+        check_is_fitted(self)
+        return EmbeddingMetric(self.export_module(), self._distance_metric, self.n_features_in_)
+
+    def transform(self, X):
+        """Embed points, given as features or, with ``points`` set, as ids.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples,)
+            Points to embed: their features, or with ``points`` set a 1-D array of ids (rows of
+            an array ``points``, or what a callable ``points`` maps to features).
+
+        Returns
+        -------
+        X_new : ndarray of shape (n_samples, n_components), float32
+            The embeddings (unit-norm rows when ``normalize=True``).
+        """
+        if self.points is not None and len(getattr(X, "shape", None) or np.shape(X)) == 1:
+            check_is_fitted(self)
+            ids = _check_ids(self, X, what="the ids in X", where="")
+            X = _features_of(self, ids, reset=False)
+        return super().transform(X)
+
     def fit_transform(self, X, y=None, **fit_params):
         """Not available: ``fit`` learns from tuples, ``transform`` embeds single points.
 
@@ -469,3 +581,42 @@ def _tuple_batches(n_tuples, batch_size, rng):
     order = rng.permutation(n_tuples)
     for start in range(0, n_tuples, batch_size):
         yield order[start : start + batch_size]
+
+
+class EmbeddingMetric:
+    """The distance between the embeddings of two points: a picklable plain callable.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The network on the CPU, in eval mode (a copy: it never changes).
+    metric : {"euclidean", "sqeuclidean", "cosine"}
+    n_features : int
+        Features of a point.
+    """
+
+    def __init__(self, module, metric, n_features):
+        self.module = module
+        self.metric = metric
+        self.n_features = n_features
+
+    def __call__(self, u, v):
+        """``d(f(u), f(v))`` for two 1-D arrays of ``n_features`` features."""
+        rows = []
+        for name, point in (("u", u), ("v", v)):
+            point = np.asarray(point, dtype=np.float32)
+            if point.shape != (self.n_features,):
+                raise invalid(
+                    name, f"a 1-D array of {self.n_features} features", f"shape {point.shape}"
+                )
+            rows.append(point)
+        # Each point alone: its embedding does not depend on the other point (a batch's rows can
+        # differ in the last bits by their position), so d(u, u) is 0 and d(u, v) is d(v, u).
+        with torch.inference_mode():
+            first, second = (
+                self.module(torch.from_numpy(row[None])).double().numpy() for row in rows
+            )
+        return float(paired_kernel(first, second, self.metric)[0])
+
+    def __repr__(self):
+        return f"{type(self).__name__}(metric={self.metric!r}, n_features={self.n_features})"

@@ -13,8 +13,8 @@ Two kinds of rules, each with one message format:
 Inner functions trust what they are given: validate once, at the boundary.
 """
 
+import contextlib
 import functools
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -57,10 +57,45 @@ __all__ = [
     "validate_function_params",
 ]
 
+
 # scikit-learn ships no type annotations, and a type checker reads the types of the parameters of
 # its functions from their defaults (``dtype="numeric"``: a str); typed loosely here, once.
-check_array: Callable[..., Any] = _check_array
-validate_data: Callable[..., Any] = _validate_data
+def validate_data(estimator: Any, *args: Any, **kwargs: Any) -> Any:
+    """scikit-learn's ``validate_data``, with the advice on missing values of this package."""
+    with _missing_values_advice(estimator):
+        return _validate_data(estimator, *args, **kwargs)
+
+
+def check_array(array: Any, *args: Any, estimator: Any = None, **kwargs: Any) -> Any:
+    """scikit-learn's ``check_array``, with the advice on missing values of this package."""
+    with _missing_values_advice(estimator):
+        return _check_array(array, *args, estimator=estimator, **kwargs)
+
+
+@contextlib.contextmanager
+def _missing_values_advice(estimator):
+    """Replace scikit-learn's advice for NaN in ``X`` (a model that accepts NaN) by ours (impute).
+
+    Our estimators, and every model fitted on their embeddings, need complete features: the fix is
+    to impute or drop, never another model.
+    """
+    try:
+        yield
+    except ValueError as error:
+        if estimator is None or not str(error).startswith("Input X contains NaN."):
+            raise
+        name = estimator if isinstance(estimator, str) else type(estimator).__name__
+        # The embedders of pairs and triplets read tuples: the imputer applies to their points.
+        tuples = hasattr(estimator, "points")
+        step = "PointwiseTransformer(SimpleImputer())" if tuples else "SimpleImputer()"
+        raise ValueError(
+            f"Input X contains NaN. {name} does not accept missing values: impute them first, "
+            f"for example with make_pipeline({step}, {name}()) (SimpleImputer from "
+            "sklearn.impute), or drop the samples with missing values. See "
+            "https://scikit-learn.org/stable/modules/impute.html"
+        ) from None
+
+
 # scikit-learn's decorator of ``fit`` (parameter validation, then the fit itself).
 fit_context = _fit_context
 # Rows of an array, a DataFrame or a list by index (scikit-learn documents it, under this name).

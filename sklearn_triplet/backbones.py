@@ -20,6 +20,8 @@ random state is neither read nor changed.
 
 import copy
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -27,6 +29,7 @@ from sklearn.decomposition import PCA
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from torch import nn
 
+from ._residual import ResidualMLP
 from ._threads import seeded_global_generator
 
 
@@ -318,7 +321,106 @@ def _activation(name):
         ) from None
 
 
-_BUILTIN = {"mlp": make_mlp, "linear": make_linear, "cnn": make_cnn}
+def make_residual_mlp(n_features, n_components, *, hidden_layer_sizes=(256,), generator=None):
+    """A :class:`~sklearn_triplet._residual.ResidualMLP`: a linear map plus fully connected layers
+    whose output layer starts at zero (the built-in backbone ``"residual"``).
+
+    Examples
+    --------
+    >>> make_residual_mlp(4, 2, hidden_layer_sizes=(8,)).mlp[-1].weight.abs().sum().item()
+    0.0
+    """
+    return ResidualMLP(
+        n_features, n_components, hidden_layer_sizes=hidden_layer_sizes, generator=generator
+    )
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A built-in backbone, registered once in :data:`BACKBONES`.
+
+    The estimators, their constraints and documentation, the trust list of ``load`` and the choice
+    of the thread count read it there.
+
+    Attributes
+    ----------
+    name : str
+        The value of ``backbone`` that selects it.
+    factory : callable
+        ``factory(n_features, n_components, *, generator=None, **backbone_params)``.
+    summary : str
+        Its description in the documentation of ``backbone``.
+    hidden_layer_sizes : bool, default=False
+        Whether it takes the estimators' ``hidden_layer_sizes``.
+    reads_arrays : bool, default=False
+        Whether it takes samples given as arrays (images, signals) and needs their shape,
+        ``backbone_params["input_shape"]``, read from ``X`` when not given.
+    weight_layers : tuple of type, default=()
+        Layer types of its own whose forward pass is a product with a weight, beside
+        :data:`WEIGHT_LAYERS`' linear and convolution layers (their work sets the thread count).
+    """
+
+    name: str
+    factory: Callable[..., nn.Module]
+    summary: str
+    hidden_layer_sizes: bool = False
+    reads_arrays: bool = False
+    weight_layers: tuple = ()
+
+
+#: The built-in backbones, one registration each.
+BACKBONES = {
+    backbone.name: backbone
+    for backbone in (
+        Backbone(
+            "mlp",
+            make_mlp,
+            "fully connected layers of ``hidden_layer_sizes`` with ReLU.",
+            hidden_layer_sizes=True,
+        ),
+        Backbone(
+            "linear",
+            make_linear,
+            "a learned linear map, the deep analogue of "
+            ":class:`~sklearn.neighbors.NeighborhoodComponentsAnalysis`.",
+        ),
+        Backbone(
+            "cnn",
+            make_cnn,
+            "a small convolutional network. It reads images as arrays, ``X`` of shape "
+            "``(n_samples, channels, height, width)`` or ``(n_samples, height, width)`` (one "
+            "channel), the shape of a sample taken from ``X``; signals (time series, spectra) "
+            '``(n_samples, channels, length)`` with ``backbone_params={"input_shape": (channels, '
+            "length)}``, which builds 1-D convolutions; and flattened rows with "
+            '``backbone_params={"input_shape": (channels, height, width)}`` or ``(channels, '
+            "length)``.",
+            reads_arrays=True,
+        ),
+        Backbone(
+            "residual",
+            make_residual_mlp,
+            "a linear map plus fully connected layers of ``hidden_layer_sizes`` with ReLU whose "
+            "output layer starts at zero, so that it starts as the linear map alone "
+            "(:class:`~sklearn_triplet.PairEmbedder` and "
+            ":class:`~sklearn_triplet.ComparisonEmbedder` start that map at the points' own "
+            "geometry; here it starts random).",
+            hidden_layer_sizes=True,
+        ),
+    )
+}
+
+#: Layers whose forward pass is a matrix product of the weight with each output position.
+WEIGHT_LAYERS = tuple(
+    dict.fromkeys(
+        (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+        + tuple(layer for backbone in BACKBONES.values() for layer in backbone.weight_layers)
+    )
+)
+
+
+def reads_arrays(backbone):
+    """Whether a ``backbone`` parameter names a built-in backbone that reads samples as arrays."""
+    return isinstance(backbone, str) and backbone in BACKBONES and BACKBONES[backbone].reads_arrays
 
 
 def build_backbone(
@@ -362,15 +464,17 @@ def build_backbone(
             )
         return copy.deepcopy(backbone)
     if isinstance(backbone, str):
-        if backbone not in _BUILTIN:
-            raise ValueError(f"Unknown backbone {backbone!r}; expected one of {sorted(_BUILTIN)}.")
-        if backbone == "mlp":
+        if backbone not in BACKBONES:
+            raise ValueError(f"Unknown backbone {backbone!r}; expected one of {sorted(BACKBONES)}.")
+        spec = BACKBONES[backbone]
+        if spec.hidden_layer_sizes:
             params.setdefault("hidden_layer_sizes", tuple(hidden_layer_sizes))
-        if backbone == "cnn" and "input_shape" not in params:
+        if spec.reads_arrays and "input_shape" not in params:
             raise ValueError(
-                "backbone='cnn' needs backbone_params={'input_shape': (channels, height, width)}."
+                f"backbone={backbone!r} needs backbone_params={{'input_shape': (channels, height, "
+                "width)}."
             )
-        module = _BUILTIN[backbone](n_features, n_components, generator=generator, **params)
+        module = spec.factory(n_features, n_components, generator=generator, **params)
     elif generator is None:
         module = backbone(n_features, n_components, **params)
     else:

@@ -169,6 +169,11 @@ def paired_distances(X1, X2, *, metric="euclidean"):
     X2 = check_array(X2, dtype=np.float64, input_name="X2")
     if X1.shape != X2.shape:
         raise invalid("X1 and X2", "of the same shape", f"{X1.shape} and {X2.shape}")
+    return paired_kernel(X1, X2, metric)
+
+
+def paired_kernel(X1, X2, metric):
+    """:func:`paired_distances` of validated float64 arrays of one shape, unchecked."""
     if metric == "cosine":
         return 1.0 - np.einsum("ij,ij->i", np.asarray(normalize(X1)), np.asarray(normalize(X2)))
     return row_norms(X1 - X2, squared=metric == "sqeuclidean")

@@ -15,7 +15,8 @@ from sklearn.manifold import TSNE
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_consistent_length, column_or_1d
 
-from ._kernels import CALLABLE_STATISTICS, CONTRASTIVE_STATISTICS, TRIPLET_STATISTICS
+from ._kernels import CALLABLE_STATISTICS
+from ._registry import LOSSES
 from ._validation import check_array, embedding_part
 
 __all__ = ["EmbeddingDisplay", "HistoryDisplay"]
@@ -105,7 +106,7 @@ def _class_colors(n_classes):
 
 
 class EmbeddingDisplay:
-    """Two-dimensional view of an embedding, coloured by class.
+    """Two-dimensional view of an embedding, coloured by class when the classes are given.
 
     Build it with :meth:`from_estimator` or :meth:`from_embedding`, which
     project wider embeddings to two dimensions; the constructor takes points
@@ -115,17 +116,18 @@ class EmbeddingDisplay:
     ----------
     points : ndarray of shape (n_samples, 2)
         Coordinates to plot.
-    y : ndarray of shape (n_samples,)
-        Class of each point.
+    y : ndarray of shape (n_samples,) or None
+        Class of each point; None draws the points in one colour.
     axis_labels : tuple of str, default=("component 1", "component 2")
         Labels of the horizontal and vertical axes.
 
     Attributes
     ----------
     scatters_ : list of matplotlib PathCollection
-        One scatter per class, in the order of ``classes_``.
-    classes_ : ndarray of shape (n_classes,)
-        The classes, sorted.
+        One scatter per class, in the order of ``classes_``; one scatter of all the points when
+        ``y`` is None.
+    classes_ : ndarray of shape (n_classes,) or None
+        The classes, sorted; None when ``y`` is None.
     legend_ : matplotlib Legend or None
         The legend, when drawn.
     ax_ : matplotlib Axes
@@ -149,13 +151,13 @@ class EmbeddingDisplay:
     (10, 't-SNE 1')
     """
 
-    def __init__(self, points, y, *, axis_labels=("component 1", "component 2")):
+    def __init__(self, points, y=None, *, axis_labels=("component 1", "component 2")):
         self.points = points
         self.y = y
         self.axis_labels = axis_labels
 
     def plot(self, ax=None, *, legend=None, **kwargs):
-        """Draw one scatter per class.
+        """Draw one scatter per class, or one of all the points when ``y`` is None.
 
         Parameters
         ----------
@@ -163,7 +165,7 @@ class EmbeddingDisplay:
             Axes to draw on; None makes a new figure.
         legend : bool, default=None
             Whether to draw a legend of the classes, beside the axes; None
-            draws one when there are at most 20 classes.
+            draws one when there are at most 20 classes (and none without ``y``).
         **kwargs : dict
             Passed to :meth:`matplotlib.axes.Axes.scatter`.
 
@@ -173,19 +175,29 @@ class EmbeddingDisplay:
             The display, with its matplotlib objects stored.
         """
         plt = _import_pyplot("EmbeddingDisplay.plot")
+        if self.y is None and legend:
+            raise ValueError(
+                "legend=True draws a legend of the classes, and this display has none (y=None); "
+                "pass y, or legend=None."
+            )
         if ax is None:
             _, ax = plt.subplots(layout="constrained")
-        points, y = np.asarray(self.points), np.asarray(self.y)
-        self.classes_ = np.unique(y)
+        points = np.asarray(self.points)
         style = {"s": 12, "alpha": 0.8, **kwargs}
-        self.scatters_ = [
-            ax.scatter(*points[y == label].T, color=color, label=str(label), **style)
-            for label, color in zip(self.classes_, _class_colors(len(self.classes_)))
-        ]
+        if self.y is None:
+            self.classes_ = None
+            self.scatters_ = [ax.scatter(*points.T, **{"color": "tab:blue", **style})]
+        else:
+            y = np.asarray(self.y)
+            self.classes_ = np.unique(y)
+            self.scatters_ = [
+                ax.scatter(*points[y == label].T, color=color, label=str(label), **style)
+                for label, color in zip(self.classes_, _class_colors(len(self.classes_)))
+            ]
         ax.set_xlabel(self.axis_labels[0])
         ax.set_ylabel(self.axis_labels[1])
         if legend is None:
-            legend = len(self.classes_) <= _MAX_LEGEND_CLASSES
+            legend = self.classes_ is not None and len(self.classes_) <= _MAX_LEGEND_CLASSES
         self.legend_ = None
         if legend:
             # Beside the axes, never over the points.
@@ -203,7 +215,15 @@ class EmbeddingDisplay:
 
     @classmethod
     def from_embedding(
-        cls, embedding, y, *, projection="auto", ax=None, random_state=None, legend=None, **kwargs
+        cls,
+        embedding,
+        y=None,
+        *,
+        projection="auto",
+        ax=None,
+        random_state=None,
+        legend=None,
+        **kwargs,
     ):
         """Plot an embedding, projected to two dimensions when wider.
 
@@ -212,8 +232,8 @@ class EmbeddingDisplay:
         embedding : array-like of shape (n_samples, n_components)
             Embedded samples. Two components are plotted as they are; one is
             plotted against random vertical jitter; more are projected.
-        y : array-like of shape (n_samples,)
-            Class of each sample.
+        y : array-like of shape (n_samples,), default=None
+            Class of each sample, which colours it; None draws every sample in one colour.
         projection : {"auto", "tsne", "pca"} or object with ``fit_transform``, \
                 default="auto"
             Projection used when the embedding has more than two components.
@@ -255,8 +275,9 @@ class EmbeddingDisplay:
         _import_pyplot("EmbeddingDisplay.from_embedding")
         _check_projection(projection)
         embedding = check_array(embedding, dtype=np.float64, input_name="embedding")
-        y = column_or_1d(y, warn=True)
-        check_consistent_length(embedding, y)
+        if y is not None:
+            y = column_or_1d(y, warn=True)
+            check_consistent_length(embedding, y)
         points, axis_labels = _project(embedding, projection, random_state)
         display = cls(points, y, axis_labels=axis_labels)
         return display.plot(ax=ax, legend=legend, **kwargs)
@@ -266,7 +287,7 @@ class EmbeddingDisplay:
         cls,
         estimator,
         X,
-        y,
+        y=None,
         *,
         projection="auto",
         ax=None,
@@ -286,8 +307,9 @@ class EmbeddingDisplay:
             that one.
         X : array-like of shape (n_samples, n_features)
             Samples to embed.
-        y : array-like of shape (n_samples,)
-            Class of each sample.
+        y : array-like of shape (n_samples,), default=None
+            Class of each sample, which colours it; None draws every sample in one colour (the
+            embedders of pairs and triplets have no classes to show).
         projection : {"auto", "tsne", "pca"} or object with ``fit_transform``, \
                 default="auto"
             Projection used when the embedding has more than two components.
@@ -341,14 +363,17 @@ class EmbeddingDisplay:
 # Panels of a history plot: title, y label, and the curves (history key, label).
 _HISTORY_PANELS = {
     "loss": ("Training loss", "loss", [("loss", "loss")]),
-    # The fractions the losses declare, once each.
+    # The fractions the built-in losses (and a callable loss) declare, once each.
     "triplets": (
         "Triplet types",
         "fraction",
         list(
             {
                 fraction.name: (fraction.name, fraction.label)
-                for statistics in (TRIPLET_STATISTICS, CONTRASTIVE_STATISTICS, CALLABLE_STATISTICS)
+                for statistics in [
+                    *(loss.statistics for loss in LOSSES.values()),
+                    CALLABLE_STATISTICS,
+                ]
                 for fraction in statistics.fractions
             }.values()
         ),

@@ -28,6 +28,10 @@ It accepts two inputs, chosen by its ``embedder`` parameter:
   row), so :func:`~sklearn.model_selection.cross_val_score`, ``GridSearchCV``
   and :func:`~sklearn.metrics.RocCurveDisplay.from_estimator` work on raw
   pairs directly.
+- a fitted embedder with ``points`` (a :class:`~sklearn_triplet.PairEmbedder`
+  or :class:`~sklearn_triplet.ComparisonEmbedder`): also index pairs, shape
+  ``(n_pairs, 2)``, integers into its ``points`` array or ids for its
+  ``points`` callable; ``n_features_in_`` is then 2.
 
 The embedder is used as given and never refitted: it learns from class
 labels, whereas the verifier sees only same / different flags. Because
@@ -52,20 +56,21 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
-    check_array,
     check_consistent_length,
     check_is_fitted,
     column_or_1d,
 )
 
+from ._threshold import ThresholdClassifierMixin, check_threshold_options, threshold_from_options
 from ._validation import (
     HasMethods,
     Interval,
     StrOptions,
+    check_array,
     embedding_part,
     encode_labels,
     fit_context,
-    plain,
+    invalid,
     validate_data,
     validate_estimator_params,
     validate_function_params,
@@ -230,54 +235,7 @@ def _first_labels(y, codes):
     return [y[i].item() if hasattr(y[i], "item") else y[i] for i in first]
 
 
-def calibrate_threshold(distances, same, target_far=None):
-    """Threshold on distances that separates same from different pairs.
-
-    Parameters
-    ----------
-    distances : ndarray of shape (n_pairs,)
-        Distance of each pair.
-    same : ndarray of shape (n_pairs,), dtype=bool
-        Whether each pair is a same-class pair; both values occur.
-    target_far : float or None
-        None maximises accuracy; a float in [0, 1] picks the largest threshold
-        whose false-accept rate is at most ``target_far``.
-
-    Returns
-    -------
-    threshold : float
-        Pairs with ``distance < threshold`` are accepted as same.
-
-    Notes
-    -----
-    Accepting the ``c`` smallest distinct distances, ``c = 0..U``, covers every
-    decision the data can tell apart. The cut ``c`` becomes the midpoint
-    between the largest accepted and the smallest rejected distance; ``c = 0``
-    becomes the smallest distance and ``c = U`` the float just above the
-    largest. Among cuts of equal accuracy the smallest wins (fewest accepts).
-    """
-    values, inverse = np.unique(distances, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    same_per_value = np.bincount(inverse, weights=same, minlength=len(values))
-    different_per_value = np.bincount(inverse, weights=~same, minlength=len(values))
-    true_accepts = np.concatenate([[0.0], np.cumsum(same_per_value)])
-    false_accepts = np.concatenate([[0.0], np.cumsum(different_per_value)])
-    n_different = different_per_value.sum()
-    if target_far is None:
-        correct = true_accepts + (n_different - false_accepts)
-        cut = int(np.argmax(correct))
-    else:
-        cut = int(np.flatnonzero(false_accepts / n_different <= target_far).max())
-    if cut == 0:
-        return float(values[0])
-    if cut == len(values):
-        return float(np.nextafter(values[-1], np.inf))
-    accepted, rejected = values[cut - 1], values[cut]
-    midpoint = accepted / 2 + rejected / 2
-    return float(max(midpoint, np.nextafter(accepted, np.inf)))
-
-
-class PairVerifier(ClassifierMixin, BaseEstimator):
+class PairVerifier(ThresholdClassifierMixin, ClassifierMixin, BaseEstimator):
     """Decide whether two samples are of the same class by thresholding a distance.
 
     ``fit`` calibrates ``threshold_`` on labelled pairs; ``predict`` accepts a
@@ -290,7 +248,8 @@ class PairVerifier(ClassifierMixin, BaseEstimator):
         None: ``X`` holds one distance per pair. Otherwise a *fitted* embedder
         (or Pipeline ending in one), used as is, and ``X`` holds both samples
         of each pair, shape ``(n_pairs, 2, n_features)`` or side by side,
-        ``np.hstack([X1, X2])``. Wrap it in
+        ``np.hstack([X1, X2])``, or index pairs ``(n_pairs, 2)`` when the
+        embedder has ``points``. Wrap it in
         :class:`sklearn.frozen.FrozenEstimator` to cross-validate the verifier.
     metric : {"euclidean", "sqeuclidean", "cosine"}, default=None
         Distance between the two embeddings of a pair. None uses the
@@ -303,6 +262,9 @@ class PairVerifier(ClassifierMixin, BaseEstimator):
         - ``"far"``: the largest threshold whose false-accept rate on the
           calibration pairs is at most ``target_far``;
         - a float: use it as is.
+
+        ``calibrate_threshold`` sets ``threshold_`` again by metric-learn's
+        strategies, ``set_threshold`` to a value.
     target_far : float in [0, 1], default=None
         Largest false-accept rate allowed; required by ``threshold="far"``
         and only used by it.
@@ -324,6 +286,8 @@ class PairVerifier(ClassifierMixin, BaseEstimator):
     See Also
     --------
     make_pairs : Draw labelled pairs from a classification data set.
+    sklearn_triplet.PairEmbedder : Learns the embedding from labelled pairs, and
+        thresholds its distance the same way.
     paired_embedding_distances : Distances between the embeddings of pairs.
 
     References
@@ -381,16 +345,7 @@ class PairVerifier(ClassifierMixin, BaseEstimator):
         validate_estimator_params(self)
 
     def _check_options(self):
-        if (self.threshold == "far") != (self.target_far is not None):
-            if self.target_far is None:
-                raise ValueError(
-                    "threshold='far' needs target_far, the largest false-accept rate "
-                    "allowed; got target_far=None."
-                )
-            raise ValueError(
-                f"target_far={plain(self.target_far)!r} is only used with threshold='far'; "
-                f"got threshold={plain(self.threshold)!r}."
-            )
+        check_threshold_options(self.threshold, self.target_far)
         if self.embedder is None and self.metric is not None:
             raise ValueError(
                 f"metric={self.metric!r} needs an embedder; without one, X already "
@@ -408,6 +363,18 @@ class PairVerifier(ClassifierMixin, BaseEstimator):
 
     def _distances(self, X, y=None, *, reset):
         """Validate X (and y); return the distance of each pair (and y)."""
+        if self._index_pairs(X):
+            # Ids of points, embedded by the embedder through its points.
+            X = np.asarray(X)
+            if y is None:
+                validate_data(self, X, reset=reset, dtype=None, skip_check_array=True)
+            else:
+                _, y = validate_data(self, X, y, reset=reset, dtype=None, skip_check_array=True)
+                y = column_or_1d(y)
+            embedder, metric = embedding_part(self.embedder, self.metric)
+            first, second = (embedder.transform(X[:, i]) for i in (0, 1))
+            distances = paired_distances(first, second, metric=metric)
+            return distances if y is None else (distances, y)
         X = self._check_shape(X)
         if y is None:
             X = validate_data(self, X, reset=reset, dtype=np.float64)
@@ -421,6 +388,16 @@ class PairVerifier(ClassifierMixin, BaseEstimator):
                 self.embedder, X[:, :n_features], X[:, n_features:], metric=self.metric
             )
         return distances if y is None else (distances, y)
+
+    def _index_pairs(self, X):
+        """Whether ``X`` holds index pairs (ids) into the ``points`` of the embedder."""
+        points = getattr(self.embedder, "points", None)
+        if self.embedder is None or points is None:
+            return False
+        shape = X.shape if hasattr(X, "shape") else np.shape(X)
+        if len(shape) != 2 or shape[1] != 2:
+            return False
+        return callable(points) or np.asarray(X).dtype.kind in "iu"
 
     def _check_shape(self, X):
         """X as a 2-D array-like of one row per pair, or an error that says which shape to give."""
@@ -480,42 +457,23 @@ class PairVerifier(ClassifierMixin, BaseEstimator):
                 "PairVerifier needs both same-class and different-class pairs in y; "
                 f"got the classes {self.classes_.tolist()}."
             )
-        if isinstance(self.threshold, str):
-            target_far = self.target_far if self.threshold == "far" else None
-            self.threshold_ = calibrate_threshold(distances, y == self.classes_[1], target_far)
-        else:
-            self.threshold_ = float(self.threshold)
+        self.threshold_ = threshold_from_options(
+            self.threshold, self.target_far, distances, y == self.classes_[1]
+        )
         return self
 
-    def decision_function(self, X):
-        """``threshold_ - distance``: positive for pairs predicted *same*.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_pairs,), (n_pairs, 1), (n_pairs, 2, d) or (n_pairs, 2 * d)
-            Distances, or with an embedder pairs of samples of ``d`` features each.
-
-        Returns
-        -------
-        scores : ndarray of shape (n_pairs,)
-            Higher means more likely the same class.
-        """
+    def _threshold_distances(self, X):
         check_is_fitted(self)
-        return self.threshold_ - self._distances(X, reset=False)  # pyright: ignore[reportOperatorIssue]
+        return self._distances(X, reset=False)
 
-    def predict(self, X):
-        """Predict whether each pair is of the same class.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_pairs,), (n_pairs, 1), (n_pairs, 2, d) or (n_pairs, 2 * d)
-            Distances, or with an embedder pairs of samples of ``d`` features each.
-
-        Returns
-        -------
-        same : ndarray of shape (n_pairs,)
-            ``classes_[1]`` (True, or 1) for pairs with a distance below
-            ``threshold_``, ``classes_[0]`` otherwise.
-        """
-        same = self.decision_function(X) > 0
-        return self.classes_[same.astype(int)]
+    def _similar(self, y, n_pairs):
+        y = column_or_1d(y)
+        check_consistent_length(np.empty(n_pairs), y)
+        unknown = ~np.isin(y, self.classes_)
+        if unknown.any():
+            raise invalid(
+                "y",
+                f"labels seen in fit, {self.classes_.tolist()}",
+                f"also {np.unique(y[unknown])[:10].tolist()}",
+            )
+        return y == self.classes_[1]

@@ -463,3 +463,80 @@ def test_resume_on_cuda(data, tmp_path, config):
         rtol=1e-4,
         atol=1e-5,
     )
+
+
+# -- permissions, inspection, progress -------------------------------------------------------------
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_a_checkpoint_gets_the_permissions_of_any_new_file(umask, mode, data, tmp_path, config):
+    X, y = data
+    path = tmp_path / "fit.ckpt"
+    previous = os.umask(umask)
+    try:
+        fit_interrupted(TripletEmbedder(**config, checkpoint=path), X, y, at=3)  # two writes
+    finally:
+        os.umask(previous)
+    assert path.stat().st_mode & 0o777 == mode
+    assert os.listdir(tmp_path) == ["fit.ckpt"]
+
+
+def test_a_checkpoint_of_a_script_callback_loads_for_inspection(
+    data, tmp_path, config, monkeypatch
+):
+    """A callback defined in the script that ran the fit is ``__main__.cb``: another process (or
+    this one, once the script is gone) cannot import it, and the estimator does not need it."""
+    X, y = data
+    path = tmp_path / "fit.ckpt"
+    main = sys.modules["__main__"]
+
+    def cb(estimator, epoch, logs):
+        if epoch == 3:
+            raise Interrupt
+
+    cb.__module__, cb.__qualname__ = "__main__", "cb"
+    monkeypatch.setattr(main, "cb", cb, raising=False)
+    with pytest.raises(Interrupt):
+        TripletEmbedder(**config, checkpoint=path, callback=cb).fit(X, y)
+    document, _ = _format.read_file(path)
+    assert document["params"]["callback"] == {"__import__": {"module": "__main__", "name": "cb"}}
+    monkeypatch.delattr(main, "cb")  # the script's __main__ is not the loading process's
+
+    where = repr(str(path))
+    for trusted, reason in [
+        (None, "it names ['__main__.cb'], which is not trusted."),
+        (["__main__.cb"], "it needs __main__.cb, which __main__ does not define."),
+    ]:
+        with pytest.warns(
+            UserWarning, match=re.escape(f"Loading {where} with callback=None: {reason}")
+        ):
+            estimator = load(path, trusted=trusted)
+        assert estimator.callback is None
+        assert estimator.n_iter_ == 2 and [row["epoch"] for row in estimator.history_] == [1, 2]
+        assert estimator.transform(X).shape == (N_SAMPLES, 8)
+    # The file still resumes: the callback is not part of the fit's identity.
+    resumed = TripletEmbedder(**config, checkpoint=path).fit(X, y)
+    assert_same_weights(resumed, TripletEmbedder(**config).fit(X, y))
+
+
+@pytest.mark.parametrize("verbose", [0, 1, 2])
+def test_a_resumed_fit_says_so_when_verbose(verbose, data, tmp_path, config, capsys):
+    X, y = data
+    path = tmp_path / "fit.ckpt"
+    fit_interrupted(TripletEmbedder(**config, checkpoint=path), X, y, at=3)
+    capsys.readouterr()
+    TripletEmbedder(**config, checkpoint=path, verbose=verbose).fit(X, y)
+    out = capsys.readouterr().out.splitlines()
+    message = re.compile(
+        r"TripletEmbedder: resuming at epoch 3 of 5 from the checkpoint "
+        + re.escape(repr(str(path)))
+        + r" \(2 epochs done, \d+\.\ds\)\.$"
+    )
+    if verbose:
+        assert message.match(out[0]), out
+        assert [line for line in out if "resuming" in line] == out[:1]
+    else:
+        assert out == []
+    if verbose == 2:  # the epochs that follow are those left
+        assert [line.split()[1] for line in out[1:]] == ["3/5", "4/5", "5/5"]

@@ -623,7 +623,8 @@ def test_a_new_estimator_fills_in_its_kind_and_writes_its_init(small_digits):
 
         # the parameters of the other embedders it does not take, at their defaults
         backbone, hidden_layer_sizes, backbone_params, normalize = "mlp", (64,), None, True
-        metric, loss, init, batch_size, samples_per_class = "euclidean", None, "auto", 128, 2
+        metric, loss, loss_params, init = "euclidean", None, None, "auto"
+        batch_size, samples_per_class = 128, 2
         learning_rate, learning_rate_init, weight_decay = "cosine", 3e-3, 0.0
         mixed_precision, early_stopping, validation_fraction = False, False, 0.1
         n_iter_no_change, tol, warm_start, callback, checkpoint = 10, 1e-4, False, None, None
@@ -740,3 +741,22 @@ def test_pairs_of_images_for_a_verifier(digit_images, fast):
     verifier = PairVerifier(est).fit(pairs, same)
     flat = PairVerifier(est).fit(np.hstack([X1.reshape(100, -1), X2.reshape(100, -1)]), same)
     assert verifier.threshold_ == flat.threshold_
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_nan_error_advises_imputing(Estimator, small_digits, fast):
+    X, y = small_digits
+    X = X.copy()
+    X[3, 5] = np.nan
+    name = Estimator.__name__
+    message = (
+        f"Input X contains NaN. {name} does not accept missing values: impute them first, for "
+        f"example with make_pipeline(SimpleImputer(), {name}()) (SimpleImputer from "
+        "sklearn.impute), or drop the samples with missing values. See "
+        "https://scikit-learn.org/stable/modules/impute.html"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        Estimator(**fast).fit(X, y)
+    fitted = Estimator(**fast).fit(np.nan_to_num(X), y)
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        fitted.transform(X)

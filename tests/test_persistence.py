@@ -1,6 +1,7 @@
 """Persistence: save / load (safetensors + JSON, no code run at load) and ONNX export."""
 
 import json
+import logging
 import os
 import re
 import sys
@@ -17,7 +18,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from sklearn_triplet import SiameseEmbedder, TripletEmbedder, _format, load
+from sklearn_triplet import SiameseEmbedder, TripletEmbedder, _export, _format, load
 from sklearn_triplet.losses import triplet_loss
 
 ESTIMATORS = [TripletEmbedder, SiameseEmbedder]
@@ -208,15 +209,20 @@ def test_user_backbone_loss_and_callback_load_when_trusted(digits_300, tmp_path,
     ).fit(X, y)
     est.save(tmp_path / "est.safetensors")
     names = sorted([path_of(Net), path_of(batch_hard_loss), path_of(stop_never)])
+    needed = sorted([path_of(Net), path_of(batch_hard_loss)])  # the callback is not: see below
     message = (
-        f"Cannot load {str(tmp_path / 'est.safetensors')!r}: it names {names}, which are not "
+        f"Cannot load {str(tmp_path / 'est.safetensors')!r}: it names {needed}, which are not "
         "trusted. Loading would import and run their code. If you trust whoever wrote the file, "
-        f"pass them: load({str(tmp_path / 'est.safetensors')!r}, trusted={names})."
+        f"pass them: load({str(tmp_path / 'est.safetensors')!r}, trusted={needed})."
     )
     with pytest.raises(ValueError, match=re.escape(message)):
         load(tmp_path / "est.safetensors")
-    with pytest.raises(ValueError, match=re.escape(f"it names {names[:2]}, which are not trusted")):
-        load(tmp_path / "est.safetensors", trusted=names[2:])
+    with pytest.raises(ValueError, match=re.escape(f"it names {needed}, which are not trusted")):
+        load(tmp_path / "est.safetensors", trusted=[path_of(stop_never)])
+    with pytest.warns(
+        UserWarning, match=re.escape(f"with callback=None: it names {[path_of(stop_never)]}")
+    ):
+        assert load(tmp_path / "est.safetensors", trusted=needed).callback is None
     loaded = load(tmp_path / "est.safetensors", trusted=names)
     assert loaded.backbone is Net and loaded.loss is batch_hard_loss
     assert loaded.callback is stop_never
@@ -290,11 +296,15 @@ def test_untrusted_import_is_refused_without_importing_it(
 
     rewrite(path, plant)
     message = (
-        f"Cannot load {str(path)!r}: it names ['{booby_trapped_module}.Net'], which is not "
-        "trusted. Loading would import and run their code."
+        f"it names ['{booby_trapped_module}.Net'], which is not trusted. Loading would import and "
+        "run their code."
     )
-    with pytest.raises(ValueError, match=re.escape(message)):
-        load(path)
+    if where == "callback":  # not needed to use the estimator: loaded as None, with a warning
+        with pytest.warns(UserWarning, match=re.escape(f"with callback=None: {message}")):
+            assert load(path).callback is None
+    else:
+        with pytest.raises(ValueError, match=re.escape(f"Cannot load {str(path)!r}: {message}")):
+            load(path)
     assert booby_trapped_module not in sys.modules
     assert not (tmp_path / f"{booby_trapped_module}.imported").exists()
     # Only the trust check stood in the way: trusting the path imports the module.
@@ -647,6 +657,34 @@ def test_onnx_export_matches_transform(params, digits_300, tmp_path, fast):
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=1e-5)
 
 
+def test_onnx_export_prints_and_warns_nothing(digits_300, tmp_path, fast, capfd):
+    pytest.importorskip("onnxscript")
+    X, y = digits_300
+    est = TripletEmbedder(**fast).fit(X, y)
+    logger = logging.getLogger(_export._EXPORTER_LOGGER)
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+    capfd.readouterr()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for _ in range(2):  # every export, not only the first of a process
+                est.export_onnx(tmp_path / "est.onnx")
+    finally:
+        logger.removeHandler(handler)
+    assert capfd.readouterr() == ("", "")
+    assert [f"{w.category.__name__}: {w.message}" for w in caught] == []
+    assert [r.getMessage() for r in records] == []
+    assert logger.filters == []  # the filter lives only while the export runs
+    # Only the known noise is dropped: anything else the exporter logs still shows.
+    drop = _export._DropExporterNoise()
+    noise = "torchvision is not installed. Skipping %s"
+    assert not drop.filter(logging.makeLogRecord({"msg": noise, "args": ("torchvision::nms",)}))
+    assert drop.filter(logging.makeLogRecord({"msg": "Could not find an ONNX function for %s"}))
+
+
 def test_onnx_export_without_the_extra(digits_300, tmp_path, monkeypatch, fast):
     X, y = digits_300
     est = TripletEmbedder(**{**fast, "max_iter": 1}).fit(X, y)
@@ -721,3 +759,29 @@ def test_the_trust_list_names_every_public_estimator():
     }
     trusted = {path for path in _loading.TRUSTED if path.count(".") == 1}
     assert trusted == public
+
+
+# -- file permissions ------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_saved_file_gets_the_permissions_of_any_new_file(umask, mode, digits_300, tmp_path, fast):
+    X, y = digits_300
+    est = TripletEmbedder(**fast).fit(X, y)
+    previous = os.umask(umask)
+    try:
+        est.save(tmp_path / "new.safetensors")
+        (tmp_path / "old.safetensors").write_bytes(b"")
+        est.save(tmp_path / "old.safetensors")  # replaced by an atomic rename
+        (tmp_path / "plain").write_text("")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "plain").stat().st_mode & 0o777 == mode
+    for name in ("new.safetensors", "old.safetensors"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == mode
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "new.safetensors",
+        "old.safetensors",
+        "plain",
+    ]

@@ -349,10 +349,12 @@ def test_history_display_errors():
         HistoryDisplay.from_estimator(SimpleNamespace())
     with pytest.raises(ValueError, match=re.escape("history must be a non-empty list of dicts")):
         HistoryDisplay.from_history([])
+    # the fractions of every built-in loss, in the order of the registry, then the score
+    fractions = ["easy_fraction", "semi_hard_fraction", "hard_fraction", "active_fraction"]
+    fractions += ["mined_positive_fraction", "mined_negative_fraction"]  # multi-similarity
     message = (
         "history has no curve to plot against 'epoch': no epoch holds both 'epoch' and "
-        "one of ['loss', 'easy_fraction', 'semi_hard_fraction', 'hard_fraction', "
-        "'active_fraction', 'validation_score']."
+        f"one of {['loss', *fractions, 'validation_score']}."
     )
     with pytest.raises(ValueError, match=re.escape(message)):
         HistoryDisplay.from_history([{"epoch": 1, "n_triplets": 10}])
@@ -396,3 +398,37 @@ def test_missing_matplotlib_says_how_to_install_it(monkeypatch, caller, draw):
     )
     with pytest.raises(ImportError, match=re.escape(message)):
         draw()
+
+
+def test_embedding_display_without_labels_draws_one_scatter_of_every_point(digits_400):
+    """The embedders of pairs and triplets have no classes: the picture is of the points alone."""
+    from sklearn_triplet import PairEmbedder
+
+    X, _ = digits_400
+    rng = np.random.default_rng(0)
+    pairs = rng.integers(0, len(X), size=(100, 2))
+    embedder = PairEmbedder(
+        points=X / 16, n_components=3, hidden_layer_sizes=(8,), max_iter=1, random_state=0
+    )
+    with pytest.warns():  # one epoch: ConvergenceWarning
+        embedder.fit(pairs, np.where(rng.random(100) < 0.5, 1, -1))
+    display = EmbeddingDisplay.from_estimator(embedder, X / 16, projection="pca", random_state=0)
+    embedding = embedder.transform(X / 16).astype(np.float64)
+    expected = PCA(n_components=2, random_state=0).fit_transform(embedding)
+    assert display.classes_ is None and display.legend_ is None
+    assert len(display.scatters_) == 1 == len(display.ax_.collections)
+    np.testing.assert_allclose(display.scatters_[0].get_offsets(), expected)
+    assert display.ax_.get_xlabel().startswith("PCA 1 (")
+
+    two = np.random.default_rng(1).normal(size=(30, 2))
+    display = EmbeddingDisplay.from_embedding(two)
+    np.testing.assert_allclose(display.scatters_[0].get_offsets(), two)
+    assert EmbeddingDisplay(two).plot().classes_ is None
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "legend=True draws a legend of the classes, and this display has none (y=None); pass "
+            "y, or legend=None."
+        ),
+    ):
+        EmbeddingDisplay.from_embedding(two, legend=True)

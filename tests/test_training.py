@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from sklearn.datasets import make_classification
 from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_triplet import EmbeddingCollapseWarning, SiameseEmbedder, TripletEmbedder
@@ -152,12 +153,171 @@ def test_underfitting_is_warned(data, fast):
     convergence = [w for w in caught if w.category is ConvergenceWarning]
     assert [str(w.message) for w in convergence] == [message]
     assert convergence[0].filename == __file__  # points at the caller's fit
-    # with a tolerance no curve beats, one epoch at a time, or a schedule, nothing is warned
+    # with a tolerance no curve beats, or one epoch at a time, nothing is warned
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         TripletEmbedder(**constant, tol=1.0).fit(X, y)
         TripletEmbedder(**constant).partial_fit(X, y).partial_fit(X, y)
-        TripletEmbedder(**fast, learning_rate="cosine").fit(X, y)
+
+
+def test_underfitting_under_a_schedule_is_warned():
+    """Two epochs of a cosine schedule on 10,000 samples: the loss still falls as fast as it ever
+    did, although the schedule ends there; scikit-learn's MLP would warn, so does the embedder."""
+    X, y = make_classification(
+        n_samples=10_000, n_features=100, n_informative=30, n_classes=10, random_state=0
+    )
+    est = TripletEmbedder(max_iter=2, hidden_layer_sizes=(64,), random_state=0)
+    with pytest.warns(ConvergenceWarning) as caught:
+        est.fit(X, y)
+    (warning,) = [w for w in caught if w.category is ConvergenceWarning]
+    first, second = (row["loss"] for row in est.history_)
+    assert str(warning.message) == (
+        "TripletEmbedder reached max_iter=2 while the training loss was still falling: by "
+        f"{first - second:.3g} per epoch over the last 1 epoch, 100% of its mean fall per epoch "
+        "over the fit, with the learning rate of the 'cosine' schedule almost spent. Increase "
+        "max_iter: the schedule spans it."
+    )
+    assert warning.filename == __file__
+
+
+# The loss curves of the default fits of the main job, ``python -m sklearn_triplet`` (50 epochs,
+# cosine schedule, random_state=0, the digits' 75% training split), recorded on 2026-12-06:
+# noisy, and flat long before the schedule ends.
+MAIN_JOB_TRIPLET = [
+    0.429,
+    0.3328,
+    0.2808,
+    0.2407,
+    0.2045,
+    0.1897,
+    0.1761,
+    0.1533,
+    0.146,
+    0.1437,
+    0.1118,
+    0.0883,
+    0.1484,
+    0.1264,
+    0.1211,
+    0.1384,
+    0.1392,
+    0.12,
+    0.1146,
+    0.0814,
+    0.0796,
+    0.0628,
+    0.0504,
+    0.0361,
+    0.1222,
+    0.1113,
+    0.0496,
+    0.0498,
+    0.0471,
+    0.0205,
+    0.012,
+    0.0053,
+    0.0026,
+    0.0,
+    0.0015,
+    0.0017,
+    0.0,
+    0.0066,
+    0.0,
+    0.0,
+    0.0046,
+    0.0,
+    0.0055,
+    0.0,
+    0.0,
+    0.0,
+    0.0,
+    0.0,
+    0.0,
+    0.0,
+]
+MAIN_JOB_SIAMESE = [
+    0.8806,
+    0.7963,
+    0.7142,
+    0.6372,
+    0.5798,
+    0.527,
+    0.492,
+    0.489,
+    0.4811,
+    0.4361,
+    0.4208,
+    0.4208,
+    0.3921,
+    0.4015,
+    0.4354,
+    0.3953,
+    0.3685,
+    0.3964,
+    0.3416,
+    0.3863,
+    0.3906,
+    0.3404,
+    0.3237,
+    0.3239,
+    0.2851,
+    0.2858,
+    0.26,
+    0.2407,
+    0.2256,
+    0.2171,
+    0.2251,
+    0.2104,
+    0.1983,
+    0.1915,
+    0.1863,
+    0.1801,
+    0.175,
+    0.1707,
+    0.1676,
+    0.165,
+    0.1645,
+    0.1599,
+    0.1607,
+    0.1608,
+    0.1594,
+    0.1578,
+    0.1592,
+    0.1571,
+    0.1578,
+    0.187,
+]
+
+
+def test_still_falling_at_the_end_judges_the_end_against_the_curve():
+    from sklearn_triplet._training import still_falling_at_the_end
+
+    def rows(values):
+        return [{"loss": v} for v in values]
+
+    assert still_falling_at_the_end(rows(MAIN_JOB_TRIPLET), tol=1e-4) is None
+    assert still_falling_at_the_end(rows(MAIN_JOB_SIAMESE), tol=1e-4) is None
+    # falling at a constant rate to the end: the last tenth falls at the mean rate
+    assert still_falling_at_the_end(rows(np.linspace(1.0, 0.5, 21)), tol=1e-4) == pytest.approx(
+        ("loss", 2, 0.025, 1.0)
+    )
+    # decaying: the last tenth falls at 1/1.5**20 of the start's rate: done
+    assert still_falling_at_the_end(rows(1.5 ** -np.arange(21.0)), tol=1e-4) is None
+    # the rule is relative: below half the mean rate is not falling; tol still applies
+    assert still_falling_at_the_end(rows([1.0, 0.5, 0.4]), tol=1e-4) is None  # 0.1 < 0.5 * 0.3
+    assert still_falling_at_the_end(rows([1.0, 0.8, 0.6]), tol=1e-4)[0] == "loss"
+    assert still_falling_at_the_end(rows([1.0, 0.8, 0.6]), tol=0.3) is None
+    # a flat, noisy curve whose last epoch is a lucky low is not falling; a steep one is
+    noisy = 0.3 + 0.005 * np.random.default_rng(0).standard_normal(50)
+    noisy[-1] = noisy[:-1].min() - 0.005
+    assert still_falling_at_the_end(rows(noisy), tol=1e-4) is None
+    falling = np.linspace(1.0, 0.5, 50) + 0.005 * np.random.default_rng(0).standard_normal(50)
+    assert still_falling_at_the_end(rows(falling), tol=1e-4)[:2] == ("loss", 5)
+    # a curve that rose at its end, or has one epoch, is not falling; NaN rows are skipped
+    assert still_falling_at_the_end(rows([1.0, 0.5, 0.6]), tol=1e-4) is None
+    assert still_falling_at_the_end(rows([1.0]), tol=1e-4) is None
+    shrinking = [{"loss": 0.1, "active_fraction": a} for a in (0.5, math.nan, 0.4, 0.3)]
+    assert still_falling_at_the_end(shrinking, tol=1e-4)[:2] == ("active_fraction", 1)
 
 
 def test_still_improving_reads_mean_falls_not_lucky_epochs():

@@ -21,8 +21,9 @@ from sklearn.pipeline import make_pipeline
 
 from sklearn_triplet import ComparisonEmbedder, EmbeddingCollapseWarning, PairEmbedder
 from sklearn_triplet._kernels import given_pairs_kernel, given_triplets_kernel
+from sklearn_triplet._threshold import calibrate, threshold_from_options
 from sklearn_triplet.losses import contrastive_loss_on_pairs, triplet_loss_on_triplets
-from sklearn_triplet.verification import calibrate_threshold, make_pairs
+from sklearn_triplet.verification import make_pairs
 
 FAST = {
     "n_components": 4,
@@ -213,7 +214,7 @@ def test_pair_embedder_predicts_with_the_threshold_calibrated_on_its_pairs(blobs
     distances = np.linalg.norm(embeddings[tuples[:, 0]] - embeddings[tuples[:, 1]], axis=1)
     np.testing.assert_allclose(model.pair_distance(tuples), distances, rtol=1e-5)
     distances = model.pair_distance(tuples)
-    assert model.threshold_ == calibrate_threshold(distances, y > 0)
+    assert model.threshold_ == calibrate(distances, y > 0)
     np.testing.assert_allclose(model.decision_function(tuples), model.threshold_ - distances)
     expected = np.where(distances < model.threshold_, 1, -1)
     np.testing.assert_array_equal(model.predict(tuples), expected)
@@ -240,11 +241,11 @@ def test_early_stopping_calibrates_the_threshold_on_the_held_out_pairs(blobs, pa
     tuples, y = pairs
     seen = []
 
-    def recording(distances, same, target_far=None):
+    def recording(threshold, target_far, distances, same):
         seen.append((len(distances), int(same.sum())))
-        return calibrate_threshold(distances, same, target_far)
+        return threshold_from_options(threshold, target_far, distances, same)
 
-    monkeypatch.setattr("sklearn_triplet._pair.calibrate_threshold", recording)
+    monkeypatch.setattr("sklearn_triplet._pair.threshold_from_options", recording)
     n_similar = int((y == 1).sum())
     make("pair", X, early_stopping=True, validation_fraction=0.25).fit(tuples, y)
     expected_similar = round(0.25 * n_similar)
@@ -408,8 +409,9 @@ def test_index_tuples_need_points_and_integers(blobs, pairs):
     X, _ = blobs
     tuples, y = pairs
     message = (
-        "points must be an array of shape (n_points, n_features) when X holds index pairs, as X "
-        "of shape (120, 2) does (X of shape (n_pairs, 2, n_features) needs none); got None."
+        "points must be an array of shape (n_points, n_features), or a callable, when X holds "
+        "index pairs, as X of shape (120, 2) does (X of shape (n_pairs, 2, n_features) needs "
+        "none); got None."
     )
     with pytest.raises(ValueError, match=re.escape(message)):
         make("pair", None).fit(tuples, y)
@@ -444,27 +446,62 @@ def test_nan_in_features_or_points(blobs, pairs):
         make("pair", points).fit(tuples, y)
 
 
-@pytest.mark.parametrize(
-    "labels, values",
-    [([0, 1], "[0, 1]"), ([1.0, 2.0], "[1.0, 2.0]"), (["a", "b"], "['a', 'b']")],
+LABELS = (
+    "y must be two labels, the greater meaning a similar pair (+1 and -1, 1 and 0, True and "
+    "False), one per pair; got "
 )
-def test_pair_labels_other_than_plus_minus_one(labels, values, blobs, pairs):
+
+
+@pytest.mark.parametrize("labels", [[0, 1], [False, True], [1.0, 2.0], ["different", "same"]])
+def test_any_two_pair_labels_the_greater_meaning_similar(labels, blobs, pairs):
+    # metric-learn takes +1 / -1 alone; the greater of any two labels means similar here, as
+    # scikit-learn's binary classifiers read classes_[1] as the positive class.
+    X, _ = blobs
+    tuples, y = pairs
+    relabelled = np.where(y > 0, labels[1], labels[0])
+    reference = make("pair", X).fit(tuples, y)
+    model = make("pair", X).fit(tuples, relabelled)
+    assert model.threshold_ == reference.threshold_
+    np.testing.assert_array_equal(model.classes_, [-1, 1])  # ours, whatever the labels
+    np.testing.assert_array_equal(model.predict(tuples), reference.predict(tuples))
+    assert model.score(tuples, relabelled) == reference.score(tuples, y)
+
+
+@pytest.mark.parametrize(
+    "labels, received",
+    [([0, 1, 2], "the values [0, 1, 2]"), (["a", "b", "c"], "the values ['a', 'b', 'c']")],
+)
+def test_three_pair_labels_are_refused(labels, received, blobs, pairs):
     X, _ = blobs
     tuples, _ = pairs
     y = np.resize(np.array(labels), len(tuples))
-    message = (
-        "y must be +1 (similar pair) or -1 (dissimilar pair) for each pair (from a boolean array "
-        f"same: np.where(same, 1, -1)); got the values {values}."
-    )
-    with pytest.raises(ValueError, match=re.escape(message)):
+    with pytest.raises(ValueError, match=re.escape(f"{LABELS}{received}.")):
         make("pair", X).fit(tuples, y)
 
 
-def test_bool_pair_labels_are_refused(blobs, pairs):
+def test_nan_pair_labels_are_refused(blobs, pairs):
     X, _ = blobs
     tuples, y = pairs
-    with pytest.raises(ValueError, match=re.escape("got the values [False, True]")):
-        make("pair", X).fit(tuples, y > 0)
+    with pytest.raises(ValueError, match=re.escape(f"{LABELS}NaN or infinite values.")):
+        make("pair", X).fit(tuples, np.where(y > 0, 1.0, np.nan))
+
+
+def test_one_pair_label_in_score(blobs, pairs):
+    X, _ = blobs
+    tuples, y = pairs
+    model = make("pair", X).fit(tuples, y)
+    similar = y > 0
+    expected = np.mean(model.predict(tuples[similar]) == 1)
+    for label in (1, True):
+        assert model.score(tuples[similar], np.full(similar.sum(), label)) == expected
+    expected = np.mean(model.predict(tuples[~similar]) == -1)
+    for label in (-1, 0, False):
+        assert model.score(tuples[~similar], np.full((~similar).sum(), label)) == expected
+    message = (
+        f"{LABELS[:-6]}; a single label must be 1 (similar) or -1 or 0 (dissimilar); got only 'a'."
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        model.score(tuples, np.full(len(tuples), "a"))
 
 
 @pytest.mark.parametrize("label, which", [(1, "similar (+1)"), (-1, "dissimilar (-1)")])
@@ -482,8 +519,7 @@ def test_only_one_kind_of_pair(label, which, blobs, pairs):
 def test_pair_labels_missing_or_misaligned(blobs, pairs):
     X, _ = blobs
     tuples, y = pairs
-    message = "y must be +1 (similar pair) or -1 (dissimilar pair) for each pair; got None."
-    with pytest.raises(ValueError, match=re.escape(message)):
+    with pytest.raises(ValueError, match=re.escape(f"{LABELS}None.")):
         make("pair", X).fit(tuples, None)
     message = "y must be of length 120, one label per pair of X; got 119."
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -503,8 +539,10 @@ def test_triplets_take_no_y(blobs, triplets):
 
 def test_threshold_options_are_checked(blobs, pairs):
     X, _ = blobs
+    # The messages of PairVerifier: one implementation of the threshold options.
     message = (
-        "target_far must be the largest false-accept rate allowed, with threshold='far'; got None."
+        "threshold='far' needs target_far, the largest false-accept rate allowed; got "
+        "target_far=None."
     )
     with pytest.raises(ValueError, match=re.escape(message)):
         make("pair", X, threshold="far").fit(*pairs)
@@ -706,7 +744,7 @@ def test_training_that_cannot_help_keeps_the_raw_neighbours(kind, blobs, pairs, 
 
 
 def calibrated_accuracy(distances, y):
-    threshold = calibrate_threshold(distances, y > 0)
+    threshold = calibrate(distances, y > 0)
     return float(np.mean(np.where(distances < threshold, 1, -1) == y))
 
 

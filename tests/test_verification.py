@@ -12,10 +12,10 @@ from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from sklearn_triplet._threshold import calibrate
 from sklearn_triplet.distances import paired_distances
 from sklearn_triplet.verification import (
     PairVerifier,
-    calibrate_threshold,
     make_pairs,
     paired_embedding_distances,
 )
@@ -156,7 +156,7 @@ def test_accuracy_threshold_matches_brute_force():
         distances = np.round(rng.normal(np.where(same, 1.0, 1.8), 0.5), 1)
         candidates = np.concatenate([np.unique(distances), [np.inf]])
         best = max(_accuracy(distances, same, t) for t in candidates)
-        threshold = calibrate_threshold(distances, same)
+        threshold = calibrate(distances, same)
         assert _accuracy(distances, same, threshold) == best
         # the smallest threshold with that accuracy: one step down loses accuracy
         below = distances[distances < threshold]

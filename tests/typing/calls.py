@@ -19,6 +19,7 @@ from sklearn_triplet import (
     load,
 )
 from sklearn_triplet.plotting import HistoryDisplay
+from sklearn_triplet.verification import PairVerifier
 
 
 class SmallNet(torch.nn.Module):
@@ -83,6 +84,11 @@ def calls(path: str = "embedder.safetensors") -> None:
     embedding: np.ndarray = siamese.transform(X[:5])
     HistoryDisplay.from_estimator(siamese)
 
+    multi_similarity = SiameseEmbedder(
+        n_components=8, margin=0.2, loss="multi-similarity", loss_params={"beta": 40.0}, max_iter=1
+    )
+    multi_similarity.fit(X, y).transform(X[:2])
+
     linear = TripletEmbedder(n_components=8, backbone="linear", init="pca", max_iter=1)
     linear.fit(X, y).save(path)
     loaded = load(path, trusted=[])
@@ -104,10 +110,21 @@ def calls(path: str = "embedder.safetensors") -> None:
     predicted: np.ndarray = pair.predict(pairs[:5])
     distances: np.ndarray = pair.pair_distance(pairs[:5])
     PairEmbedder(points=X, threshold=0.4, max_iter=1).fit(pairs, same)
+    scores: np.ndarray = pair.pair_score(pairs[:5])
+    pair.calibrate_threshold(pairs, same, strategy="max_tnr", min_rate=0.9)
+    pair.calibrate_threshold(pairs, same, strategy="f_beta", beta=0.5).set_threshold(0.4)
+    knn = KNeighborsClassifier(n_neighbors=3, metric=pair.get_metric()).fit(X[:50], y[:50])
+    from_ids: np.ndarray = pair.transform(np.arange(5))
+    verifier = PairVerifier(pair).fit(pairs[:100], same[:100] > 0)
+    verifier.calibrate_threshold(pairs[100:], same[100:] > 0, strategy="accuracy")
+    names = np.array([f"{i:04d}.png" for i in range(len(X))])
+    lazy = PairEmbedder(points=lambda ids: X[[int(i[:4]) for i in ids]], max_iter=1)
+    lazy.fit(names[pairs], same)
 
     triplets = rng.integers(len(X), size=(200, 3))
     comparison = ComparisonEmbedder(
         n_components=4, points=X, margin=0.2, max_iter=1, checkpoint=None, random_state=0
     ).fit(triplets)
     order: float = comparison.score(triplets)
-    print(accuracy, embedding.shape, predicted, distances, order)
+    print(accuracy, embedding.shape, predicted, distances, order, scores, from_ids)
+    print(knn.predict(X[:2]), verifier.threshold_, comparison.get_metric()(X[0], X[1]))

@@ -1,0 +1,363 @@
+"""One model fitted by one and by two processes (one thread each), and on paper by 8 and 64 GPUs.
+
+The task: 20,000 training samples of 64 features in 20 classes (``make_classification``, 5,000
+more held out). The models: ``TripletEmbedder(max_iter=20, random_state=0)`` with its other
+defaults (``default``: an MLP 64-256-32, batches of 128), with ``hidden_layer_sizes=(1024, 1024)``
+(``wide``), and the wide one with ``batch_size=1024`` (``wide-batch-1024``). Each fit is timed in
+a fresh process, or in two started by ``torchrun``, every process on one PyTorch thread. Reported:
+the fit's wall time, its samples per second (samples x epochs / wall time), the speed-up of two
+processes over one, the CPU time of each process and the KNN accuracy (k=5) of the held-out
+samples in the embedding of the training ones.
+
+On paper: what one step moves between the ranks (the gathered embeddings and the ring all-reduce of
+the gradients) against its compute, measured here on one thread as the backbone's forward and
+backward pass (split over the ranks) and the rest of a step (sampling, the loss on the global
+batch, the optimiser: repeated on every rank), and the speed-up that predicts for 2 processes here
+and for 8 and 64 GPUs under the assumptions in ``GPU``.
+
+Run from the repository root::
+
+    PYTHONPATH=. python benchmarks/distributed_training.py          # all: runs, profile, report
+    PYTHONPATH=. python benchmarks/distributed_training.py --models wide  # one model
+    # one run by hand: one process, then two
+    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/distributed_training.py run --model default
+    PYTHONPATH=. OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node=2 \\
+        benchmarks/distributed_training.py run --model default
+
+The fit script (``run``) is the same for one process and for two: ``fit`` joins torchrun's process
+group itself. On a shared machine, the load average printed at the start and the end of each run
+says whether the two cores were free; a speed-up measured on busy cores means little.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+N_TRAIN, N_TEST, N_FEATURES, N_CLASSES, EPOCHS = 20_000, 5_000, 64, 20, 20
+MODELS = {
+    "default": {},
+    "wide": {"hidden_layer_sizes": (1024, 1024)},
+    "wide-batch-1024": {"hidden_layer_sizes": (1024, 1024), "batch_size": 1024},
+}
+
+# On paper: a GPU, the links between GPUs, and a ResNet-50-sized backbone on 224 x 224 images.
+GPU = {
+    "flops": 100e12,  # achieved in mixed precision on an H100-class GPU
+    "step_overhead_s": 1e-3,  # kernel launches of the loss and optimiser, Python, per step
+    # 8 GPUs: one node, NVLink; 64 GPUs: 8 nodes, 400 Gb/s InfiniBand per GPU (NCCL bus bandwidth)
+    "bandwidth": {8: 150e9, 64: 40e9},
+    "latency_s": {8: 15e-6, 64: 50e-6},  # per collective
+}
+RESNET50 = {"parameters": 25.6e6, "flops_per_sample": 3 * 4.1e9, "n_components": 128}
+
+
+def _loadavg():
+    return "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+
+
+def data():
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(
+        n_samples=N_TRAIN + N_TEST,
+        n_features=N_FEATURES,
+        n_informative=32,
+        n_classes=N_CLASSES,
+        n_clusters_per_class=2,
+        class_sep=1.0,
+        random_state=0,
+    )
+    X = X.astype(np.float32)
+    return X[:N_TRAIN], y[:N_TRAIN], X[N_TRAIN:], y[N_TRAIN:]
+
+
+def estimator(model, **params):
+    from sklearn_triplet import TripletEmbedder
+
+    # n_threads=1: one thread in every process, whatever the environment says
+    defaults = {"max_iter": EPOCHS, "random_state": 0, "n_threads": 1}
+    return TripletEmbedder(**{**defaults, **MODELS[model], **params})
+
+
+# -- run: one fit, in one process or in each of torchrun's -----------------------------------------
+
+
+def _quick():
+    """A check that the script runs: 2,000 samples, 2 epochs (``--quick``)."""
+    global N_TRAIN, N_TEST, EPOCHS
+    N_TRAIN, N_TEST, EPOCHS = 2_000, 500, 2
+
+
+def run(model, output):
+    """Fit once; rank 0 (or the lone process) writes the figures as JSON to ``output``."""
+    import torch
+    import torch.distributed as dist
+    from environment import warm_up
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from sklearn_triplet import _distributed
+
+    torch.set_num_threads(1)
+    warm_up()
+    X, y, X_test, y_test = data()
+    ranks = _distributed.current()  # joins torchrun's group, as fit would
+    world_size = 1 if ranks is None else ranks.world_size
+    if ranks is not None:
+        dist.barrier()  # start the clocks together
+    load_before = _loadavg()
+    cpu, wall = time.process_time(), time.perf_counter()
+    est = estimator(model).fit(X, y)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    cpus = [cpu]
+    if ranks is not None:
+        gathered = [None] * world_size
+        dist.all_gather_object(gathered, cpu)
+        cpus = gathered
+    if ranks is not None and ranks.rank != 0:
+        return
+    knn = KNeighborsClassifier(5).fit(est.transform(X), y)
+    result = {
+        "model": model,
+        "processes": world_size,
+        "wall_s": wall,
+        "samples_per_s": N_TRAIN * est.n_iter_ / wall,
+        "cpu_s_per_process": cpus,
+        "knn_accuracy": float(knn.score(est.transform(X_test), y_test)),
+        "epochs": est.n_iter_,
+        "final_loss": est.history_[-1]["loss"],
+        "load_before": load_before,
+        "load_after": _loadavg(),
+    }
+    with open(output, "w") as f:
+        json.dump(result, f)
+    print(json.dumps(result), flush=True)
+
+
+# -- profile: the costs of one step on one thread --------------------------------------------------
+
+
+def profile(model, repeats=50):
+    """Seconds per step of a whole training step, of the backbone's forward and backward pass on
+    the global batch and of the loss's, on one thread; the parameters and the batch size."""
+    import torch
+    from environment import warm_up
+
+    from sklearn_triplet import _training
+
+    torch.set_num_threads(1)
+    warm_up()
+    X, y, _, _ = data()
+    est = estimator(model, max_iter=2)
+    start = time.process_time()
+    est.fit(X, y)
+    n_steps = est.n_iter_ * -(-N_TRAIN // est.batch_size)
+    step_s = (time.process_time() - start) / n_steps  # a whole step, fit's overhead included
+    module = est.module_.train()
+    X_t = torch.from_numpy(X)
+    batch = torch.as_tensor(np.random.default_rng(0).choice(N_TRAIN, est.batch_size, False))
+    start = time.process_time()
+    for _ in range(repeats):
+        module.zero_grad()
+        _training.embed_batch(module, X_t, batch, "cpu").sum().backward()
+    backbone_s = (time.process_time() - start) / repeats
+    embeddings = _training.embed_batch(module, X_t, batch, "cpu").detach().requires_grad_()
+    labels = torch.from_numpy(y)[batch]
+    start = time.process_time()
+    for _ in range(repeats):
+        loss = est._batch_loss(embeddings, labels, taxonomy=False, spread=False).loss
+        loss.backward()
+    loss_s = (time.process_time() - start) / repeats
+    n_parameters = sum(p.numel() for p in module.parameters())
+    return {
+        "model": model,
+        "step_s": step_s,
+        "backbone_s": backbone_s,
+        "loss_s": loss_s,
+        "parameters": n_parameters,
+        "batch_size": est.batch_size,
+        "n_components": est.n_components_,
+    }
+
+
+def bytes_per_step(*, batch_size, n_components, parameters, n_ranks, dtype_bytes=4):
+    """Bytes each rank sends per step: a ring all-gather of the global batch's embeddings
+    ((n - 1) / n of them) and a ring all-reduce of the gradients (2 (n - 1) / n of them)."""
+    share = (n_ranks - 1) / n_ranks
+    return (batch_size * n_components + 2 * parameters) * dtype_bytes * share
+
+
+def predicted_speedup(*, parallel_s, serial_s, n_bytes, bandwidth, latency_s, n_ranks):
+    """One process's step (``parallel_s + serial_s``) over that of ``n_ranks``:
+    ``parallel_s / n + serial_s + 2 latency + bytes / bandwidth`` (two collectives a step, the
+    all-reduce not overlapped with the backward pass)."""
+    step = parallel_s / n_ranks + serial_s + 2 * latency_s + n_bytes / bandwidth
+    return (parallel_s + serial_s) / step
+
+
+def on_paper(profiles):
+    """Rows of the paper analysis: the measured models on 2 CPU processes, and the measured MLPs
+    and a ResNet-50-sized backbone on 8 and 64 GPUs."""
+    rows = []
+    for p in profiles:
+        serial = p["step_s"] - p["backbone_s"]
+        n_bytes = bytes_per_step(
+            batch_size=p["batch_size"],
+            n_components=p["n_components"],
+            parameters=p["parameters"],
+            n_ranks=2,
+        )
+        rows.append(
+            {
+                "case": f"{p['model']} MLP, 2 CPU processes (measured costs, loopback 1 GB/s)",
+                "parameters": p["parameters"],
+                "bytes_per_step": n_bytes,
+                "compute_s": p["backbone_s"],
+                "serial_s": serial,
+                "speedup": predicted_speedup(
+                    parallel_s=p["backbone_s"],
+                    serial_s=serial,
+                    n_bytes=n_bytes,
+                    bandwidth=1e9,
+                    latency_s=50e-6,
+                    n_ranks=2,
+                ),
+            }
+        )
+    cases = [
+        (f"{p['model']} MLP", p["parameters"], 6 * p["parameters"], p["n_components"])
+        for p in profiles
+    ]
+    cases.append(
+        (
+            "ResNet-50-sized CNN",
+            RESNET50["parameters"],
+            RESNET50["flops_per_sample"],
+            RESNET50["n_components"],
+        )
+    )
+    for name, parameters, flops_per_sample, n_components in cases:
+        for batch_size in (128, 4096):
+            compute = flops_per_sample * batch_size / GPU["flops"]
+            for n in (8, 64):
+                n_bytes = bytes_per_step(
+                    batch_size=batch_size,
+                    n_components=n_components,
+                    parameters=parameters,
+                    n_ranks=n,
+                )
+                rows.append(
+                    {
+                        "case": f"{name}, batch {batch_size}, {n} GPUs",
+                        "parameters": parameters,
+                        "bytes_per_step": n_bytes,
+                        "compute_s": compute,
+                        "serial_s": GPU["step_overhead_s"],
+                        "speedup": predicted_speedup(
+                            parallel_s=compute,
+                            serial_s=GPU["step_overhead_s"],
+                            n_bytes=n_bytes,
+                            bandwidth=GPU["bandwidth"][n],
+                            latency_s=GPU["latency_s"][n],
+                            n_ranks=n,
+                        ),
+                    }
+                )
+    return rows
+
+
+# -- all: both runs, the profile and the report ----------------------------------------------------
+
+
+def _launch(model, processes, output):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    script = os.path.abspath(__file__)
+    command = [sys.executable]
+    if processes > 1:
+        command += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+    command += [script, "run", "--model", model, "--output", output]
+    if N_TRAIN < 20_000:
+        command.append("--quick")
+    subprocess.run(command, env=env, check=True, timeout=1800)
+    with open(output) as f:
+        return json.load(f)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("command", nargs="?", default="all", choices=["all", "run"])
+    parser.add_argument("--model", default="default", choices=sorted(MODELS))
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--output", default=None)
+    parser.add_argument("--quick", action="store_true", help="2,000 samples, 2 epochs")
+    args = parser.parse_args()
+    if args.quick:
+        _quick()
+    if args.command == "run":
+        run(args.model, args.output or os.devnull)
+        return
+    from environment import metadata
+
+    meta = metadata("distributed_training.py", sys.argv[1:])
+    results = {"metadata": meta, "runs": [], "profiles": []}
+    scratch = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+    for model in args.models.split(","):
+        for processes in (1, 2):
+            path = os.path.join(scratch, f".distributed_training-{model}-{processes}.json")
+            results["runs"].append(_launch(model, processes, path))
+            os.remove(path)
+        results["profiles"].append(profile(model))
+    results["paper"] = on_paper(results["profiles"])
+    output = args.output or os.path.join(
+        scratch, "distributed_training-quick.json" if args.quick else "distributed_training.json"
+    )
+    with open(output, "w") as f:
+        json.dump(results, f, indent=1)
+    report(results)
+
+
+def report(results):
+    meta = results["metadata"]
+    print(f"\n{meta['date']}, {meta['cpu']}, {meta['cores']} cores, load {meta['load']}")
+    print(
+        f"{'model':16} {'procs':>5} {'wall s':>8} {'samples/s':>10} {'speed-up':>9} "
+        f"{'CPU s per process':>20} {'CPU ratio':>9} {'KNN acc':>8}  load before / after"
+    )
+    # CPU ratio: one process's CPU time over the busiest rank's. Waiting in a collective costs no
+    # CPU, so on busy cores it bounds the speed-up that free cores would give from above.
+    alone = {}
+    for r in results["runs"]:
+        if r["processes"] == 1:
+            alone[r["model"]] = r
+        speedup = alone[r["model"]]["wall_s"] / r["wall_s"]
+        cpu_ratio = alone[r["model"]]["cpu_s_per_process"][0] / max(r["cpu_s_per_process"])
+        cpus = ", ".join(f"{c:.1f}" for c in r["cpu_s_per_process"])
+        print(
+            f"{r['model']:16} {r['processes']:>5} {r['wall_s']:8.1f} {r['samples_per_s']:10.0f} "
+            f"{speedup:9.2f} {cpus:>20} {cpu_ratio:9.2f} {r['knn_accuracy']:8.3f}  "
+            f"{r['load_before']} / {r['load_after']}"
+        )
+    print("\nper step, one thread:")
+    for p in results["profiles"]:
+        print(
+            f"  {p['model']}: {p['parameters']} parameters, whole step {p['step_s'] * 1e3:.2f} ms, "
+            f"backbone forward + backward {p['backbone_s'] * 1e3:.2f} ms, "
+            f"loss forward + backward {p['loss_s'] * 1e3:.2f} ms"
+        )
+    print("\non paper:")
+    for row in results["paper"]:
+        print(
+            f"  {row['case']}: {row['bytes_per_step'] / 1e6:.3f} MB/step, compute "
+            f"{row['compute_s'] * 1e3:.3f} ms, serial {row['serial_s'] * 1e3:.2f} ms -> "
+            f"speed-up {row['speedup']:.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
