@@ -10,8 +10,7 @@ dissimilar, +1 / -1) and as many triplets (anchor uniform, positive of its class
 another, each uniform). The tuple learners never see a label, only these index tuples into the
 standardised training points:
 
-- ``PairEmbedder`` on the pairs, ``ComparisonEmbedder`` on the triplets, default parameters and
-  also ``weight_decay=0.01``;
+- ``PairEmbedder`` on the pairs, ``ComparisonEmbedder`` on the triplets, default parameters;
 - metric-learn's pair learners ``ITML`` and ``MMC`` on the same pairs, default parameters, and
   ``MMC(diagonal=True)``. Full ``MMC`` runs on ``digits`` only: at 264 features one fit takes over
   four CPU-minutes (it is reported as skipped).
@@ -28,13 +27,20 @@ Figures, medians over the seeds: KNN accuracy (k=5) of the test points against t
 points in each embedding, and the ROC AUC of 2,000 held-out pairs of test points (half similar),
 ranked by their distance in the embedding. Fit time is process CPU time on one thread.
 
+Every figure of a run is stored, per seed, in ``benchmarks/results/pairs.json`` with the run that
+measured it; ``--contestants`` refits only the contestants named (after a change to the library,
+say) and the tables show the stored figures of the others, each run's date and command listed.
+
     python benchmarks/pairs.py --quick        # one seed, 500 and 2,000 tuples, 10 epochs
     python benchmarks/pairs.py --output docs/benchmarks_pairs.rst
+    python benchmarks/pairs.py --contestants PairEmbedder ComparisonEmbedder \
+        --output docs/benchmarks_pairs.rst    # refit these two, keep the others' figures
 """
 
 import argparse
 import dataclasses
 import functools
+import json
 import statistics
 import sys
 import time
@@ -59,6 +65,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import environment  # noqa: E402
 from environment import metadata, torch_threads, warm_up  # noqa: E402
 
+STORE = Path(__file__).resolve().parent / "results" / "pairs.json"
 N_NEIGHBORS = 5
 N_TEST_PAIRS = 2000
 
@@ -189,12 +196,7 @@ def _mmc(diagonal):
 # name: (supervision, builder); supervision is "pairs" or "triplets".
 TUPLE_CONTESTANTS = {
     "PairEmbedder": ("pairs", _ours(PairEmbedder)),
-    "PairEmbedder, weight_decay=0.01": ("pairs", _ours(PairEmbedder, weight_decay=0.01)),
     "ComparisonEmbedder": ("triplets", _ours(ComparisonEmbedder)),
-    "ComparisonEmbedder, weight_decay=0.01": (
-        "triplets",
-        _ours(ComparisonEmbedder, weight_decay=0.01),
-    ),
     "ITML (metric-learn)": ("pairs", _itml),
     "MMC (metric-learn)": ("pairs", _mmc(diagonal=False)),
     "MMC, diagonal=True (metric-learn)": ("pairs", _mmc(diagonal=True)),
@@ -248,8 +250,8 @@ def _fit_and_score(build, fit_args, task):
         return {"status": "failed", "error": f"{type(exc).__name__}: {message}"}
 
 
-def run_job(config, task_name, seed):
-    """Every contestant on one (task, seed): ``{(contestant, size): result}``."""
+def run_job(config, task_name, seed, names=None):
+    """Contestants ``names`` (None: all) on one (task, seed): ``{(contestant, size): result}``."""
     with threadpool_limits(1), torch_threads(1):
         warm_up()
         task = make_task(task_name, config, seed)
@@ -258,30 +260,72 @@ def run_job(config, task_name, seed):
             pairs, y_pairs = training_pairs(task.y_train, size, seed)
             triplets = training_triplets(task.y_train, size, seed)
             for name, (supervision, builder) in TUPLE_CONTESTANTS.items():
+                if names is not None and name not in names:
+                    continue
                 fit_args = (pairs, y_pairs) if supervision == "pairs" else (triplets,)
                 build = functools.partial(builder, config, seed, task_name, task.X_train)
                 results[name, size] = _fit_and_score(build, fit_args, task)
         for name, builder in LABEL_CONTESTANTS.items():
+            if names is not None and name not in names:
+                continue
             build = functools.partial(builder, config, seed)
             results[name, "labels"] = _fit_and_score(build, (task.X_train, task.y_train), task)
     return task_name, seed, results
 
 
-def run(config, *, tasks, n_jobs=2, log=print):
-    """``{task: {(contestant, size): [result per seed]}}``."""
+def run(config, *, tasks, n_jobs=2, log=print, names=None, stored=None):
+    """``{task: {(contestant, size): [result per seed]}}``.
+
+    ``names`` (None: all) are fitted; the figures of the others come from ``stored``, results of
+    earlier runs as :func:`load_store` reads them (``{(task, seed, contestant, size): result}``).
+    """
     jobs = [(task, seed) for task in tasks for seed in config.seeds]
     outputs = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-        delayed(run_job)(config, task, seed) for task, seed in jobs
+        delayed(run_job)(config, task, seed, names) for task, seed in jobs
     )
     by_seed = {task: {} for task in tasks}
     for task, seed, results in outputs:
         for key, result in results.items():
             by_seed[task].setdefault(key, {})[seed] = result
             log(f"{task:<15} seed {seed}  {key[0]:<40} {key[1]!s:>6}  {_short(result)}")
+    for (task, seed, name, size), result in (stored or {}).items():
+        if task in by_seed and seed in config.seeds and (names is None or name not in names):
+            by_seed[task].setdefault((name, size), {})[seed] = result
     return {
         task: {key: [runs[s] for s in config.seeds] for key, runs in by_key.items()}
         for task, by_key in by_seed.items()
     }
+
+
+def load_store(path, config):
+    """``(runs, {(task, seed, contestant, size): result})`` stored for ``config``'s mode."""
+    if not Path(path).exists():
+        return [], {}
+    with open(path, encoding="utf-8") as f:
+        store = json.load(f).get(config.name, {"runs": [], "results": []})
+    results = {
+        (r["task"], r["seed"], r["contestant"], r["size"]): r["result"] for r in store["results"]
+    }
+    return store["runs"], results
+
+
+def save_store(path, config, runs, results):
+    """Write ``runs`` and ``results`` (as :func:`load_store` returns them) for ``config``'s mode."""
+    store = {}
+    if Path(path).exists():
+        with open(path, encoding="utf-8") as f:
+            store = json.load(f)
+    store[config.name] = {
+        "runs": runs,
+        "results": [
+            {"task": task, "seed": seed, "contestant": name, "size": size, "result": result}
+            for (task, seed, name, size), result in sorted(results.items(), key=str)
+        ],
+    }
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(store, f, indent=1)
+        f.write("\n")
 
 
 def _short(result):
@@ -314,6 +358,8 @@ def tables(results, config):
     for task, by_key in results.items():
         tuple_rows, label_rows, notes = [], [], []
         for name, (supervision, _) in TUPLE_CONTESTANTS.items():
+            if (name, config.sizes[0]) not in by_key:  # neither fitted nor stored
+                continue
             runs = [by_key[name, size] for size in config.sizes]
             row = [name, supervision]
             row += [_cell(r, "knn_accuracy", "{:.3f}") for r in runs]
@@ -323,6 +369,8 @@ def tables(results, config):
             errors = {r["error"] for size_runs in runs for r in size_runs if r["status"] != "ok"}
             notes += [(name, error) for error in sorted(errors)]
         for name in LABEL_CONTESTANTS:
+            if (name, "labels") not in by_key:
+                continue
             runs = by_key[name, "labels"]
             label_rows.append(
                 [
@@ -356,17 +404,29 @@ def markdown(results, config):
     return "\n".join(lines)
 
 
-def rst(results, config, meta):
+def _measured(runs, config):
+    """One sentence per run: when, the command, the machine, its load, what it cost."""
+    sentences = []
+    for meta in runs:
+        who = (
+            "every contestant"
+            if meta["contestants"] is None
+            else "contestants " + ", ".join(meta["contestants"])
+        )
+        sentences.append(
+            f"Measured on {meta['date']} with ``{meta['command']}`` ({who}; {config.name} mode: "
+            f"{len(config.seeds)} seed{'s' if len(config.seeds) > 1 else ''}, {config.max_iter} "
+            f"epochs for our networks), on {meta['cpu']} ({meta['cores']} cores, load average "
+            f"{meta['load']} at the start), one thread per contestant, {meta['n_jobs']} (task, "
+            f"seed) jobs side by side; {meta['total']:.0f} s wall and {meta['cpu_total']:.0f} CPU "
+            f"seconds of fitting in all. Versions: {', '.join(meta['versions'])}."
+        )
+    return " ".join(sentences)
+
+
+def rst(results, config, runs):
     tuple_header, label_header = _headers(config)
-    measured = (
-        f"Measured on {meta['date']} with ``{meta['command']}`` ({config.name} mode: "
-        f"{len(config.seeds)} seed{'s' if len(config.seeds) > 1 else ''}, {config.max_iter} "
-        "epochs for our networks), on "
-        f"{meta['cpu']} ({meta['cores']} cores, load average {meta['load']} at the start), one "
-        f"thread per contestant, {meta['n_jobs']} (task, seed) jobs side by side; "
-        f"{meta['total']:.0f} s wall and {meta['cpu_total']:.0f} CPU seconds of fitting in all. "
-        f"Versions: {', '.join(meta['versions'])}."
-    )
+    measured = _measured(runs, config)
     protocol = (
         "The tuple learners see no label: only index pairs (+1 similar, -1 dissimilar) or index "
         "triplets drawn from the labels of the training split, in the numbers given. The "
@@ -410,27 +470,61 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="one seed, 500 and 2,000 tuples")
     parser.add_argument("--output", default=None, help="write the rst fragment here")
     parser.add_argument("--n-jobs", type=int, default=2, help="(task, seed) jobs side by side")
+    known = [*TUPLE_CONTESTANTS, *LABEL_CONTESTANTS]
+    parser.add_argument(
+        "--contestants",
+        nargs="+",
+        choices=known,
+        metavar="NAME",
+        help="fit only these (names as in the tables); the others' figures come from --store",
+    )
+    parser.add_argument("--store", default=str(STORE), help="the per-seed figures of every run")
     args = parser.parse_args(argv)
     config = QUICK if args.quick else FULL
     meta = metadata("pairs.py", argv)
     meta["n_jobs"] = args.n_jobs
+    meta["contestants"] = args.contestants
     print(f"# {meta['date']}  {meta['command']}  {meta['cpu']} (load {meta['load']})")
     print("# " + ", ".join(meta["versions"]), flush=True)
+    runs, stored = load_store(args.store, config) if args.contestants else ([], {})
     start = time.perf_counter()
-    results = run(config, tasks=TASKS, n_jobs=args.n_jobs, log=lambda s: print(s, flush=True))
+    results = run(
+        config,
+        tasks=TASKS,
+        n_jobs=args.n_jobs,
+        log=lambda s: print(s, flush=True),
+        names=args.contestants,
+        stored=stored,
+    )
     meta["total"] = time.perf_counter() - start
-    meta["cpu_total"] = sum(
-        r["fit_cpu"]
+    fitted = [
+        r
         for by_key in results.values()
-        for runs in by_key.values()
-        for r in runs
-        if r["status"] == "ok"
+        for (name, _), by_seed in by_key.items()
+        if args.contestants is None or name in args.contestants
+        for r in by_seed
+    ]
+    meta["cpu_total"] = sum(r["fit_cpu"] for r in fitted if r["status"] == "ok")
+    for r in fitted:
+        r["measured"] = meta["date"]
+    shown = {r.get("measured") for by_key in results.values() for rs in by_key.values() for r in rs}
+    runs = [run_ for run_ in runs if run_["date"] in shown] + [meta]
+    save_store(
+        args.store,
+        config,
+        runs,
+        {
+            (task, seed, name, size): r
+            for task, by_key in results.items()
+            for (name, size), rs in by_key.items()
+            for seed, r in zip(config.seeds, rs)
+        },
     )
     print(f"# total {meta['total']:.0f} s wall, {meta['cpu_total']:.0f} s CPU of fitting\n")
     print(markdown(results, config))
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:
-            f.write(rst(results, config, meta))
+            f.write(rst(results, config, runs))
         print(f"wrote {args.output}")
 
 

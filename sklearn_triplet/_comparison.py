@@ -22,6 +22,10 @@ class ComparisonEmbedder(TupleEmbedder):
     points (``transform``) and tells the order of new triplets (``predict``). Only the given
     triplets are trained on: none is made by combining triplets that share points.
 
+    By default the network starts at the points' own geometry (``backbone="residual"``) and
+    ``do_no_harm`` keeps the raw features when training did not beat them on held-out triplets,
+    so the embedding is not worse than the features it was given.
+
     Read more in the :ref:`User Guide <tuples>`.
 
     Parameters
@@ -30,6 +34,19 @@ class ComparisonEmbedder(TupleEmbedder):
     margin : float, default=0.2
         The margin, in units of ``metric``: a triplet costs nothing once its negative is farther
         from the anchor than its positive by at least ``margin``.
+    average : {"active", "all"}, default="active"
+        ``"active"``: the loss is the mean over the triplets of the batch whose loss is above 0,
+        so that the gradient keeps its size as training turns triplets easy. ``"all"``: the sum
+        over the batch's triplets divided by their number (FaceNet).
+    do_no_harm : bool, default=True
+        Never be worse than the features given, on held-out triplets: ``fit`` holds out
+        ``validation_fraction`` of the triplets (with ``early_stopping=True``, its validation
+        triplets), trains on the rest, and counts the held-out triplets in the right order in the
+        trained embedding (in ``metric``) and in the raw features (Euclidean). The embedding is
+        kept only when it orders more of them right; otherwise ``transform`` returns the features
+        unchanged (float32, ``n_components_ = n_features_in_``), triplets are ordered by
+        Euclidean distance and ``raw_kept_`` is True. With fewer than two triplets, nothing is
+        held out and the network is used. ``partial_fit`` always uses the network.
     points : array-like of shape (n_points, n_features) or callable, default=None
         The points that index triplets refer to, when ``X`` holds index triplets of shape
         ``(n_triplets, 3)``: an array whose rows the integer indices pick, or a callable that maps
@@ -85,22 +102,32 @@ class ComparisonEmbedder(TupleEmbedder):
     _validation_score_doc = "triplet accuracy (the share in the right order)"
     _split_description = "at least one on each side"
     _split_minimum = "triplets"
+    _own_attributes = """\
+    raw_kept_ : bool
+        True when ``do_no_harm`` found the trained embedding no better than the raw features on
+        the held-out triplets: ``transform`` returns the features unchanged.
+    held_out_scores_ : dict or None
+        ``{"trained": float, "raw": float}``, the share of the held-out triplets in the right
+        order in each, from the last ``fit`` with ``do_no_harm=True``; None otherwise.
+"""
 
-    # The learning rate of the embedders' recipe was not studied for tuples: theirs stays as it was.
+    # The defaults: the recipe studied on the tasks of benchmarks/pairs.py (tuples_recipe.py).
     def __init__(
         self,
         n_components=32,
         *,
-        backbone: str | torch.nn.Module | Callable[..., torch.nn.Module] = "mlp",
+        backbone: str | torch.nn.Module | Callable[..., torch.nn.Module] = "residual",
         hidden_layer_sizes: int | Sequence[int] = (256,),
         backbone_params=None,
-        normalize=True,
+        normalize=False,
         metric="euclidean",
         margin=0.2,
+        average="active",
+        do_no_harm=True,
         points=None,
         batch_size=128,
         max_iter=50,
-        learning_rate="constant",
+        learning_rate="cosine",
         learning_rate_init=1e-3,
         weight_decay=0.0,
         mixed_precision=False,
@@ -124,6 +151,8 @@ class ComparisonEmbedder(TupleEmbedder):
         self.normalize = normalize
         self.metric = metric
         self.margin = margin
+        self.average = average
+        self.do_no_harm = do_no_harm
         self.points = points
         self.batch_size = batch_size
         self.max_iter = max_iter
@@ -195,12 +224,17 @@ class ComparisonEmbedder(TupleEmbedder):
 
     def _loss_terms(self, members, targets, *, counts, spread):
         return given_triplets_kernel(
-            *members.unbind(1), margin=self.margin, metric=self.metric, counts=counts, spread=spread
+            *members.unbind(1),
+            margin=self.margin,
+            metric=self.metric,
+            average=self.average,
+            counts=counts,
+            spread=spread,
         )
 
-    def _validation_score(self, members, y):
+    def _validation_score(self, members, y, *, metric=None):
         """The share of held-out triplets in the right order (higher is better)."""
-        return float(np.mean(_gaps(members, self.metric) > 0))
+        return float(np.mean(_gaps(members, self.metric if metric is None else metric) > 0))
 
     def decision_function(self, X):
         """``d(a, n) - d(a, p)``: positive for triplets in the right order.
@@ -213,10 +247,11 @@ class ComparisonEmbedder(TupleEmbedder):
         Returns
         -------
         scores : ndarray of shape (n_triplets,)
-            How much closer ``a`` is to ``p`` than to ``n``, in units of ``metric``.
+            How much closer ``a`` is to ``p`` than to ``n``, in units of ``metric`` (Euclidean
+            when ``do_no_harm`` kept the raw features).
         """
         check_is_fitted(self)
-        return _gaps(self._embed_tuples(X, 3), self.metric)
+        return _gaps(self._embed_tuples(X, 3), self._distance_metric)
 
     def predict(self, X):
         """Predict ``+1`` when ``a`` is closer to ``p`` than to ``n``, else ``-1``.

@@ -1110,7 +1110,18 @@ def _safe_sqrt(squared):
     return torch.where(positive, torch.where(positive, squared, 1).sqrt(), 0)
 
 
-def given_pairs_kernel(first, second, y, *, margin, metric, counts=False, spread=False):
+def given_pairs_kernel(
+    first,
+    second,
+    y,
+    *,
+    margin,
+    metric,
+    average="all",
+    squared=True,
+    counts=False,
+    spread=False,
+):
     """The contrastive loss of :func:`sklearn_triplet.losses.contrastive_loss_on_pairs`.
 
     Parameters
@@ -1121,6 +1132,14 @@ def given_pairs_kernel(first, second, y, *, margin, metric, counts=False, spread
     margin : float
     metric : str
         One of :data:`METRICS`.
+    average : {"all", "active"}, default="all"
+        ``"all"``: the sum of the pairs' terms over the number of pairs (Hadsell et al.).
+        ``"active"``: the terms of the similar pairs over the number of similar pairs whose term
+        is above 0, plus those of the dissimilar pairs over the number of dissimilar pairs whose
+        term is above 0 (the reduction of :func:`contrastive_kernel`).
+    squared : bool, default=True
+        Each pair's term is ``D²`` or ``max(0, margin - D)²`` (Hadsell et al.); False takes them
+        unsquared, ``D`` or ``max(0, margin - D)``.
     counts : bool, default=False
         Return the counts of :data:`GIVEN_PAIRS_STATISTICS`.
     spread : bool, default=False
@@ -1131,14 +1150,25 @@ def given_pairs_kernel(first, second, y, *, margin, metric, counts=False, spread
     BatchLoss
     """
     if metric == "euclidean":  # D² straight from the coordinates: smooth at D = 0
-        squared = (first - second).square().sum(dim=1)
-        distances = _safe_sqrt(squared)
+        squares = (first - second).square().sum(dim=1)
+        distances = _safe_sqrt(squares)
     else:
         distances = paired_distance(first, second, metric)
-        squared = distances.square()
+        squares = distances.square()
     similar = y > 0
-    terms = torch.where(similar, squared, (margin - distances).clamp_min(0).square())
-    loss = terms.sum() / max(terms.shape[0], 1)
+    if squared:
+        terms = torch.where(similar, squares, (margin - distances).clamp_min(0).square())
+    else:
+        terms = torch.where(similar, distances, (margin - distances).clamp_min(0))
+    if average == "all":
+        loss = terms.sum() / max(terms.shape[0], 1)
+    else:
+        with torch.no_grad():
+            active = terms.detach() > 0
+            n_similar = torch.count_nonzero(active & similar).clamp_min(1).to(terms.dtype)
+            n_dissimilar = torch.count_nonzero(active & ~similar).clamp_min(1).to(terms.dtype)
+            denominators = torch.where(similar, n_similar, n_dissimilar)
+        loss = (terms / denominators).sum()
     with torch.no_grad():
         dissimilar = ~similar
         negatives = (distances.detach()[dissimilar].sum(), dissimilar.sum()) if spread else None
@@ -1153,7 +1183,7 @@ def given_pairs_kernel(first, second, y, *, margin, metric, counts=False, spread
 
 
 def given_triplets_kernel(
-    anchors, positives, negatives, *, margin, metric, counts=False, spread=False
+    anchors, positives, negatives, *, margin, metric, average="all", counts=False, spread=False
 ):
     """The triplet loss of :func:`sklearn_triplet.losses.triplet_loss_on_triplets`.
 
@@ -1163,6 +1193,9 @@ def given_triplets_kernel(
     margin : float
     metric : str
         One of :data:`METRICS`.
+    average : {"all", "active"}, default="all"
+        The sum of the hinge terms over the number of triplets (FaceNet), or over the number of
+        active triplets, those whose term is above 0.
     counts : bool, default=False
         Return the counts of :data:`GIVEN_TRIPLETS_STATISTICS` (the taxonomy).
     spread : bool, default=False
@@ -1175,7 +1208,11 @@ def given_triplets_kernel(
     positive_distances = paired_distance(anchors, positives, metric)
     negative_distances = paired_distance(anchors, negatives, metric)
     terms = (positive_distances - negative_distances + margin).clamp_min(0)
-    loss = terms.sum() / max(terms.shape[0], 1)
+    if average == "all":
+        loss = terms.sum() / max(terms.shape[0], 1)
+    else:
+        n_active = torch.count_nonzero(terms.detach() > 0).clamp_min(1).to(terms.dtype)
+        loss = terms.sum() / n_active
     with torch.no_grad():
         d_ap, d_an = positive_distances.detach(), negative_distances.detach()
         n_triplets = torch.tensor(terms.shape[0], device=terms.device)

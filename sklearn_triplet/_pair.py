@@ -29,10 +29,15 @@ class PairEmbedder(ThresholdClassifierMixin, ClassifierMixin, TupleEmbedder):
     labels are taken, the greater one meaning similar (``1`` / ``0``, ``True`` / ``False``, as
     :func:`~sklearn.model_selection.cross_val_predict` re-encodes them), and ``classes_`` stays
     ``[-1, 1]``. In the paper's notation ``Y = (1 - y) / 2`` (``Y = 0`` similar, ``Y = 1``
-    dissimilar) and a pair at distance ``D`` costs ``(1 - Y) * D**2 + Y * max(0, margin -
-    D)**2``: similar pairs are pulled together, dissimilar ones pushed at least ``margin`` apart.
-    Only the given pairs are trained on: two similar pairs that share a point do not make a
-    third.
+    dissimilar) and a pair at distance ``D`` costs ``(1 - Y) * D + Y * max(0, margin - D)`` (by
+    default, as pytorch-metric-learning's ``ContrastiveLoss``), or ``(1 - Y) * D**2 + Y * max(0,
+    margin - D)**2`` with ``squared=True`` (the paper's): similar pairs are pulled together,
+    dissimilar ones pushed at least ``margin`` apart. Only the given pairs are trained on: two
+    similar pairs that share a point do not make a third.
+
+    By default the network starts at the points' own geometry (``backbone="residual"``) and
+    ``do_no_harm`` keeps the raw features when training did not beat them on held-out pairs, so
+    the embedding is not worse than the features it was given.
 
     Read more in the :ref:`User Guide <tuples>`.
 
@@ -41,6 +46,25 @@ class PairEmbedder(ThresholdClassifierMixin, ClassifierMixin, TupleEmbedder):
     %(backbone)s
     margin : float, default=1.0
         The margin ``m``, in units of ``metric``: dissimilar pairs closer than it are penalised.
+        The residual backbone starts with a root mean square distance of 1 between points.
+    average : {"active", "all"}, default="active"
+        ``"active"``: the loss is the mean over the similar pairs of the batch whose loss is
+        above 0 plus the mean over the dissimilar pairs whose loss is above 0, so that neither
+        kind fades from the gradient as most pairs come to sit where they should. ``"all"``: the
+        sum over the batch's pairs divided by their number (Hadsell et al.).
+    squared : bool, default=False
+        Square each pair's term (Hadsell et al.). The default takes distances as they are: every
+        similar pair is pulled with the same strength, however close.
+    do_no_harm : bool, default=True
+        Never be worse than the features given, on held-out pairs: ``fit`` holds out
+        ``validation_fraction`` of the similar and of the dissimilar pairs (with
+        ``early_stopping=True``, its validation pairs), trains on the rest, and ranks the held-out
+        pairs by distance in the trained embedding (in ``metric``) and in the raw features
+        (Euclidean). The embedding is kept only when its ROC AUC is higher; otherwise
+        ``transform`` returns the features unchanged (float32, ``n_components_ =
+        n_features_in_``), pairs are compared by their Euclidean distance and ``raw_kept_`` is
+        True. With fewer than two pairs of a kind, nothing is held out and the network is used.
+        ``partial_fit`` always uses the network.
     points : array-like of shape (n_points, n_features) or callable, default=None
         The points that index pairs refer to, when ``X`` holds index pairs of shape ``(n_pairs,
         2)``: an array whose rows the integer indices pick, or a callable that maps a 1-D array of
@@ -117,6 +141,12 @@ class PairEmbedder(ThresholdClassifierMixin, ClassifierMixin, TupleEmbedder):
     )
     _split_minimum = "similar and two dissimilar pairs"
     _own_attributes = """\
+    raw_kept_ : bool
+        True when ``do_no_harm`` found the trained embedding no better than the raw features on
+        the held-out pairs: ``transform`` returns the features unchanged.
+    held_out_scores_ : dict or None
+        ``{"trained": float, "raw": float}``, the ROC AUC of the held-out pairs in each, from the
+        last ``fit`` with ``do_no_harm=True``; None otherwise.
     threshold_ : float
         Pairs at a distance strictly below it are predicted similar (``+1``). Set by ``fit``
         from the ``threshold`` parameter, or later by ``calibrate_threshold`` or
@@ -131,25 +161,29 @@ class PairEmbedder(ThresholdClassifierMixin, ClassifierMixin, TupleEmbedder):
             Interval(Real, None, None, closed="neither"),
         ],
         "target_far": [Interval(Real, 0, 1, closed="both"), None],
+        "squared": ["boolean"],
     }
 
-    # The learning rate of the embedders' recipe was not studied for tuples: theirs stays as it was.
+    # The defaults: the recipe studied on the tasks of benchmarks/pairs.py (tuples_recipe.py).
     def __init__(
         self,
         n_components=32,
         *,
-        backbone: str | torch.nn.Module | Callable[..., torch.nn.Module] = "mlp",
+        backbone: str | torch.nn.Module | Callable[..., torch.nn.Module] = "residual",
         hidden_layer_sizes: int | Sequence[int] = (256,),
         backbone_params=None,
-        normalize=True,
+        normalize=False,
         metric="euclidean",
         margin=1.0,
+        average="active",
+        squared=False,
+        do_no_harm=True,
         points=None,
         threshold: str | float = "accuracy",
         target_far=None,
         batch_size=128,
         max_iter=50,
-        learning_rate="constant",
+        learning_rate="cosine",
         learning_rate_init=1e-3,
         weight_decay=0.0,
         mixed_precision=False,
@@ -173,6 +207,9 @@ class PairEmbedder(ThresholdClassifierMixin, ClassifierMixin, TupleEmbedder):
         self.normalize = normalize
         self.metric = metric
         self.margin = margin
+        self.average = average
+        self.squared = squared
+        self.do_no_harm = do_no_harm
         self.points = points
         self.threshold = threshold
         self.target_far = target_far
@@ -251,23 +288,28 @@ class PairEmbedder(ThresholdClassifierMixin, ClassifierMixin, TupleEmbedder):
             targets,
             margin=self.margin,
             metric=self.metric,
+            average=self.average,
+            squared=self.squared,
             counts=counts,
             spread=spread,
         )
 
-    def _validation_score(self, members, targets):
+    def _validation_score(self, members, targets, *, metric=None):
         """ROC AUC of the held-out pairs ranked by distance (higher is better)."""
-        distances = paired_distances(members[:, 0], members[:, 1], metric=self.metric)
+        metric = self.metric if metric is None else metric
+        distances = paired_distances(members[:, 0], members[:, 1], metric=metric)
         return roc_auc_score(targets, -distances)
 
     def _after_training(self, points, data, points_val, data_val):
-        """Calibrate ``threshold_``: on the held-out pairs with early stopping, else on all."""
+        """Choose the embedding (``do_no_harm``), then calibrate ``threshold_`` in it: on the
+        held-out pairs with early stopping, else on all."""
+        super()._after_training(points, data, points_val, data_val)
         self.classes_ = np.array([-1, 1])
         distances = similar = None
         if isinstance(self.threshold, str):
             tuples, targets = data if data_val is None else data_val
             members = self._embed_members(points, tuples)
-            distances = paired_distances(members[:, 0], members[:, 1], metric=self.metric)
+            distances = paired_distances(members[:, 0], members[:, 1], metric=self._distance_metric)
             similar = targets > 0
         self.threshold_ = threshold_from_options(
             self.threshold, self.target_far, distances, similar

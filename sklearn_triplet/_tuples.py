@@ -24,19 +24,24 @@ int64 array ``(n_tuples, k)`` of rows of it; everything inside works on that. A 
 embeds each of its distinct points once.
 """
 
+import copy
 import inspect
 from abc import abstractmethod
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted, column_or_1d
+from torch import nn
 
 from . import _docstrings
 from ._base import BaseEmbedder, stratified_split
-from ._kernels import BatchLoss
+from ._kernels import AVERAGES, BatchLoss
+from ._residual import ResidualMLP, initial_residual_weights
 from ._training import TrainingData
-from ._validation import check_array, invalid, safe_indexing, validate_data
+from ._validation import StrOptions, check_array, invalid, safe_indexing, validate_data
+from .backbones import L2Normalize
 from .distances import paired_distances, paired_kernel
 
 # -- the boundary: checks of X, points and y -------------------------------------------------------
@@ -215,6 +220,8 @@ class TupleEmbedder(BaseEmbedder):
     """
 
     points: object
+    average: str
+    do_no_harm: bool
 
     # How many points a tuple has, its name, and the steps of _fit only this kind has.
     _tuple_size: int
@@ -228,6 +235,8 @@ class TupleEmbedder(BaseEmbedder):
     _parameter_constraints: dict = {
         **BaseEmbedder._parameter_constraints,
         "points": ["array-like", callable, None],
+        "average": [StrOptions(set(AVERAGES))],
+        "do_no_harm": ["boolean"],
     }
 
     @classmethod
@@ -252,16 +261,57 @@ class TupleEmbedder(BaseEmbedder):
         """The ``BatchLoss`` of embedded tuples ``(batch, tuple_size, n_components)``."""
 
     @abstractmethod
-    def _validation_score(self, members, targets, /) -> float:
-        """The score of the held-out tuples, embedded (higher is better)."""
+    def _validation_score(self, members, targets, /, *, metric=None) -> float:
+        """The score of held-out tuples, embedded (higher is better), in ``metric`` (None: the
+        estimator's)."""
 
     # -- the steps of fit ------------------------------------------------------------------------
+
+    def _fit(self, X, y, *, n_epochs, incremental, validate):
+        # do_no_harm applies to fit, never to partial_fit (as for the class-label estimators)
+        self._guarding = validate and self.do_no_harm
+        self._held_out = None
+        try:
+            return super()._fit(X, y, n_epochs=n_epochs, incremental=incremental, validate=validate)
+        finally:
+            del self._guarding, self._held_out
 
     def _check_fit_parameters(self):
         """No rule between parameters here (a batch is any number of tuples)."""
 
     def _initialise_from_data(self, X, y):
-        """Nothing: the networks start from their own initialisation (there is no ``init``)."""
+        """Start ``backbone="residual"`` at the geometry of the points the tuples use (see
+        :func:`~sklearn_triplet._residual.initial_residual_weights`); the other networks start
+        from their own initialisation (there is no ``init``)."""
+        if not (isinstance(self.backbone, str) and self.backbone == "residual"):
+            return
+        # Each distinct point once, so that index and feature tuples start alike.
+        weights, scale = initial_residual_weights(
+            np.unique(X, axis=0), self.n_components_, random_state=int(self._rng.integers(2**31))
+        )
+        network = self.module_.backbone
+        assert isinstance(network, ResidualMLP)  # built by _build_module
+        with torch.no_grad():
+            network.linear.weight.copy_(torch.as_tensor(weights, dtype=network.linear.weight.dtype))
+            network.scale.copy_(torch.tensor(scale))
+
+    def _build_module(self, n_features, input_shape=None, *, generator=None):
+        if not (isinstance(self.backbone, str) and self.backbone == "residual"):
+            return super()._build_module(n_features, input_shape, generator=generator)
+        if self.backbone_params:
+            raise ValueError(
+                "backbone='residual' takes no backbone_params; got "
+                f"backbone_params={self.backbone_params}. Its hidden widths are "
+                "hidden_layer_sizes."
+            )
+        network = ResidualMLP(
+            n_features,
+            self.n_components,
+            hidden_layer_sizes=tuple(np.atleast_1d(self.hidden_layer_sizes).tolist()),
+            generator=generator,
+        )
+        normalize = L2Normalize() if self.normalize else torch.nn.Identity()
+        return torch.nn.Sequential(OrderedDict(backbone=network, normalize=normalize))
 
     def _check_training_data(self, X, y, *, reset):
         points, tuples = check_tuples(self, X, tuple_size=self._tuple_size, reset=reset)
@@ -269,8 +319,18 @@ class TupleEmbedder(BaseEmbedder):
         return points, (tuples, self._check_targets(y, tuples.shape[0])), input_shape
 
     def _split_validation(self, points, data):
-        """Hold out ``validation_fraction`` of the tuples (of each kind of pair, for pairs), one at
-        least on each side."""
+        return self._split_tuples(points, data, what="early_stopping")
+
+    def _splittable(self, data):
+        """Whether two tuples of each kind (similar and dissimilar pairs) can be split."""
+        tuples, targets = data
+        if targets is None:
+            return tuples.shape[0] >= 2
+        return min(np.sum(targets > 0), np.sum(targets < 0)) >= 2
+
+    def _split_tuples(self, points, data, *, what):
+        """``points, train, points, held``: ``validation_fraction`` of the tuples held out (of
+        each kind of pair, for pairs), one at least on each side."""
         tuples, targets = data
         groups = np.zeros(tuples.shape[0], np.int64) if targets is None else (targets > 0) * 1
         train, val, n_held_out = stratified_split(
@@ -278,12 +338,21 @@ class TupleEmbedder(BaseEmbedder):
         )
         if n_held_out.shape[0] < (1 if targets is None else 2) or not n_held_out.all():
             raise ValueError(
-                f"early_stopping needs at least two {self._split_minimum}, so that one of each "
-                "stays on both sides of the validation split. Use early_stopping=False."
+                f"{what} needs at least two {self._split_minimum}, so that one of each "
+                f"stays on both sides of the validation split. Use {what}=False."
             )
         return points, _take(data, train), points, _take(data, val)
 
     def _training_data(self, points, data, points_val, data_val):
+        if self._guarding:
+            # The tuples do_no_harm scores on: those early stopping holds out, else a split of its
+            # own, which training does not see (none when there are too few to split).
+            if data_val is None:
+                if self._splittable(data):
+                    points, data, _, held = self._split_tuples(points, data, what="do_no_harm")
+                    self._held_out = (points, held)
+            else:
+                self._held_out = (points_val, data_val)
         device = self.device_
         points_t = torch.from_numpy(points).to(device)
         tuples, targets = data
@@ -298,11 +367,45 @@ class TupleEmbedder(BaseEmbedder):
                 distinct, members = torch.unique(tuples_t[batch], return_inverse=True)
                 yield distinct, (members, None if targets_t is None else targets_t[batch])
 
-        def validation_score():
-            tuples_val, targets_val = data_val
-            return self._validation_score(self._embed_members(points_val, tuples_val), targets_val)
+        if data_val is None:
+            return TrainingData(points_t, None, batches, None)
+        tuples_val, targets_val = data_val
 
-        return TrainingData(points_t, None, batches, None if data_val is None else validation_score)
+        def validation_score():
+            members = self._embed_members(points_val, tuples_val)
+            return self._validation_score(members, targets_val)
+
+        return TrainingData(points_t, None, batches, validation_score)
+
+    def _choose_embedding(self):
+        """Keep the trained network, or the raw features when it did not beat them on the held-out
+        tuples (``do_no_harm``).
+
+        Both are scored by ``_validation_score`` on the tuples training did not see: the raw
+        features in Euclidean distance (what a nearest-neighbour search on the points uses), the
+        embedding in ``metric``. The embedding is kept only when its score is strictly higher; a
+        tie keeps the raw features. Sets ``raw_kept_``, ``held_out_scores_`` and
+        ``n_components_``.
+        """
+        self.raw_kept_, self.held_out_scores_ = False, None
+        if self._held_out is not None:
+            points, (tuples, targets) = self._held_out
+            trained = self._validation_score(self._embed_members(points, tuples), targets)
+            raw = self._validation_score(points[tuples], targets, metric="euclidean")
+            self.held_out_scores_ = {"trained": float(trained), "raw": float(raw)}
+            self.raw_kept_ = not trained > raw
+            if self.verbose:
+                kept = "the raw features" if self.raw_kept_ else "the trained embedding"
+                print(
+                    f"do_no_harm: held-out {self._validation_score_name} {trained:.3f} trained, "
+                    f"{raw:.3f} raw; keeping {kept}.",
+                    flush=True,
+                )
+        self.n_components_ = self.n_features_in_ if self.raw_kept_ else self._network_width()
+
+    def _after_training(self, points, data, points_val, data_val):
+        """Choose between the trained network and the raw features (``do_no_harm``)."""
+        self._choose_embedding()
 
     def _batch_loss(self, embeddings, batch_targets, *, taxonomy, spread):
         members, targets = batch_targets
@@ -324,6 +427,41 @@ class TupleEmbedder(BaseEmbedder):
         points, tuples = check_tuples(self, X, tuple_size=tuple_size, reset=False)
         return self._embed_members(points, tuples)
 
+    def _network_width(self):
+        """The width of the network's output (``n_components_`` unless the raw features are
+        kept)."""
+        probe = torch.zeros(1, self.n_features_in_, device=self.device_)
+        with torch.inference_mode():
+            was_training = self.module_.training
+            self.module_.eval()
+            width = self.module_(probe).shape[1]
+            self.module_.train(was_training)
+        return int(width)
+
+    def _serving_module(self):
+        """The network ``transform`` runs: the trained one, or the identity when the raw features
+        were kept (``raw_kept_``)."""
+        return RawFeatures() if getattr(self, "raw_kept_", False) else self.module_
+
+    def _embed(self, X):
+        if getattr(self, "raw_kept_", False):
+            return np.array(X, dtype=np.float32)
+        return super()._embed(X)
+
+    def export_module(self):
+        """The fitted network, its normalisation included, as a plain module on the CPU.
+
+        Returns
+        -------
+        module : torch.nn.Sequential
+            A copy in eval mode with children ``backbone`` and ``normalize``; it maps a float32
+            tensor ``(batch, n_features)`` to embeddings and can be scripted or exported with
+            :func:`torch.export.export`. When ``do_no_harm`` kept the raw features, both children
+            are identities.
+        """
+        check_is_fitted(self)
+        return copy.deepcopy(self._serving_module()).cpu().eval()
+
     def pair_distance(self, pairs):
         """Distance between the embeddings of the two points of each pair.
 
@@ -335,10 +473,16 @@ class TupleEmbedder(BaseEmbedder):
         Returns
         -------
         distances : ndarray of shape (n_pairs,)
-            In units of ``metric``; smaller means more alike.
+            In units of ``metric`` (Euclidean when ``do_no_harm`` kept the raw features); smaller
+            means more alike.
         """
         members = self._embed_tuples(pairs, 2)
-        return paired_distances(members[:, 0], members[:, 1], metric=self.metric)
+        return paired_distances(members[:, 0], members[:, 1], metric=self._distance_metric)
+
+    @property
+    def _distance_metric(self):
+        """``metric``, or the Euclidean distance of the raw features when they were kept."""
+        return "euclidean" if getattr(self, "raw_kept_", False) else self.metric
 
     def pair_score(self, pairs):
         """Similarity of the two points of each pair: minus their distance (higher is more alike).
@@ -379,7 +523,7 @@ class TupleEmbedder(BaseEmbedder):
             pickled.
         """
         check_is_fitted(self)
-        return EmbeddingMetric(self.export_module(), self.metric, self.n_features_in_)
+        return EmbeddingMetric(self.export_module(), self._distance_metric, self.n_features_in_)
 
     def transform(self, X):
         """Embed points, given as features or, with ``points`` set, as ids.
@@ -414,6 +558,17 @@ class TupleEmbedder(BaseEmbedder):
             f"points, so there is no one X for fit_transform; call fit({self._kind}s, ...) and "
             "then transform(points)."
         )
+
+
+class RawFeatures(nn.Sequential):
+    """The network of an estimator that kept the raw features: the input rows, unchanged.
+
+    It has the children of the estimators' networks (``backbone`` and ``normalize``), both
+    identities, so that :meth:`export_module` and :meth:`export_onnx` work alike.
+    """
+
+    def __init__(self):
+        super().__init__(OrderedDict(backbone=nn.Identity(), normalize=nn.Identity()))
 
 
 def _take(data, rows):

@@ -37,6 +37,7 @@ from sklearn.decomposition import PCA
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from torch import nn
 
+from ._residual import ResidualMLP
 from ._threads import seeded_global_generator
 
 # The default widths of make_fcn and make_resnet (multiples of the paper's filter counts), chosen
@@ -791,6 +792,20 @@ def _activation(name):
         ) from None
 
 
+def make_residual_mlp(n_features, n_components, *, hidden_layer_sizes=(256,), generator=None):
+    """A :class:`~sklearn_triplet._residual.ResidualMLP`: a linear map plus fully connected layers
+    whose output layer starts at zero (the built-in backbone ``"residual"``).
+
+    Examples
+    --------
+    >>> make_residual_mlp(4, 2, hidden_layer_sizes=(8,)).mlp[-1].weight.abs().sum().item()
+    0.0
+    """
+    return ResidualMLP(
+        n_features, n_components, hidden_layer_sizes=hidden_layer_sizes, generator=generator
+    )
+
+
 @dataclass(frozen=True)
 class Backbone:
     """A built-in backbone, registered once in :data:`BACKBONES`.
@@ -865,6 +880,16 @@ BACKBONES = {
             "the residual network of Wang, Yan & Oates (2017), for signals and images given as "
             '``"cnn"`` takes them.',
             reads_arrays=True,
+        ),
+        Backbone(
+            "residual",
+            make_residual_mlp,
+            "a linear map plus fully connected layers of ``hidden_layer_sizes`` with ReLU whose "
+            "output layer starts at zero, so that it starts as the linear map alone "
+            "(:class:`~sklearn_triplet.PairEmbedder` and "
+            ":class:`~sklearn_triplet.ComparisonEmbedder` start that map at the points' own "
+            "geometry; here it starts random).",
+            hidden_layer_sizes=True,
         ),
     )
 }

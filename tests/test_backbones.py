@@ -195,7 +195,8 @@ def test_build_backbone_unknown_name():
     with pytest.raises(
         ValueError,
         match=re.escape(
-            "Unknown backbone 'rnn'; expected one of ['cnn', 'fcn', 'linear', 'mlp', 'resnet']."
+            "Unknown backbone 'rnn'; expected one of ['cnn', 'fcn', 'linear', 'mlp', 'residual', "
+            "'resnet']."
         ),
     ):
         build_backbone("rnn", 4, 2)
