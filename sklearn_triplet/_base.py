@@ -63,7 +63,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from . import _checkpoint, _docstrings, _inference, _persistence, _threads, _training
+from . import _checkpoint, _docstrings, _guard, _inference, _persistence, _threads, _training
 from ._kernels import CALLABLE_STATISTICS, METRICS, callable_kernel
 from ._validation import (
     Interval,
@@ -257,6 +257,12 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         X_val = y_val = None
         if validate and self.early_stopping:
             X, y, X_val, y_val = self._split_validation(X, y)
+        # do_no_harm: the data the trained embedding must beat the raw features on
+        held_out = None
+        if validate and self._guarded():
+            held_out = (X_val, y_val) if X_val is not None else None
+            if held_out is None:
+                X, y, *held_out = self._split_held_out(X, y)
         if reset:
             self._initialise_from_data(X, y)
         seed = int(self._rng.integers(2**31))
@@ -301,6 +307,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 scores = [row["validation_score"] for row in self.history_[first_row:]]
             self.validation_scores_ = scores
             self.best_validation_score_ = max(scores) if scores else None
+        self._choose_embedding(X, y, held_out)
         self._after_training(X, y, X_val, y_val)
         self._warn_after_training(stop_reason, X_val is not None, check_convergence=validate)
         return self
@@ -362,6 +369,46 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         """``X, y, X_val, y_val``: the training data and the data held out for early stopping."""
         train_idx, val_idx = _validation_split(y, self.validation_fraction, self._rng)
         return X[train_idx], y[train_idx], X[val_idx], y[val_idx]
+
+    def _guarded(self):
+        """Whether ``fit`` keeps the raw features when training did not beat them (``do_no_harm``,
+        a parameter of the estimators that learn from labelled samples)."""
+        return bool(getattr(self, "do_no_harm", False))
+
+    def _split_held_out(self, X, y):
+        """``X, y, X_held, y_held``: the training data and the data ``do_no_harm`` scores on."""
+        train_idx, held_idx = _guard.held_out_split(y, self.validation_fraction, self._rng)
+        return X[train_idx], y[train_idx], X[held_idx], y[held_idx]
+
+    def _choose_embedding(self, X, y, held_out):
+        """Keep the trained network, or the raw features when it did not beat them on ``held_out``.
+
+        Sets ``raw_kept_``, ``held_out_scores_`` and ``n_components_`` (the features' number when
+        the raw features are kept). Without ``held_out`` (``do_no_harm=False``, ``partial_fit``)
+        the trained network is used.
+        """
+        if not hasattr(self, "do_no_harm"):  # an estimator without the parameter
+            return
+        self.raw_kept_, self.held_out_scores_ = False, None
+        if held_out is not None and held_out[0].shape[0]:
+            X_held, y_held = held_out
+            trained = _guard.held_out_scores(
+                self._embed(X_held), y_held, self._embed(X), y, metric=self.metric
+            )
+            raw = _guard.held_out_scores(X_held, y_held, X, y)
+            self.held_out_scores_ = {"raw": raw, "trained": trained}
+            self.raw_kept_ = not _guard.keeps_trained(trained, raw)
+            if self.verbose:
+                kept = "the raw features" if self.raw_kept_ else "the trained embedding"
+                print(
+                    f"do_no_harm: held-out precision@1 / MAP@R {trained['precision_at_1']:.3f} / "
+                    f"{trained['map_at_r']:.3f} trained, {raw['precision_at_1']:.3f} / "
+                    f"{raw['map_at_r']:.3f} raw; keeping {kept}.",
+                    flush=True,
+                )
+        self.n_components_ = (
+            self.n_features_in_ if self.raw_kept_ else int(self._embed(X[:1]).shape[1])
+        )
 
     def _after_training(self, X, y, X_val, y_val):
         """Called once training is over, with the data of ``_train``; nothing to do here."""
@@ -711,8 +758,16 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     def _embed(self, X):
         """Embed a validated float32 array with the network, in inference batches."""
         return _inference.embed(
-            self.module_, X, batch_size=_inference.INFERENCE_BATCH_SIZE, device=self.device_
+            self._serving_module(),
+            X,
+            batch_size=_inference.INFERENCE_BATCH_SIZE,
+            device=self.device_,
         )
+
+    def _serving_module(self):
+        """The network ``transform`` runs: the trained one, or the identity when the raw features
+        were kept (``raw_kept_``)."""
+        return _guard.RawFeatures() if getattr(self, "raw_kept_", False) else self.module_
 
     def _thread_limit(self, n_rows):
         """PyTorch's intra-op threads here for passes of ``n_rows`` rows, restored on exit."""
@@ -756,7 +811,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             :func:`torch.export.export`.
         """
         check_is_fitted(self)
-        return copy.deepcopy(self.module_).cpu().eval()
+        return copy.deepcopy(self._serving_module()).cpu().eval()
 
     def export_onnx(self, path, *, opset_version=None):
         """Write the fitted network, its normalisation included, to an ONNX file.

@@ -37,12 +37,14 @@ class SiameseEmbedder(BaseEmbedder):
         Square each pair's term (Hadsell et al.). The default takes distances as they are: every
         positive pair is pulled with the same strength, however close, and a negative pair is
         pushed with the same strength until it is ``margin`` away.
+    %(do_no_harm)s
     loss : callable, default=None
         A replacement for the built-in loss: ``loss(embeddings, labels) -> scalar tensor``;
         ``margin`` and ``metric`` then only drive the statistics recorded in ``history_``.
     %(training)s
 
     %(attributes)s
+    %(do_no_harm_attributes)s
 
     See Also
     --------
@@ -74,6 +76,7 @@ class SiameseEmbedder(BaseEmbedder):
         "mining": "all",
         "average": "active",
         "squared": False,
+        "do_no_harm": True,
         "samples_per_class": 2,
     }
     _parameter_constraints = {
@@ -81,4 +84,5 @@ class SiameseEmbedder(BaseEmbedder):
         "mining": [StrOptions(set(CONTRASTIVE.minings))],
         "average": [StrOptions(set(AVERAGES))],
         "squared": ["boolean"],
+        "do_no_harm": ["boolean"],
     }

@@ -37,6 +37,7 @@ class TripletEmbedder(BaseEmbedder):
         training turns triplets easy, ``"all"`` shrinks the gradient with the share of active
         ones; ``"active"`` keeps its size, so the last epochs still learn from the triplets left.
         For ``mining="all"``, which mines only active triplets, both are the same.
+    %(do_no_harm)s
     loss : callable, default=None
         A replacement for the built-in loss: ``loss(embeddings, labels) -> scalar tensor``, with
         embeddings of shape ``(batch, n_components)`` (normalised when ``normalize=True``) and
@@ -45,6 +46,7 @@ class TripletEmbedder(BaseEmbedder):
     %(training)s
 
     %(attributes)s
+    %(do_no_harm_attributes)s
 
     See Also
     --------
@@ -83,11 +85,12 @@ class TripletEmbedder(BaseEmbedder):
     """
 
     _loss = TRIPLET
-    _own_parameters = {"margin": 0.5, "mining": "auto", "average": "active"}
+    _own_parameters = {"margin": 0.5, "mining": "auto", "average": "active", "do_no_harm": True}
     _parameter_constraints = {
         **BaseEmbedder._parameter_constraints,
         "mining": [StrOptions({"auto", *TRIPLET.minings})],
         "average": [StrOptions(set(AVERAGES))],
+        "do_no_harm": ["boolean"],
     }
 
     def _resolve_loss_options(self):
