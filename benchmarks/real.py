@@ -323,6 +323,52 @@ def summarise(results):
     return tables
 
 
+def _median(runs, key):
+    return statistics.median(r[key] for r in runs)
+
+
+def acceptance(results):
+    """The issue's acceptance checks, each ``(task, check, measured, met)``."""
+    checks = []
+    for task, by in results.items():
+        raw = by["1-NN (raw)"]
+        recommended = next(name for name in by if name.startswith("TripletEmbedder ("))
+        pml = next(name for name in by if name.startswith("pml"))
+        rec = by[recommended]
+        spread = max(r["acc1"] for r in rec) - min(r["acc1"] for r in rec)
+        fit = _median(rec, "fit_cpu")
+        published = PUBLISHED.get(task, {})
+        if task in PUBLISHED:
+            acc = _median(rec, "acc1")
+            dtw = [v for k, v in published.items() if k.startswith("1-NN DTW") and v is not None]
+            deep = [v for k, v in published.items() if k in ("FCN", "ResNet") and v is not None]
+            for label, values in (("1-NN DTW", dtw), ("best of FCN / ResNet", deep)):
+                if values:
+                    checks.append(
+                        (task, f"{recommended} 1-NN >= {label} ({max(values):.3f})",
+                         f"{acc:.3f}", acc >= max(values))
+                    )  # fmt: skip
+                else:
+                    checks.append((task, f"{recommended} 1-NN >= {label}", "no number", None))
+        else:
+            acc5 = _median(rec, "acc5")
+            checks.append((task, f"{recommended} 5-NN >= 0.98", f"{acc5:.3f}", acc5 >= 0.98))
+            pml_acc5 = _median(by[pml], "acc5")
+            checks.append(
+                (task, f"{recommended} 5-NN >= {pml} ({pml_acc5:.3f})", f"{acc5:.3f}",
+                 acc5 >= pml_acc5)
+            )  # fmt: skip
+        checks.append((task, f"{recommended} fit CPU <= 60 s", f"{fit:.1f} s", fit <= 60))
+        checks.append((task, f"{recommended} 1-NN spread <= 0.02", f"{spread:.3f}", spread <= 0.02))
+        for key, label in (("acc1", "1-NN"), ("acc5", "5-NN"), ("map_at_r", "MAP@R")):
+            ours, base = _median(by["TripletEmbedder"], key), _median(raw, key)
+            checks.append(
+                (task, f"TripletEmbedder (defaults) {label} >= raw ({base:.3f})", f"{ours:.3f}",
+                 ours >= base)
+            )  # fmt: skip
+    return checks
+
+
 def rst(results, config, meta):
     lines = [
         ".. This file is written by benchmarks/real.py; edit the script, not this file.",
@@ -346,6 +392,21 @@ def rst(results, config, meta):
                 f"{k} {v:.3f}" if v is not None else f"{k} not found" for k, v in published.items()
             )
             lines += [f"Published accuracy: {text}.", ""]
+    lines += [
+        ".. rubric:: Acceptance",
+        "",
+        ".. list-table::",
+        "   :header-rows: 1",
+        "",
+        "   * - set",
+        "     - check",
+        "     - measured",
+        "     - met",
+    ]
+    for task, check, measured, met in acceptance(results):
+        verdict = "n/a" if met is None else ("yes" if met else "**no**")
+        lines += [f"   * - {task}", f"     - {check}", f"     - {measured}", f"     - {verdict}"]
+    lines.append("")
     return "\n".join(lines)
 
 

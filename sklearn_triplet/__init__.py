@@ -4,6 +4,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from ._base import EmbeddingCollapseWarning
 from ._comparison import ComparisonEmbedder
+from ._guard import RawFeaturesKeptWarning
 from ._pair import PairEmbedder
 from ._persistence import load
 from ._siamese import SiameseEmbedder
@@ -18,6 +19,7 @@ __all__ = [
     "ComparisonEmbedder",
     "EmbeddingCollapseWarning",
     "PairEmbedder",
+    "RawFeaturesKeptWarning",
     "SiameseEmbedder",
     "TripletEmbedder",
     "__version__",

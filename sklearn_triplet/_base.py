@@ -398,6 +398,18 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             raw = _guard.held_out_scores(X_held, y_held, X, y)
             self.held_out_scores_ = {"raw": raw, "trained": trained}
             self.raw_kept_ = not _guard.keeps_trained(trained, raw)
+            if self.raw_kept_:
+                warnings.warn(
+                    f"{type(self).__name__} did not beat the raw features on the held-out samples "
+                    f"(precision@1 / MAP@R {trained['precision_at_1']:.3f} / "
+                    f"{trained['map_at_r']:.3f} trained, {raw['precision_at_1']:.3f} / "
+                    f"{raw['map_at_r']:.3f} raw), so transform returns the features unchanged "
+                    f"({self.n_features_in_} columns) rather than {self.n_components} "
+                    "components; see raw_kept_. A larger max_iter or another backbone may beat "
+                    "them; do_no_harm=False always uses the network.",
+                    _guard.RawFeaturesKeptWarning,
+                    stacklevel=_USER_FRAME,
+                )
             if self.verbose:
                 kept = "the raw features" if self.raw_kept_ else "the trained embedding"
                 print(

@@ -22,6 +22,12 @@ from torch import nn
 
 from .metrics import retrieval_scores
 
+
+class RawFeaturesKeptWarning(UserWarning):
+    """Warned when ``do_no_harm`` kept the raw features: the trained embedding did not beat them
+    on held-out data, and ``transform`` returns the features unchanged."""
+
+
 #: The scores compared, in the order of the report.
 SCORES = ("precision_at_1", "map_at_r")
 

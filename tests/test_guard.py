@@ -5,7 +5,7 @@ import pytest
 import torch
 from sklearn.datasets import load_digits, make_blobs
 
-from sklearn_triplet import SiameseEmbedder, TripletEmbedder, load
+from sklearn_triplet import RawFeaturesKeptWarning, SiameseEmbedder, TripletEmbedder, load
 from sklearn_triplet._guard import held_out_scores, held_out_split, keeps_trained
 
 ESTIMATORS = [TripletEmbedder, SiameseEmbedder]
@@ -93,7 +93,9 @@ def _separated_blobs():
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
 def test_a_fit_that_cannot_beat_the_raw_features_returns_them(Estimator):
     X, y = _separated_blobs()
-    embedder = Estimator(n_components=3, max_iter=3, random_state=0).fit(X, y)
+    with pytest.warns(RawFeaturesKeptWarning, match="did not beat the raw features") as record:
+        embedder = Estimator(n_components=3, max_iter=3, random_state=0).fit(X, y)
+    assert record[0].filename == __file__  # points at the caller of fit
     assert embedder.raw_kept_
     raw = embedder.held_out_scores_["raw"]
     assert raw == {"precision_at_1": 1.0, "map_at_r": 1.0}
