@@ -75,7 +75,14 @@ from ._validation import (
     validate_data,
     validate_estimator_params,
 )
-from .backbones import L2Normalize, build_backbone, initial_linear_weights
+from .backbones import (
+    BUILTIN_BACKBONES,
+    SHAPED_BACKBONES,
+    L2Normalize,
+    build_backbone,
+    find_head,
+    initial_linear_weights,
+)
 from .metrics import map_at_r
 from .sampling import class_balanced_batches
 
@@ -135,7 +142,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
 
     _parameter_constraints = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
-        "backbone": [StrOptions({"mlp", "linear", "cnn"}), torch.nn.Module, callable],
+        "backbone": [StrOptions(set(BUILTIN_BACKBONES)), torch.nn.Module, callable],
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "backbone_params": [dict, None],
         "init": [StrOptions({"auto", "pca", "lda", "random"})],
@@ -452,15 +459,16 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     def _rows(self, X, *, reset):
         """``X`` with one row per sample, and the input shape of a convolutional backbone.
 
-        ``backbone="cnn"`` reads samples given as arrays: images ``(n_samples, channels, height,
-        width)`` or ``(n_samples, height, width)``, and signals ``(n_samples, channels, length)``
-        with ``backbone_params={"input_shape": (channels, length)}``. They are flattened here (C
+        The convolutional backbones (``"cnn"``, ``"fcn"``, ``"resnet"``) and classifiers given
+        as modules read samples given as arrays: images ``(n_samples, channels, height, width)``
+        or ``(n_samples, height, width)``, and signals ``(n_samples, channels, length)`` with
+        ``backbone_params={"input_shape": (channels, length)}``. They are flattened here (C
         order), and the network unflattens them. Without ``input_shape``, a fit reads it from
         ``X``: ``(channels, height, width)``, or ``(1, height, width)`` for a 3-D ``X``.
         """
         shape = _shape(X)
         sample = tuple(int(n) for n in shape[1:]) if len(shape) > 2 else None
-        convolutional = isinstance(self.backbone, str) and self.backbone == "cnn"
+        convolutional = _reads_shapes(self.backbone)
         if reset:
             given = (self.backbone_params or {}).get("input_shape") if convolutional else None
             input_shape = tuple(int(n) for n in given) if given is not None else None
@@ -468,11 +476,13 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             input_shape = getattr(self, "_input_shape", None)
             convolutional = input_shape is not None
         if sample is None:
-            if reset and convolutional and input_shape is None:
+            # a classifier given as a module may read rows as they are; the built-in nets may not
+            builtin = isinstance(self.backbone, str)
+            if reset and convolutional and builtin and input_shape is None:
                 raise invalid(
                     "X",
                     "images, (n_samples, channels, height, width) or (n_samples, height, width), "
-                    "when backbone='cnn' has no backbone_params['input_shape']",
+                    f"when backbone={self.backbone!r} has no backbone_params['input_shape']",
                     f"shape {tuple(shape)}. Give X as images, or the shape of one sample as "
                     "backbone_params={'input_shape': (channels, height, width)}, or "
                     "(channels, length) for signals",
@@ -481,14 +491,10 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         if not convolutional:
             raise invalid(
                 "X",
-                "2-D, (n_samples, n_features), with "
-                + (
-                    f"backbone={self.backbone!r}"
-                    if isinstance(self.backbone, str)
-                    else f"{_describe(self.backbone)} as backbone"
-                ),
+                f"2-D, (n_samples, n_features), with {_backbone_name(self.backbone)}",
                 f"shape {tuple(shape)}. Flatten each sample, X.reshape(len(X), -1), or use "
-                "backbone='cnn', which reads images (n_samples, channels, height, width) or "
+                "backbone='fcn', 'resnet' or 'cnn', which read images (n_samples, channels, "
+                "height, width) or "
                 "(n_samples, height, width), and signals (n_samples, channels, length) with "
                 "backbone_params={'input_shape': (channels, length)}",
             )
@@ -497,7 +503,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 raise invalid(
                     "X",
                     "images, (n_samples, channels, height, width) or (n_samples, height, width), "
-                    "for backbone='cnn'",
+                    f"for {_backbone_name(self.backbone)}",
                     f"shape {tuple(shape)}",
                 )
             input_shape = sample if len(sample) == 3 else (1, *sample)
@@ -917,6 +923,20 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             self.module_.to(self.device_)
 
 
+def _backbone_name(backbone):
+    """``backbone='cnn'`` or ``a Linear module as backbone``, for messages."""
+    if isinstance(backbone, str):
+        return f"backbone={backbone!r}"
+    return f"{_describe(backbone)} as backbone"
+
+
+def _reads_shapes(backbone):
+    """Whether ``backbone`` reads samples in their shape: a convolutional network, a classifier."""
+    if isinstance(backbone, str):
+        return backbone in SHAPED_BACKBONES
+    return isinstance(backbone, torch.nn.Module) and find_head(backbone) is not None
+
+
 def _is_builtin(backbone, name):
     return isinstance(backbone, str) and backbone == name
 
@@ -1001,8 +1021,9 @@ def _callbacks(callback):
 def _architecture(estimator):
     """The parameters that define the network an estimator builds, with their values.
 
-    ``n_components`` is left out when the backbone is a module instance (whose own output width
-    counts), and ``hidden_layer_sizes`` unless the backbone is ``"mlp"``.
+    ``n_components`` is left out when the backbone is a module instance without a head to
+    replace (whose own output width counts), and ``hidden_layer_sizes`` unless the backbone is
+    ``"mlp"``.
     """
     backbone = estimator.backbone
     values = {
@@ -1012,7 +1033,7 @@ def _architecture(estimator):
         "backbone_params": copy.copy(estimator.backbone_params),
         "normalize": estimator.normalize,
     }
-    if isinstance(backbone, torch.nn.Module):
+    if isinstance(backbone, torch.nn.Module) and find_head(backbone) is None:
         del values["n_components"]
     if not (isinstance(backbone, str) and backbone == "mlp"):
         del values["hidden_layer_sizes"]

@@ -10,7 +10,14 @@ A backbone maps a batch of flattened samples ``(batch, n_features)`` to embeddin
 - ``"cnn"``: :func:`make_cnn`, a small convolutional network for images or signals, with
   ``backbone_params={"input_shape": (channels, height, width)}`` or ``(channels, length)`` (the
   estimators read the shape of images from ``X`` given as arrays);
+- ``"fcn"`` and ``"resnet"``: :func:`make_fcn` and :func:`make_resnet`, the fully convolutional
+  and residual networks of Wang, Yan & Oates (2017), the standard baselines of time-series
+  classification, for signals ``(channels, length)`` and images ``(channels, height, width)``
+  given the same way;
 - a :class:`torch.nn.Module` instance, deep-copied at fit so the user's module is never changed;
+  a classifier (a torchvision model, or one with a child named ``fc``, ``classifier``, ``head``
+  or ``heads``) gets its head replaced by a projection to ``n_components``
+  (:func:`replace_head`) and reads samples in their shape;
 - a class or factory, called as ``factory(n_features, n_components, **backbone_params)``.
 
 The built-in networks take a :class:`torch.Generator` and draw their initial weights from it alone,
@@ -20,6 +27,7 @@ random state is neither read nor changed.
 
 import copy
 import math
+from numbers import Integral, Real
 
 import torch
 from sklearn.decomposition import PCA
@@ -27,6 +35,11 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from torch import nn
 
 from ._threads import seeded_global_generator
+
+# The default widths of make_fcn and make_resnet (multiples of the paper's filter counts), chosen
+# by measurement on a CPU (user guide, "Choosing a backbone").
+FCN_DEFAULT_WIDTH = 0.25
+RESNET_DEFAULT_WIDTH = 0.25
 
 
 class L2Normalize(nn.Module):
@@ -249,6 +262,252 @@ _CONV_LAYERS = {
     2: (nn.Conv2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d),
 }
 
+_NORMS = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
+_PADS = {1: nn.ZeroPad1d, 2: nn.ZeroPad2d}
+
+# The filters and kernel widths of Wang, Yan & Oates (2017), at width=1.
+FCN_FILTERS, FCN_KERNELS = (128, 256, 128), (8, 5, 3)
+RESNET_FILTERS, RESNET_KERNELS = (64, 128, 128), (8, 5, 3)
+
+
+def _check_shape(input_shape, n_features):
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) not in (2, 3) or math.prod(shape) != n_features:
+        raise ValueError(
+            "input_shape must be (channels, height, width) or (channels, length), with a product "
+            f"equal to n_features={n_features}; got input_shape={tuple(input_shape)}."
+        )
+    return shape
+
+
+def _scaled(filters, width):
+    if not (isinstance(width, Real) and width > 0):
+        raise ValueError(f"width must be a positive number; got width={width!r}.")
+    return [max(1, round(f * width)) for f in filters]
+
+
+def _conv_bn(dims, in_channels, out_channels, kernel_size, on):
+    """Convolution (no bias: the batch normalisation after it has one) and batch normalisation.
+
+    The input is zero-padded to keep its length (or size), ``(kernel_size - 1) // 2`` steps
+    before and ``kernel_size // 2`` after along each axis, as Keras's ``padding="same"`` pads;
+    an even kernel gets an explicit padding layer (PyTorch's own ``padding="same"`` warns then).
+    """
+    layers = []
+    before, after = (kernel_size - 1) // 2, kernel_size // 2
+    if before != after:
+        layers.append(_PADS[dims]((before, after) * dims))
+    layers += [
+        _CONV_LAYERS[dims][0](
+            in_channels,
+            out_channels,
+            kernel_size,
+            padding=before if before == after else 0,
+            bias=False,
+            **on,
+        ),
+        _NORMS[dims](out_channels, **on),
+    ]
+    return layers
+
+
+class ResidualBlock(nn.Module):
+    """Three convolution layers with batch normalisation, added to a shortcut, then ReLU.
+
+    ``conv -> BN -> ReLU -> conv -> BN -> ReLU -> conv -> BN``, plus the input (through a 1 x 1
+    convolution and batch normalisation when the number of channels changes), then ReLU: a block
+    of the residual network of Wang, Yan & Oates (2017).
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Channels of the block's input and output.
+    kernel_sizes : tuple of int
+        Kernel widths of the three convolutions (along each axis for images).
+    dims : {1, 2}
+        1 for signals ``(batch, channels, length)``, 2 for images ``(batch, channels, h, w)``.
+    device : torch.device, default=None
+        Where the layers are built (``"meta"`` to initialise them later).
+
+    Examples
+    --------
+    >>> import torch
+    >>> ResidualBlock(3, 8, (8, 5, 3), dims=1)(torch.zeros(2, 3, 50)).shape
+    torch.Size([2, 8, 50])
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_sizes, *, dims, device=None):
+        super().__init__()
+        on = {"device": device}
+        layers, channels = [], in_channels
+        for i, kernel_size in enumerate(kernel_sizes):
+            layers += _conv_bn(dims, channels, out_channels, int(kernel_size), on)
+            if i < len(kernel_sizes) - 1:
+                layers.append(nn.ReLU())
+            channels = out_channels
+        self.body = nn.Sequential(*layers)
+        self.shortcut = (
+            nn.Sequential(*_conv_bn(dims, in_channels, out_channels, 1, on))
+            if in_channels != out_channels
+            else nn.Identity()
+        )
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        return self.relu(self.body(x) + self.shortcut(x))
+
+
+def make_fcn(
+    n_features,
+    n_components,
+    *,
+    input_shape,
+    width=FCN_DEFAULT_WIDTH,
+    kernel_sizes=FCN_KERNELS,
+    pool=None,
+    generator=None,
+):
+    """The fully convolutional network of Wang, Yan & Oates (2017), for signals or images.
+
+    Three blocks ``conv -> BN -> ReLU`` with ``128 * width``, ``256 * width`` and ``128 * width``
+    filters and kernels of widths 8, 5 and 3 (padded to keep the length), global average pooling
+    and a linear projection to ``n_components``. Global average pooling makes the network
+    independent of the length of a signal or the size of an image, and the first convolution takes
+    any number of channels (multivariate signals, colour images). ``input_shape=(channels,
+    length)`` builds 1-D convolutions, ``(channels, height, width)`` 2-D ones (square kernels).
+
+    Parameters
+    ----------
+    n_features : int
+        Must equal the product of ``input_shape``.
+    n_components : int
+        Embedding width.
+    input_shape : tuple of int
+        ``(channels, length)`` of a signal or ``(channels, height, width)`` of an image; rows of X
+        are reshaped to it (C order).
+    width : float, default=0.25
+        Multiplies the paper's filter counts (rounded, at least 1); ``width=1`` is the paper's
+        network, the default is sized for a CPU (see the user guide's measurements).
+    kernel_sizes : tuple of int, default=(8, 5, 3)
+        Kernel width of each block (its length sets the number of blocks).
+    pool : bool, default=None
+        Whether a 2 x 2 max pooling (2 for signals; a last odd row or step is pooled alone)
+        follows each block but the last. None means True for images (whose details are small
+        beside the image, and the cost of a full-resolution network is quadratic in the side)
+        and False for signals (the paper's network).
+    generator : torch.Generator, default=None
+        Source of the initial weights; None draws from torch's global generator.
+
+    Returns
+    -------
+    module : torch.nn.Sequential
+
+    References
+    ----------
+    Z. Wang, W. Yan and T. Oates, "Time series classification from scratch with deep neural
+    networks: a strong baseline", IJCNN 2017.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = make_fcn(3 * 50, 16, input_shape=(3, 50), width=0.25)
+    >>> net(torch.zeros(5, 150)).shape
+    torch.Size([5, 16])
+    >>> make_fcn(28 * 28, 16, input_shape=(1, 28, 28))(torch.zeros(5, 784)).shape
+    torch.Size([5, 16])
+    """
+    shape = _check_shape(input_shape, n_features)
+    dims = len(shape) - 1
+    max_pool = _CONV_LAYERS[dims][1]
+    on = _where(generator)
+    filters = _scaled(FCN_FILTERS if len(kernel_sizes) == 3 else [128] * len(kernel_sizes), width)
+    pool = dims == 2 if pool is None else bool(pool)
+    layers, channels = [nn.Unflatten(1, shape)], shape[0]
+    for i, (out_channels, kernel_size) in enumerate(zip(filters, kernel_sizes)):
+        layers += _conv_bn(dims, channels, out_channels, int(kernel_size), on)
+        layers.append(nn.ReLU())
+        if pool and i < len(filters) - 1:
+            layers.append(max_pool(2, ceil_mode=True))
+        channels = out_channels
+    layers += _global_average_projection(dims, channels, n_components, on)
+    return _relu_init(_initialised(nn.Sequential(*layers), generator), generator)
+
+
+def make_resnet(
+    n_features,
+    n_components,
+    *,
+    input_shape,
+    width=RESNET_DEFAULT_WIDTH,
+    kernel_sizes=RESNET_KERNELS,
+    pool=None,
+    generator=None,
+):
+    """The residual network of Wang, Yan & Oates (2017), for signals or images.
+
+    Three :class:`ResidualBlock` with ``64 * width``, ``128 * width`` and ``128 * width`` filters,
+    each of three ``conv -> BN -> ReLU`` layers with kernels of widths 8, 5 and 3 and a shortcut
+    (a 1 x 1 convolution and batch normalisation where the number of channels changes, else the
+    identity), then global average pooling and a linear projection to ``n_components``. Like
+    :func:`make_fcn`, independent of the length or image size, any number of channels.
+
+    Parameters
+    ----------
+    n_features : int
+        Must equal the product of ``input_shape``.
+    n_components : int
+        Embedding width.
+    input_shape : tuple of int
+        ``(channels, length)`` of a signal or ``(channels, height, width)`` of an image.
+    width : float, default=0.25
+        Multiplies the paper's filter counts (rounded, at least 1); ``width=1`` is the paper's
+        network.
+    kernel_sizes : tuple of int, default=(8, 5, 3)
+        Kernel widths of the three convolutions of each block.
+    pool : bool, default=None
+        Whether a max pooling of 2 follows each block but the last; None means True for images
+        and False for signals, as in :func:`make_fcn`.
+    generator : torch.Generator, default=None
+        Source of the initial weights; None draws from torch's global generator.
+
+    Returns
+    -------
+    module : torch.nn.Sequential
+
+    References
+    ----------
+    Z. Wang, W. Yan and T. Oates, "Time series classification from scratch with deep neural
+    networks: a strong baseline", IJCNN 2017.
+
+    Examples
+    --------
+    >>> import torch
+    >>> make_resnet(2 * 40, 8, input_shape=(2, 40))(torch.zeros(3, 80)).shape
+    torch.Size([3, 8])
+    """
+    shape = _check_shape(input_shape, n_features)
+    dims = len(shape) - 1
+    on = _where(generator)
+    filters = _scaled(RESNET_FILTERS, width)
+    pool = dims == 2 if pool is None else bool(pool)
+    layers, channels = [nn.Unflatten(1, shape)], shape[0]
+    for i, out_channels in enumerate(filters):
+        layers.append(ResidualBlock(channels, out_channels, kernel_sizes, dims=dims, **on))
+        if pool and i < len(filters) - 1:
+            layers.append(_CONV_LAYERS[dims][1](2, ceil_mode=True))
+        channels = out_channels
+    layers += _global_average_projection(dims, channels, n_components, on)
+    return _relu_init(_initialised(nn.Sequential(*layers), generator), generator)
+
+
+def _global_average_projection(dims, channels, n_components, on):
+    """Global average pooling over the length (or the image), then a linear layer."""
+    return [
+        _CONV_LAYERS[dims][2](1),
+        nn.Flatten(),
+        nn.Linear(channels, n_components, **on),
+    ]
+
 
 def _relu_init(module, generator=None):
     """He (Kaiming) normal weights, fan-in, and zero biases for each conv and linear layer."""
@@ -305,6 +564,189 @@ _FIXED_INIT_LAYERS = (
 )
 
 
+#: The names of a classification head among a model's children, as torchvision names them: ``fc``
+#: (ResNet, RegNet, ShuffleNet), ``classifier`` (VGG, DenseNet, MobileNet, EfficientNet, ConvNeXt),
+#: ``head`` (Swin) and ``heads`` (vision transformers).
+HEAD_NAMES = ("fc", "classifier", "head", "heads")
+
+
+def find_head(model):
+    """The name of ``model``'s classification head and the path of the linear layer to replace.
+
+    The head is the last child of ``model`` (in the order the children were registered) named
+    in :data:`HEAD_NAMES`; the layer replaced is the head itself when it is a
+    :class:`~torch.nn.Linear`, else the last :class:`~torch.nn.Linear` inside it (a VGG's
+    ``classifier`` keeps its first two layers and their weights).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+
+    Returns
+    -------
+    head : tuple of (str, str) or None
+        ``(child_name, layer_path)``, with ``layer_path`` the dotted name of the layer inside
+        ``model``; None when no child bears a head's name.
+
+    Raises
+    ------
+    ValueError
+        When the head holds no linear layer (e.g. SqueezeNet's convolutional classifier).
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> model = nn.Sequential()
+    >>> model.features = nn.Conv2d(3, 8, 3)
+    >>> model.classifier = nn.Sequential(nn.Dropout(), nn.Linear(8, 10))
+    >>> find_head(model)
+    ('classifier', 'classifier.1')
+    """
+    names = [name for name, _ in model.named_children() if name in HEAD_NAMES]
+    if not names:
+        return None
+    name = names[-1]
+    head = getattr(model, name)
+    linears = [path for path, layer in head.named_modules() if isinstance(layer, nn.Linear)]
+    if not linears:
+        raise ValueError(
+            f"The backbone's head {name!r} ({type(head).__name__}) holds no torch.nn.Linear layer "
+            "to replace by a projection to n_components. Replace the head yourself, or pass a "
+            "module whose output is the embedding, under another name than "
+            f"{', '.join(HEAD_NAMES)}."
+        )
+    return name, ".".join(part for part in (name, linears[-1]) if part)
+
+
+class HeadReplaced(nn.Module):
+    """A classifier whose head now projects to the embedding, fed samples in their shape.
+
+    Built by :func:`replace_head`. ``model`` keeps its own structure and weights; the children
+    named in ``frozen`` take no gradient and stay in eval mode (their batch normalisation keeps
+    its running statistics, their dropout is off) whatever mode the network is put in.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The classifier, its head's last linear layer already replaced.
+    input_shape : tuple of int or None
+        Each row of the input is reshaped to it (C order) before ``model``; None passes the rows
+        as they are.
+    frozen : tuple of str, default=()
+        Names of ``model``'s children to freeze.
+    """
+
+    def __init__(self, model, input_shape, frozen=()):
+        super().__init__()
+        self.unflatten = nn.Unflatten(1, tuple(input_shape)) if input_shape else nn.Identity()
+        self.model = model
+        self.frozen = tuple(frozen)
+        for name in self.frozen:
+            getattr(model, name).requires_grad_(False)
+
+    def train(self, mode=True):
+        super().train(mode)
+        for name in self.frozen:
+            getattr(self.model, name).eval()
+        return self
+
+    def forward(self, x):
+        return self.model(self.unflatten(x))
+
+
+def replace_head(model, n_components, *, input_shape=None, freeze=False, generator=None):
+    """A copy of a classifier whose head projects to ``n_components``, with early layers frozen.
+
+    The rule: the last linear layer of ``model``'s head (:func:`find_head`: a child named
+    ``fc``, ``classifier``, ``head`` or ``heads``, the names torchvision gives them) becomes
+    ``Linear(in_features, n_components)``, freshly initialised; every other layer keeps its
+    weights. ``model`` itself is left unchanged.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A classifier, torchvision's or built alike (e.g. ``torchvision.models.resnet18()`` with
+        the user's own weights loaded).
+    n_components : int
+        Width of the new projection.
+    input_shape : tuple of int, default=None
+        The shape of one sample, ``(channels, height, width)`` for images; rows are reshaped to
+        it before ``model``. None passes rows as they are.
+    freeze : bool, int or str, default=False
+        Which children of ``model`` (in the order they were registered) take no gradient and keep
+        their batch-normalisation statistics: False or 0 none; an int ``n``, the first ``n``
+        children; a str, the child of that name and those before it (``"layer3"`` freezes a
+        torchvision ResNet up to and including its third stage); True, every child but the head
+        (training then fits the projection alone: a linear probe).
+    generator : torch.Generator, default=None
+        Source of the new layer's initial weights (PyTorch's default initialisation); None draws
+        from torch's global generator.
+
+    Returns
+    -------
+    module : HeadReplaced
+
+    Raises
+    ------
+    ValueError
+        When ``model`` has no head (:func:`find_head` returns None), its head holds no linear
+        layer, or ``freeze`` names no child before the head.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> model = nn.Sequential()
+    >>> model.features = nn.Sequential(nn.Conv2d(3, 8, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    >>> model.fc = nn.Linear(8, 1000)
+    >>> net = replace_head(model, 16, input_shape=(3, 10, 10), freeze="features")
+    >>> net.model.fc
+    Linear(in_features=8, out_features=16, bias=True)
+    >>> net(torch.zeros(2, 300)).shape
+    torch.Size([2, 16])
+    """
+    found = find_head(model)
+    if found is None:
+        raise ValueError(
+            f"{type(model).__name__} has no child named {', '.join(HEAD_NAMES)}: no head to "
+            "replace."
+        )
+    head, path = found
+    model = copy.deepcopy(model)
+    *parents, leaf = path.split(".")
+    parent = model.get_submodule(".".join(parents))
+    old = getattr(parent, leaf)
+    linear = nn.Linear(old.in_features, int(n_components), bias=old.bias is not None)
+    if generator is not None:
+        with torch.no_grad():
+            _default_init(linear, generator)
+    setattr(parent, leaf, linear.to(old.weight.device, old.weight.dtype))
+    return HeadReplaced(model, input_shape, _frozen_children(model, head, freeze))
+
+
+def _frozen_children(model, head, freeze):
+    """The names of the children that ``freeze`` selects (see :func:`replace_head`)."""
+    names = [name for name, _ in model.named_children()]
+    before = names[: names.index(head)]
+    if freeze is True:
+        return tuple(before)
+    if freeze is None or freeze is False:
+        return ()
+    if isinstance(freeze, str):
+        if freeze not in before:
+            raise ValueError(
+                f"freeze={freeze!r} names no child of the backbone before its head {head!r}; "
+                f"expected one of {before}."
+            )
+        return tuple(before[: before.index(freeze) + 1])
+    if isinstance(freeze, Integral) and 0 <= freeze <= len(before):
+        return tuple(before[: int(freeze)])
+    raise ValueError(
+        "freeze must be a bool, the name of a child of the backbone before its head or a number "
+        f"of children from 0 to {len(before)}; got freeze={freeze!r}."
+    )
+
+
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 
 
@@ -317,7 +759,19 @@ def _activation(name):
         ) from None
 
 
-_BUILTIN = {"mlp": make_mlp, "linear": make_linear, "cnn": make_cnn}
+_BUILTIN = {
+    "mlp": make_mlp,
+    "linear": make_linear,
+    "cnn": make_cnn,
+    "fcn": make_fcn,
+    "resnet": make_resnet,
+}
+
+#: The names of the built-in backbones.
+BUILTIN_BACKBONES = tuple(_BUILTIN)
+#: The built-in backbones that read samples of a shape: ``input_shape`` in ``backbone_params``, or
+#: ``X`` given as arrays of samples.
+SHAPED_BACKBONES = ("cnn", "fcn", "resnet")
 
 
 def build_backbone(
@@ -327,20 +781,25 @@ def build_backbone(
 
     Parameters
     ----------
-    backbone : {"mlp", "linear", "cnn"}, torch.nn.Module or callable
-        What to build. A module instance is deep-copied; a callable is called as
-        ``backbone(n_features, n_components, **params)``.
+    backbone : {"mlp", "linear", "cnn", "fcn", "resnet"}, torch.nn.Module or callable
+        What to build. A module instance is deep-copied; one with a classification head
+        (:func:`find_head`) becomes :func:`replace_head`'s copy, its head projecting to
+        ``n_components``. A callable is called as ``backbone(n_features, n_components,
+        **params)``.
     n_features, n_components : int
         Input and embedding widths.
     hidden_layer_sizes : tuple of int, default=(256,)
         Used by ``"mlp"`` only.
     params : dict, default=None
-        Extra keyword arguments of the builder (for ``"cnn"``: ``input_shape``, ``channels``,
-        ``hidden_size``, ``kernel_size``; for ``"mlp"``: ``activation``).
+        Extra keyword arguments of the builder (for ``"fcn"`` and ``"resnet"``: ``input_shape``,
+        ``width``, ``kernel_sizes``, ``pool``; for ``"cnn"``: ``input_shape``, ``channels``,
+        ``hidden_size``, ``kernel_size``; for ``"mlp"``: ``activation``; for a classifier given
+        as a module: ``input_shape`` and ``freeze``, see :func:`replace_head`).
     generator : torch.Generator, default=None
         Source of the initial weights of a built-in network. A class or factory is called with
         torch's global generator seeded from ``generator.initial_seed()`` (and restored afterwards,
-        under a lock shared by all fits of the process); a module instance is copied as it is.
+        under a lock shared by all fits of the process); a module instance is copied as it is
+        (a replaced head draws from ``generator``).
         None leaves torch's global generator to all of them.
 
     Returns
@@ -354,6 +813,14 @@ def build_backbone(
     """
     params = dict(params or {})
     if isinstance(backbone, nn.Module):
+        if find_head(backbone) is not None:
+            unknown = sorted(set(params) - {"input_shape", "freeze"})
+            if unknown:
+                raise ValueError(
+                    f"backbone_params of a classifier given as backbone take 'input_shape' and "
+                    f"'freeze' only; got {unknown}."
+                )
+            return replace_head(backbone, n_components, **params, generator=generator)
         if params:
             raise ValueError(
                 "backbone_params cannot be used with a backbone given as a module instance; got "
@@ -365,9 +832,10 @@ def build_backbone(
             raise ValueError(f"Unknown backbone {backbone!r}; expected one of {sorted(_BUILTIN)}.")
         if backbone == "mlp":
             params.setdefault("hidden_layer_sizes", tuple(hidden_layer_sizes))
-        if backbone == "cnn" and "input_shape" not in params:
+        if backbone in SHAPED_BACKBONES and "input_shape" not in params:
             raise ValueError(
-                "backbone='cnn' needs backbone_params={'input_shape': (channels, height, width)}."
+                f"backbone={backbone!r} needs backbone_params={{'input_shape': (channels, height, "
+                "width)}} or {'input_shape': (channels, length)}."
             )
         module = _BUILTIN[backbone](n_features, n_components, generator=generator, **params)
     elif generator is None:

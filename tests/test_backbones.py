@@ -194,7 +194,9 @@ def test_backbone_errors(kwargs, error, message, digits_300, fast):
 def test_build_backbone_unknown_name():
     with pytest.raises(
         ValueError,
-        match=re.escape("Unknown backbone 'rnn'; expected one of ['cnn', 'linear', 'mlp']."),
+        match=re.escape(
+            "Unknown backbone 'rnn'; expected one of ['cnn', 'fcn', 'linear', 'mlp', 'resnet']."
+        ),
     ):
         build_backbone("rnn", 4, 2)
 

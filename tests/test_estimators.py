@@ -675,7 +675,8 @@ def test_arrays_of_samples_need_a_convolutional_backbone(digit_images, fast):
     images, y = digit_images
     message = (
         "X must be 2-D, (n_samples, n_features), with backbone='mlp'; got shape (300, 8, 8). "
-        "Flatten each sample, X.reshape(len(X), -1), or use backbone='cnn', which reads images "
+        "Flatten each sample, X.reshape(len(X), -1), or use backbone='fcn', 'resnet' or 'cnn', "
+        "which read images "
         "(n_samples, channels, height, width) or (n_samples, height, width), and signals "
         "(n_samples, channels, length) with backbone_params={'input_shape': (channels, length)}."
     )
