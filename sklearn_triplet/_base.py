@@ -64,6 +64,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from . import _checkpoint, _docstrings, _guard, _inference, _persistence, _threads, _training
+from . import augment as _augment
 from ._kernels import CALLABLE_STATISTICS, METRICS, callable_kernel
 from ._validation import (
     Interval,
@@ -112,6 +113,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         "init": "auto",
         "batch_size": 128,
         "samples_per_class": 4,
+        "augment": None,
         "max_iter": 50,
         "learning_rate": "cosine",
         "learning_rate_init": 3e-3,
@@ -152,6 +154,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         "loss": [callable, None],
         "batch_size": [Interval(Integral, 4, None, closed="left")],
         "samples_per_class": [Interval(Integral, 2, None, closed="left")],
+        "augment": [StrOptions(set(_augment.RECIPES)), callable, None],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [StrOptions(set(_training.SCHEDULES))],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
@@ -305,6 +308,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 callbacks=callbacks,
                 checkpoint=checkpoint,
                 schedule=schedule,
+                seed=seed,
             )
         if checkpoint:
             checkpoint.finish()
@@ -596,7 +600,18 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         return X_t, y_t, batches, validation_score
 
     def _train(
-        self, X, y, X_val, y_val, *, n_epochs, start_time, callbacks, checkpoint=None, schedule=None
+        self,
+        X,
+        y,
+        X_val,
+        y_val,
+        *,
+        n_epochs,
+        start_time,
+        callbacks,
+        checkpoint=None,
+        schedule=None,
+        seed=0,
     ):
         module = self.module_
         optimizer = torch.optim.Adam(
@@ -620,6 +635,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         keep_optimizer_state = True
         try:
             return _training.train(
+                augment=self._augmentation(seed),
                 module=module,
                 optimizer=optimizer,
                 batch_loss=self._batch_loss,
@@ -648,6 +664,34 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             # Also on KeyboardInterrupt: the estimator keeps the weights and history trained so far.
             module.eval()
             self._optimizer_state = optimizer.state_dict() if keep_optimizer_state else None
+
+    def _augmentation(self, seed):
+        """``augment`` as the training loop calls it, on rows: None, or ``batch -> batch``.
+
+        The samples are handed over in their shape (``_input_shape``, when the backbone reads
+        one) with a generator on the device seeded from the fit's ``seed`` (no draw from the
+        estimator's generator, so the batches are those of a fit without ``augment``), and
+        flattened back.
+        """
+        augmentation = _augment.resolve(getattr(self, "augment", None))
+        if augmentation is None:
+            return None
+        generator = torch.Generator(device=self.device_)
+        generator.manual_seed(int(np.random.SeedSequence(seed).generate_state(1)[0]))
+        shape = self._input_shape
+
+        def augment_rows(rows):
+            batch = rows if shape is None else rows.reshape(rows.shape[0], *shape)
+            out = augmentation(batch, generator)
+            if not isinstance(out, torch.Tensor) or out.shape != batch.shape:
+                got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+                raise ValueError(
+                    f"augment must return a tensor of the batch's shape {tuple(batch.shape)}; "
+                    f"got {got}."
+                )
+            return out.reshape(rows.shape)
+
+        return augment_rows
 
     def _warn_after_training(self, stop_reason, early_stopping, *, check_convergence=True):
         if early_stopping and stop_reason == _training.STOP_MAX_ITER:

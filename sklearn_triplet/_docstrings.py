@@ -53,6 +53,14 @@ TRAINING_PARAMETERS = """\
     samples_per_class : int, default=%(samples_per_class)s
         The minimum K of the P x K batches: each class drawn gives that many samples, or all it
         has. ``batch_size`` must be at least ``2 * samples_per_class``.
+    augment : {"signals", "images"}, callable or None, default=None
+        Random changes applied to each training batch (never to ``transform``'s input), drawn
+        from a generator seeded by the fit, so a fit with ``random_state`` stays deterministic. A
+        callable is called as ``augment(batch, generator) -> batch`` on a float tensor of the
+        samples in their shape, ``(B, channels, length)`` or ``(B, channels, height, width)``
+        with the convolutional backbones, else ``(B, n_features)``, and returns the same shape.
+        ``"signals"``: jitter, scaling and window slicing; ``"images"``: random translations by
+        up to 2 pixels (:mod:`sklearn_triplet.augment`). None: no augmentation.
     max_iter : int, default=50
         Number of epochs; an epoch is ``ceil(n_samples / batch_size)`` batches.
     learning_rate : {"cosine", "constant"}, default="cosine"
@@ -298,7 +306,7 @@ _TUPLE_ATTRIBUTE_ENTRIES = {
 
 
 # Parameters of the embedders of labelled samples that the estimators learning from tuples lack.
-_NOT_FOR_TUPLES = ("samples_per_class", "init")
+_NOT_FOR_TUPLES = ("samples_per_class", "init", "augment")
 
 
 def _entries(section):

@@ -154,6 +154,7 @@ def train(
     start_time=None,
     state=None,
     checkpoint=None,
+    augment=None,
 ):
     """Train ``module`` in place for up to ``n_epochs`` epochs.
 
@@ -211,6 +212,9 @@ def train(
     checkpoint : callable, default=None
         ``checkpoint(epoch, state)``, called after each epoch that training continues from, when
         the weights, the optimiser and ``state`` are those the next epoch starts from.
+    augment : callable, default=None
+        ``augment(batch) -> batch``, applied to each training batch of rows on the device
+        before the module sees it; None leaves batches as they are.
 
     Returns
     -------
@@ -251,6 +255,7 @@ def train(
                 batches(),
                 device,
                 autocast,
+                augment,
             )
             problem = _divergence(logs, module)
             if problem:
@@ -288,7 +293,18 @@ def train(
 
 
 def _train_epoch(
-    module, optimizer, schedule, epoch, batch_loss, statistics, X, y, batches, device, autocast
+    module,
+    optimizer,
+    schedule,
+    epoch,
+    batch_loss,
+    statistics,
+    X,
+    y,
+    batches,
+    device,
+    autocast,
+    augment=None,
 ):
     module.train()
     batches = list(batches)
@@ -300,6 +316,8 @@ def _train_epoch(
         indices = torch.as_tensor(indices, device=X.device)
         xb = X[indices].to(device, non_blocking=True)
         yb = y[indices].to(device, non_blocking=True) if targets is None else targets
+        if augment is not None:
+            xb = augment(xb)
         with autocast:
             embeddings = module(xb)
         loss, counts, spread = batch_loss(

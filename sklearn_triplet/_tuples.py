@@ -143,7 +143,7 @@ def check_pair_labels(estimator, y, n_pairs, *, both_kinds):
 # The common parameters that make no sense without labelled samples: a loss of a labelled batch,
 # the shape of class-balanced batches, and a linear map started from the classes (LDA) or the
 # labelled data (PCA).
-_NOT_TAKEN = ("loss", "samples_per_class", "init")
+_NOT_TAKEN = ("loss", "samples_per_class", "init", "augment")
 
 
 # -- the shared estimator --------------------------------------------------------------------------
