@@ -31,6 +31,7 @@ seeds, with the spread (max - min). Fit time is process CPU time on one thread
 
 import argparse
 import dataclasses
+import json
 import statistics
 import sys
 import time
@@ -136,8 +137,8 @@ TASKS = {
 
 #: The recommended backbone per kind of data: (name in the tables, TripletEmbedder parameters).
 RECOMMENDED = {
-    "signal": ("cnn", {"backbone": "cnn"}),
-    "image": ("cnn", {"backbone": "cnn"}),
+    "signal": ("fcn", {"backbone": "fcn"}),
+    "image": ("fcn", {"backbone": "fcn"}),
 }
 
 
@@ -416,6 +417,13 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="one seed, 5 epochs, subsets")
     parser.add_argument("--tasks", default=None, help=f"comma-separated subset of {list(TASKS)}")
     parser.add_argument("--output", default=None, help="write the rst fragment here")
+    parser.add_argument("--save", default=None, help="also write the results as JSON here")
+    parser.add_argument(
+        "--load",
+        nargs="+",
+        default=None,
+        help="render saved JSON results (sets run in separate processes) instead of running",
+    )
     args = parser.parse_args(argv)
     tasks = list(TASKS)
     if args.tasks:
@@ -424,11 +432,24 @@ def main(argv=None):
         if unknown:
             parser.error(f"unknown tasks {unknown}; expected some of {list(TASKS)}")
     config = QUICK if args.quick else FULL
-    meta = metadata("real.py", argv)
-    print(f"# {meta['date']}  {meta['command']}  {meta['cpu']} (load {meta['load']})", flush=True)
-    start = time.perf_counter()
-    results = run(config, tasks, log=lambda line: print(line, flush=True))
-    meta["total"] = time.perf_counter() - start
+    if args.load:
+        saved = [json.loads(Path(path).read_text()) for path in args.load]
+        results = {task: runs for item in saved for task, runs in item["results"].items()}
+        results = {task: results[task] for task in TASKS if task in results}
+        meta = dict(saved[0]["meta"])
+        meta["command"] = "; ".join(item["meta"]["command"] for item in saved)
+        meta["total"] = max(item["meta"]["total"] for item in saved)
+        meta["load"] = " / ".join(item["meta"]["load"] for item in saved)
+        config = QUICK if saved[0]["config"] == "quick" else FULL
+    else:
+        meta = metadata("real.py", argv)
+        print(f"# {meta['date']}  {meta['command']}  {meta['cpu']} (load {meta['load']})")
+        start = time.perf_counter()
+        results = run(config, tasks, log=lambda line: print(line, flush=True))
+        meta["total"] = time.perf_counter() - start
+        if args.save:
+            document = {"config": config.name, "meta": meta, "results": results}
+            Path(args.save).write_text(json.dumps(document), encoding="utf-8")
     text = rst(results, config, meta)
     print(text)
     if args.output:
