@@ -621,6 +621,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="one seed, 10 epochs, small grids")
     parser.add_argument("--tasks", default=None, help=f"comma-separated subset of {list(TASKS)}")
+    parser.add_argument(
+        "--contestants", default=None, help=f"comma-separated subset of {list(CONTESTANTS)}"
+    )
     parser.add_argument("--output", default=None, help="write the rst fragment here")
     parser.add_argument(
         "--n-jobs", type=int, default=2, help="(task, seed) jobs run side by side, one thread each"
@@ -637,6 +640,12 @@ def main(argv=None):
         unknown = sorted(set(tasks) - set(TASKS))
         if unknown:
             parser.error(f"unknown tasks {unknown}; expected some of {list(TASKS)}")
+    contestants = None
+    if args.contestants:
+        contestants = [c.strip() for c in args.contestants.split(",")]
+        unknown = sorted(set(contestants) - set(CONTESTANTS))
+        if unknown:
+            parser.error(f"unknown contestants {unknown}; expected some of {list(CONTESTANTS)}")
     config = QUICK if args.quick else FULL
     meta = metadata("peers.py", argv)
     meta["n_jobs"] = args.n_jobs
@@ -649,6 +658,7 @@ def main(argv=None):
     results = run(
         config,
         tasks=tasks,
+        contestants=contestants,
         n_jobs=args.n_jobs,
         default_threads=args.default_threads,
         log=lambda line: print(line, flush=True),
