@@ -408,7 +408,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             )
             raw = _guard.held_out_scores(X_held, y_held, X, y)
             self.held_out_scores_ = {"raw": raw, "trained": trained}
-            self.raw_kept_ = not _guard.keeps_trained(trained, raw)
+            self.raw_kept_ = not _guard.keeps_trained(trained, raw, X_held.shape[0])
             if self.raw_kept_:
                 warnings.warn(
                     f"{type(self).__name__} did not beat the raw features on the held-out samples "

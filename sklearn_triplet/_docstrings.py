@@ -168,11 +168,13 @@ DO_NO_HARM_PARAMETER = """\
         validation split), trains on the rest, and scores on the held-out samples, as queries
         retrieving among the training samples, both the trained embedding (in ``metric``) and the
         raw features (Euclidean distance, what a nearest-neighbour search on ``X`` uses). The
-        embedding is kept only when it is at least as good on precision@1 (1-NN accuracy) and on
-        MAP@R, and better on one; otherwise ``transform`` returns the features unchanged (as
-        float32 rows, ``n_components_ = n_features_in_``) and ``raw_kept_`` is True. The network
-        stays trained in ``module_`` either way (``warm_start`` goes on from it). False trains on
-        all the data and always uses the network. ``partial_fit`` always uses the network."""
+        embedding is kept only when it is at least as good on MAP@R and on precision@1 (1-NN
+        accuracy, up to one held-out query, the noise of the split), and better on one;
+        otherwise ``transform`` returns the features unchanged (as float32 rows,
+        ``n_components_ = n_features_in_``), ``raw_kept_`` is True and a
+        :class:`~sklearn_triplet.RawFeaturesKeptWarning` says so. The network stays trained in
+        ``module_`` either way (``warm_start`` goes on from it). False trains on all the data and
+        always uses the network. ``partial_fit`` always uses the network."""
 
 DO_NO_HARM_ATTRIBUTES = """\
     raw_kept_ : bool

@@ -6,10 +6,10 @@ the raw features as given (the starting point: what a nearest-neighbour search o
 Euclidean distances) and the trained embedding (in the estimator's ``metric``). Each held-out sample
 queries the training samples, as a test sample queries a fitted
 :class:`~sklearn.neighbors.KNeighborsClassifier`; precision@1 (the 1-NN accuracy) and MAP@R are
-read. The trained embedding is kept only when it is at least as good on both and better on one
-(:func:`keeps_trained`); otherwise ``transform`` returns the features unchanged
-(:class:`RawFeatures`). The decision is one comparison at the end of ``fit``: training costs nothing
-more, only the scoring of the held-out part.
+read. The trained embedding is kept only when it is at least as good on both (precision@1 up to
+one held-out query) and better on one (:func:`keeps_trained`); otherwise ``transform`` returns the
+features unchanged (:class:`RawFeatures`). The decision is one comparison at the end of ``fit``:
+training costs nothing more, only the scoring of the held-out part.
 
 Nothing here knows an estimator: an estimator that learns from other data than labelled samples
 uses the same three functions with its own split and its own queries.
@@ -101,22 +101,31 @@ def held_out_scores(E_held, y_held, E_train, y_train, *, metric="euclidean"):
     return {name: float(scores[name]) for name in SCORES}
 
 
-def keeps_trained(trained, raw):
-    """Whether the trained embedding is kept: at least ``raw`` on every score, above on one.
+def keeps_trained(trained, raw, n_held):
+    """Whether the trained embedding is kept: at least ``raw`` on both scores, better on one.
 
-    A tie on every score keeps the raw features: training that cannot be told apart from them on
-    held-out data is not worth the change.
+    MAP@R must be at least the raw features'; precision@1, which moves by ``1 / n_held`` with a
+    single query, may be below theirs by at most one query (a difference of one query out of a
+    hundred is the noise of the split, not a loss: on the digits, a network whose held-out MAP@R
+    was 0.980 against the raw pixels' 0.541 lost precision@1 by one query in 135). Two queries or
+    more below keeps the raw features, and so does a tie on both scores.
 
     Parameters
     ----------
     trained, raw : dict
         Scores from :func:`held_out_scores`.
+    n_held : int
+        Number of held-out queries.
 
     Returns
     -------
     bool
     """
-    at_least = all(trained[name] >= raw[name] for name in SCORES)
+    one_query = 1.0 / n_held + 1e-9  # float rounding of the means
+    at_least = (
+        trained["map_at_r"] >= raw["map_at_r"]
+        and trained["precision_at_1"] >= raw["precision_at_1"] - one_query
+    )
     above = any(trained[name] > raw[name] for name in SCORES)
     return at_least and above
 
