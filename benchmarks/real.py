@@ -214,6 +214,7 @@ def _pml(config, seed, task):
         PMLEmbedder(
             "triplet",
             input_shape=task.X_train.shape[1:],
+            backbone=RECOMMENDED[task.kind][1]["backbone"],
             max_iter=config.pml_max_iter,
             random_state=seed,
         )
@@ -268,7 +269,8 @@ def evaluate(build, task, config, seed):
     return result
 
 
-def run(config, tasks, log=print):
+def run(config, tasks, log=print, only=None):
+    """``{task: {contestant: [result per seed]}}``; ``only``: a subset of the contestants."""
     results = {}
     with threadpool_limits(1), torch_threads(1):
         warm_up()
@@ -276,6 +278,8 @@ def run(config, tasks, log=print):
             task = make_task(name, config)
             results[name] = {}
             for contestant, build in contestants(task.kind).items():
+                if only is not None and not any(contestant.startswith(name) for name in only):
+                    continue
                 seeds = config.seeds if contestant != "1-NN (raw)" else config.seeds[:1]
                 runs = []
                 for seed in seeds:
@@ -419,6 +423,9 @@ def main(argv=None):
     parser.add_argument("--output", default=None, help="write the rst fragment here")
     parser.add_argument("--save", default=None, help="also write the results as JSON here")
     parser.add_argument(
+        "--contestants", default=None, help="comma-separated prefixes of the contestants to run"
+    )
+    parser.add_argument(
         "--load",
         nargs="+",
         default=None,
@@ -434,7 +441,10 @@ def main(argv=None):
     config = QUICK if args.quick else FULL
     if args.load:
         saved = [json.loads(Path(path).read_text()) for path in args.load]
-        results = {task: runs for item in saved for task, runs in item["results"].items()}
+        results = {}  # later files replace a contestant's runs, in the order of its first file
+        for item in saved:
+            for task, by_contestant in item["results"].items():
+                results.setdefault(task, {}).update(by_contestant)
         results = {task: results[task] for task in TASKS if task in results}
         meta = dict(saved[0]["meta"])
         meta["command"] = "; ".join(item["meta"]["command"] for item in saved)
@@ -445,7 +455,8 @@ def main(argv=None):
         meta = metadata("real.py", argv)
         print(f"# {meta['date']}  {meta['command']}  {meta['cpu']} (load {meta['load']})")
         start = time.perf_counter()
-        results = run(config, tasks, log=lambda line: print(line, flush=True))
+        only = [c.strip() for c in args.contestants.split(",")] if args.contestants else None
+        results = run(config, tasks, log=lambda line: print(line, flush=True), only=only)
         meta["total"] = time.perf_counter() - start
         if args.save:
             document = {"config": config.name, "meta": meta, "results": results}
