@@ -250,6 +250,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         validate_estimator_params(self)
 
     def _fit(self, X, y, *, n_epochs, incremental, validate):
+        X_given, y_given = X, y
         reset = not (incremental and hasattr(self, "module_"))
         if not reset:
             self._continue_warm_start()
@@ -319,6 +320,16 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             self.validation_scores_ = scores
             self.best_validation_score_ = max(scores) if scores else None
         self._choose_embedding(X, y, held_out)
+        if self._refits(X.shape[0] + len(held_out[1]) if held_out else 0, reset, checkpoint):
+            # A small set trained on three quarters of itself: train again on all of it.
+            scores = self.held_out_scores_
+            self._refitting = True
+            try:
+                self._fit(X_given, y_given, n_epochs=n_epochs, incremental=False, validate=True)
+            finally:
+                del self._refitting
+            self.held_out_scores_ = scores
+            return self
         self._after_training(X, y, X_val, y_val)
         self._warn_after_training(stop_reason, X_val is not None, check_convergence=validate)
         return self
@@ -384,12 +395,32 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     def _guarded(self):
         """Whether ``fit`` keeps the raw features when training did not beat them (``do_no_harm``,
         a parameter of the estimators that learn from labelled samples)."""
-        return bool(getattr(self, "do_no_harm", False))
+        return bool(getattr(self, "do_no_harm", False)) and not getattr(self, "_refitting", False)
 
     def _split_held_out(self, X, y):
-        """``X, y, X_held, y_held``: the training data and the data ``do_no_harm`` scores on."""
-        train_idx, held_idx = _guard.held_out_split(y, self.validation_fraction, self._rng)
+        """``X, y, X_held, y_held``: the training data and the data ``do_no_harm`` scores on.
+
+        A small set (fewer than ``_guard.SMALL_SET`` samples) holds out at least a quarter, and is
+        trained again on all its samples when the network wins (see ``_refits``).
+        """
+        fraction = self.validation_fraction
+        if X.shape[0] < _guard.SMALL_SET and not self.early_stopping:
+            fraction = max(fraction, _guard.SMALL_SET_FRACTION)
+        train_idx, held_idx = _guard.held_out_split(y, fraction, self._rng)
         return X[train_idx], y[train_idx], X[held_idx], y[held_idx]
+
+    def _refits(self, n_samples, reset, checkpoint):
+        """Whether a fresh fit of a small set whose network beat the raw features is trained
+        again on all its samples (not with early stopping, whose split is its own, nor with a
+        checkpoint, which holds the first fit)."""
+        return (
+            self._guarded()
+            and reset
+            and not checkpoint
+            and not self.early_stopping
+            and 0 < n_samples < _guard.SMALL_SET
+            and not getattr(self, "raw_kept_", True)
+        )
 
     def _choose_embedding(self, X, y, held_out):
         """Keep the trained network, or the raw features when it did not beat them on ``held_out``.

@@ -163,18 +163,19 @@ ATTRIBUTES = """\
 DO_NO_HARM_PARAMETER = """\
     do_no_harm : bool, default=True
         Never be worse than the features given, on held-out data: ``fit`` holds out
-        ``validation_fraction`` of each class (the fractional sample rounded up or down at random,
-        and at least one sample of the class left in training; with ``early_stopping=True``, its
-        validation split), trains on the rest, and scores on the held-out samples, as queries
-        retrieving among the training samples, both the trained embedding (in ``metric``) and the
-        raw features (Euclidean distance, what a nearest-neighbour search on ``X`` uses). The
-        embedding is kept only when it is at least as good on MAP@R and on precision@1 (1-NN
-        accuracy, up to one held-out query, the noise of the split), and better on one;
-        otherwise ``transform`` returns the features unchanged (as float32 rows,
-        ``n_components_ = n_features_in_``), ``raw_kept_`` is True and a
-        :class:`~sklearn_triplet.RawFeaturesKeptWarning` says so. The network stays trained in
-        ``module_`` either way (``warm_start`` goes on from it). False trains on all the data and
-        always uses the network. ``partial_fit`` always uses the network."""
+        ``validation_fraction`` of each class (a quarter of a set under 500 samples; the
+        fractional sample rounded up or down at random, and at least one sample of the class left
+        in training; with ``early_stopping=True``, its validation split), trains on the rest, and
+        scores on the held-out samples, as queries retrieving among the training samples, both
+        the trained embedding (in ``metric``) and the raw features (Euclidean distance, what a
+        nearest-neighbour search on ``X`` uses). The embedding is kept only when it is at least
+        as good on MAP@R and on precision@1 (1-NN accuracy, up to one held-out query, the noise
+        of the split), and better on one; otherwise ``transform`` returns the features unchanged
+        (as float32 rows, ``n_components_ = n_features_in_``), ``raw_kept_`` is True and a
+        :class:`~sklearn_triplet.RawFeaturesKeptWarning` says so. A small set whose network wins
+        is trained again on all its samples. The network stays trained in ``module_`` either way
+        (``warm_start`` goes on from it). False trains on all the data and always uses the
+        network. ``partial_fit`` always uses the network."""
 
 DO_NO_HARM_ATTRIBUTES = """\
     raw_kept_ : bool

@@ -194,3 +194,18 @@ def test_early_stopping_shares_its_split_with_do_no_harm():
     embedder = TripletEmbedder(max_iter=3, early_stopping=True, random_state=0).fit(X, y)
     assert embedder.validation_scores_ is not None
     assert embedder.held_out_scores_ is not None
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_a_small_set_whose_network_wins_is_trained_again_on_all_of_it(Estimator):
+    # Below _guard.SMALL_SET samples a quarter is held out to judge, then the winning network is
+    # trained again on every sample: the very network a fit without do_no_harm trains.
+    X, y = load_digits(return_X_y=True)
+    X = np.hstack([X / 16, np.random.default_rng(0).normal(size=(X.shape[0], 300))])[:400]
+    y = y[:400]
+    params = dict(n_components=8, max_iter=10, random_state=0)
+    guarded = Estimator(**params).fit(X, y)
+    plain = Estimator(**params, do_no_harm=False).fit(X, y)
+    assert not guarded.raw_kept_ and guarded.held_out_scores_ is not None
+    assert np.array_equal(guarded.transform(X), plain.transform(X))
+    assert len(guarded.history_) == 10
