@@ -63,6 +63,12 @@ API_REFERENCE = [
         "summary": "The built-in networks and how a ``backbone`` parameter becomes a module.",
     },
     {
+        "module": "sklearn_triplet.augment",
+        "title": "Augmentation",
+        "summary": "Random changes of training batches (``augment=``): jitter, scaling, window "
+        "slicing and shifts for signals, crops and flips for images.",
+    },
+    {
         "module": "sklearn_triplet.sampling",
         "title": "Sampling",
         "summary": "Class-balanced batches of P classes x K samples.",

@@ -142,7 +142,7 @@ for verifier, X_pairs, label in [
         predicted[~same_eval].mean(),
         predicted[same_eval].mean(),
         "o",
-        color=display.line_.get_color(),
+        color=axes[2].get_lines()[-1].get_color(),  # the ROC curve just drawn
     )
 axes[2].set_title("verification of unseen digit pairs")
 axes[2].set_xlabel("false-accept rate")

@@ -152,7 +152,7 @@ plt.show()
 exported = embedders["ResidualMLP factory"].export_module()
 with torch.inference_mode():
     same = np.allclose(
-        exported(torch.from_numpy(X_test[:5].astype(np.float32))).numpy(),
+        exported(torch.from_numpy(np.asarray(X_test[:5], dtype=np.float32))).numpy(),
         embedders["ResidualMLP factory"].transform(X_test[:5]),
         atol=1e-6,
     )

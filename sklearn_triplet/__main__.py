@@ -14,7 +14,9 @@ from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier, NeighborhoodComponentsAnalysis
 from sklearn.pipeline import Pipeline
 
-from . import SiameseEmbedder, TripletEmbedder, __version__
+from ._siamese import SiameseEmbedder
+from ._triplet import TripletEmbedder
+from ._version import __version__
 
 # The --help text: plain words, as a terminal shows them (the module docstring is reStructuredText).
 DESCRIPTION = (

@@ -1,58 +1,46 @@
-"""The estimator shared by the embedders, and how to add a parameter or an estimator.
+"""The contract every embedder shares: the abstract base and the steps of ``fit``.
 
-Common parameters and their constraints, ``__init__``, the fit / transform / score skeleton, the
-``loss=`` path, inference, persistence across devices and the scikit-learn tags live here. An
-estimator module declares only its own parameters, its docstring and its loss (a
-:class:`~sklearn_triplet._kernels.LossDeclaration`: the kernel, its mining rules and the statistics
-it reports).
+:class:`BaseEmbedder` owns what does not depend on the kind of training data (as scikit-learn's
+``BaseMultilayerPerceptron`` does for its two estimators): the parameters common to every embedder
+and their constraints, the ``_fit`` skeleton, the network, the optimiser, the training loop, the
+warnings after training, ``transform``, export, ``save`` and the scikit-learn tags. Two kinds of
+estimator fill in the steps that depend on the data:
 
-How ``__init__`` is made
-------------------------
-scikit-learn reads an estimator's parameters from the signature of its ``__init__``, which must
-assign them and do nothing else. :class:`BaseEmbedder` holds the common parameters and their
-defaults once, in ``_common_parameters``; a subclass lists its own in ``_own_parameters`` (new ones,
-and common ones whose default it changes). When the subclass is defined, ``__init_subclass__`` gives
-it an ``__init__`` that assigns every parameter, with an explicit ``__signature__`` (the first
-parameter positional, the others keyword-only), so that ``get_params``, ``clone``, ``help()``,
-Sphinx and scikit-learn's estimator checks all see the full signature.
+- :class:`~sklearn_triplet._class_labels.ClassLabelEmbedder`: samples ``X`` and class labels ``y``
+  (TripletEmbedder, SiameseEmbedder);
+- :class:`~sklearn_triplet._tuples.TupleEmbedder`: given pairs or triplets (PairEmbedder,
+  ComparisonEmbedder).
 
-To add a parameter common to every embedder (say ``n_threads``):
+The steps a kind fills in (abstract here, each documented where it is declared):
+``_check_fit_parameters``, ``_check_training_data``, ``_split_validation``,
+``_initialise_from_data``, ``_training_data``, ``_batch_loss`` and ``_statistics``, and the class
+attribute ``_validation_score_name``; ``_after_training`` may be filled in too.
 
-1. one line in ``_common_parameters``, at its place in the signature: ``"n_threads": None,``;
-2. one line in ``_parameter_constraints``: ``"n_threads": [Interval(Integral, 1, None,
-   closed="left"), None],``;
-3. its description in :mod:`sklearn_triplet._docstrings` (the shared parameter sections);
-4. use ``self.n_threads`` in ``fit``.
+Adding a parameter, an estimator
+--------------------------------
+Every public estimator writes its own ``__init__``, as scikit-learn writes them: the first parameter
+positional, the others keyword-only, each assigned and nothing else; the table in
+:mod:`sklearn_triplet._parameters` lists every estimator's parameters in order, with their defaults,
+and a test checks each signature, docstring and ``_parameter_constraints`` against it. To add a
+parameter: a line in the table, a keyword in each ``__init__`` that takes it (and its assignment),
+its constraint in the ``_parameter_constraints`` of the class that declares it (this base for a
+parameter of every embedder), its description in the docstring (the shared sections live in
+:mod:`sklearn_triplet._docstrings`), then use ``self.name`` in the step that needs it.
 
-A parameter of one estimator goes in that estimator's ``_own_parameters`` (and its constraints and
-docstring) instead; new names there come right after ``metric``, before ``loss``.
-
-To add an estimator, write a module with the class alone::
-
-    class PairsEmbedder(BaseEmbedder):
-        # A numpydoc docstring here, with %(backbone)s, %(training)s and %(attributes)s.
-
-        _loss = PAIRS  # a LossDeclaration from sklearn_triplet._kernels
-        _own_parameters = {"margin": 0.5, "mining": "all"}
-        _parameter_constraints = {
-            **BaseEmbedder._parameter_constraints,
-            "mining": [StrOptions(set(PAIRS.minings))],
-        }
-
-Every name in the declaration's ``options`` (here ``("mining",)``) must be a parameter of the
-estimator: ``fit`` hands its value to the loss kernel under that name. The docstring's shared
-sections are filled in by ``__init_subclass__`` too, and
-``__init__.py`` exports the class. The training loop, the console report, the history plots and the
-``history_`` documentation follow the declaration's statistics.
+To add an estimator, subclass the kind it belongs to, declare its loss (``_loss``, a
+:class:`~sklearn_triplet._kernels.LossDeclaration`), its constraints merged with its base's, and
+write its ``__init__`` and docstring; ``__init__.py`` exports it and ``_loading.TRUSTED`` lists it.
 """
 
 import contextlib
 import copy
-import inspect
+import functools
 import os
 import time
 import warnings
+from abc import ABC, abstractmethod
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from numbers import Integral, Real
 
 import numpy as np
@@ -60,17 +48,16 @@ import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_array, check_is_fitted
+from sklearn.utils.validation import check_is_fitted
 
-from . import _checkpoint, _docstrings, _guard, _inference, _persistence, _threads, _training
-from . import augment as _augment
-from ._kernels import CALLABLE_STATISTICS, METRICS, callable_kernel
+from . import _checkpoint, _docstrings, _export, _format, _guard, _inference, _threads, _training
+from ._kernels import METRICS, BatchLoss, LossDeclaration, Statistics
+from ._training import TrainingData
 from ._validation import (
     Interval,
     InvalidParameterError,
     StrOptions,
-    fit_context,
+    check_array,
     invalid,
     plain,
     validate_data,
@@ -82,10 +69,7 @@ from .backbones import (
     L2Normalize,
     build_backbone,
     find_head,
-    initial_linear_weights,
 )
-from .metrics import map_at_r
-from .sampling import class_balanced_batches
 
 # Warnings raised after training point at the caller of fit: _warn_after_training, _fit, fit, the
 # wrapper of scikit-learn's _fit_context, then the caller.
@@ -96,65 +80,61 @@ class EmbeddingCollapseWarning(UserWarning):
     """Warned when training ends with the embeddings collapsed towards a single point."""
 
 
-class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
-    """Base class of the embedders; see TripletEmbedder for the parameters."""
+class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator, ABC):
+    """The abstract base of the embedders; see the module documentation for its contract."""
 
-    # The common parameters and their defaults, in the order of the signature. See the module
-    # documentation before adding one.
-    _common_parameters = {
-        "n_components": 32,
-        "backbone": "mlp",
-        "hidden_layer_sizes": (256,),
-        "backbone_params": None,
-        "normalize": True,
-        "metric": "euclidean",
-        "margin": 0.2,
-        "loss": None,
-        "init": "auto",
-        "batch_size": 128,
-        "samples_per_class": 4,
-        "augment": None,
-        "max_iter": 50,
-        "learning_rate": "cosine",
-        "learning_rate_init": 3e-3,
-        "weight_decay": 0.0,
-        "mixed_precision": False,
-        "early_stopping": False,
-        "validation_fraction": 0.1,
-        "n_iter_no_change": 10,
-        "tol": 1e-4,
-        "warm_start": False,
-        "callback": None,
-        "checkpoint": None,
-        "checkpoint_every": 1,
-        "device": "auto",
-        "n_threads": None,
-        "random_state": None,
-        "verbose": 0,
-    }
-    _n_positional = 1
-    # A subclass's own parameters (new, or common ones with another default).
-    _own_parameters = {}
-    # A subclass's built-in loss: a LossDeclaration.
-    _loss = None
-    # Common parameters a subclass does not take (left out of its signature).
-    _removed_parameters = ()
+    # The parameters every embedder takes (each concrete class assigns them in its __init__).
+    n_components: int
+    backbone: "str | torch.nn.Module | Callable[..., torch.nn.Module]"
+    hidden_layer_sizes: "int | Sequence[int]"
+    backbone_params: "dict | None"
+    normalize: bool
+    metric: str
+    margin: float
+    batch_size: int
+    max_iter: int
+    learning_rate: str
+    learning_rate_init: float
+    weight_decay: float
+    mixed_precision: bool
+    early_stopping: bool
+    validation_fraction: float
+    n_iter_no_change: int
+    tol: float
+    warm_start: bool
+    callback: "Callable | list | tuple | None"
+    checkpoint: "str | os.PathLike | None"
+    checkpoint_every: int
+    device: "str | torch.device"
+    n_threads: "int | None"
+    random_state: "int | np.random.RandomState | None"
+    verbose: int
+
+    # The fitted attributes (set by fit).
+    module_: torch.nn.Sequential
+    device_: torch.device
+    n_components_: int
+    n_features_in_: int
+    history_: list
+    n_iter_: int
+    _rng: np.random.Generator
+
+    # The built-in loss: a LossDeclaration (its kernel, its options, its statistics).
+    _loss: "LossDeclaration | None" = None
+    # What the validation score of early stopping is, for the console, plots and docs.
+    _validation_score_name = "validation score"
     # What ``history_``'s ``mean_distance`` measures, for the collapse warning.
     _negatives = "embeddings of different classes"
 
-    _parameter_constraints = {
+    _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "backbone": [StrOptions(set(BUILTIN_BACKBONES)), torch.nn.Module, callable],
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "backbone_params": [dict, None],
-        "init": [StrOptions({"auto", "pca", "lda", "random"})],
         "normalize": ["boolean"],
         "metric": [StrOptions(set(METRICS))],
         "margin": [Interval(Real, 0, None, closed="neither")],
-        "loss": [callable, None],
-        "batch_size": [Interval(Integral, 4, None, closed="left")],
-        "samples_per_class": [Interval(Integral, 2, None, closed="left")],
-        "augment": [StrOptions(set(_augment.RECIPES)), callable, None],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [StrOptions(set(_training.SCHEDULES))],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
@@ -176,74 +156,54 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if "__init__" not in vars(cls):
-            cls.__init__ = _assigning_init(cls)
-        if cls.__doc__ and cls._loss is not None:
+        if cls.__doc__ and cls._loss is not None and "%(" in cls.__doc__:
             cls.__doc__ = _docstrings.fill(
                 cls.__doc__, cls._loss.statistics, **cls._docstring_sections()
             )
 
     @classmethod
     def _docstring_sections(cls):
-        """Shared docstring sections this class words its own way: the shared training section,
-        with this class's default of ``samples_per_class``."""
-        return {"training": _docstrings.training_section(cls._parameter_defaults())}
+        """The shared docstring sections this kind words its own way (``{name: text}``)."""
+        return {}
 
-    @classmethod
-    def _parameter_defaults(cls):
-        """``{name: default}`` in the order of the signature: the common parameters, with the
-        subclass's own overriding them in place and its new ones inserted before ``loss``, without
-        its ``_removed_parameters``."""
-        own = cls._own_parameters
-        defaults = {}
-        for name, default in cls._common_parameters.items():
-            if name == "loss":
-                defaults.update({k: v for k, v in own.items() if k not in cls._common_parameters})
-            if name not in cls._removed_parameters:
-                defaults[name] = own.get(name, default)
-        return defaults
+    # -- the steps a kind of estimator fills in ----------------------------------------------------
+
+    @abstractmethod
+    def _check_fit_parameters(self) -> None:
+        """Check the rules between parameters, at fit."""
+
+    @abstractmethod
+    def _check_training_data(self, X, y, /, *, reset) -> tuple:
+        """``(X, data, input_shape)``: the validated float32 rows the network embeds, the targets
+        in the kind's form (encoded labels; tuples and their targets) and a CNN's input shape."""
+
+    @abstractmethod
+    def _split_validation(self, X, data, /) -> tuple:
+        """``(X, data, X_val, data_val)``: the training data and that held out for early stopping,
+        by :func:`stratified_split`."""
+
+    @abstractmethod
+    def _initialise_from_data(self, X, data, /) -> None:
+        """Set initial weights from the training data (after the network is built), if any."""
+
+    @abstractmethod
+    def _training_data(self, X, data, X_val, data_val, /) -> TrainingData:
+        """The :class:`~sklearn_triplet._training.TrainingData` the loop reads: the data on the
+        device, the batches of an epoch and the validation score (None without ``X_val``)."""
+
+    @abstractmethod
+    def _batch_loss(self, embeddings, targets, /, *, taxonomy, spread) -> BatchLoss:
+        """The loss of a batch and its statistics (a ``BatchLoss``)."""
+
+    @property
+    @abstractmethod
+    def _statistics(self) -> Statistics:
+        """The declaration of the statistics of the loss in use."""
+
+    def _after_training(self, X, data, X_val, data_val, /) -> None:
+        """Called once training is over, with the data of ``_train``; nothing to do here."""
 
     # -- fitting -----------------------------------------------------------------------------------
-
-    @fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
-        """Train the backbone on ``X, y``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data; with ``backbone="cnn"``, also images ``(n_samples, channels, height,
-            width)`` or ``(n_samples, height, width)``, or signals ``(n_samples, channels,
-            length)``.
-        y : array-like of shape (n_samples,)
-            Class labels (any type that :func:`numpy.unique` can sort).
-
-        Returns
-        -------
-        self : object
-            The fitted estimator.
-        """
-        return self._fit(X, y, n_epochs=self.max_iter, incremental=self.warm_start, validate=True)
-
-    @fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y):
-        """Train one epoch on ``X, y``, starting from the current weights when fitted.
-
-        Early stopping does not apply: no validation set is split off.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data (arrays of samples with ``backbone="cnn"``, as in ``fit``).
-        y : array-like of shape (n_samples,)
-            Class labels.
-
-        Returns
-        -------
-        self : object
-            The estimator, trained one more epoch.
-        """
-        return self._fit(X, y, n_epochs=1, incremental=True, validate=False)
 
     def _validate_params(self):
         # scikit-learn's check, with "Got 0" rather than "Got np.int64(0)" in its messages
@@ -258,24 +218,24 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         callbacks = _callbacks(self.callback)
         _training.warm_up()  # torch's one-time start-up (seconds), before the clock starts
         start_time = time.perf_counter()
-        X, y, input_shape = self._check_training_data(X, y, reset=reset)
+        X, data, input_shape = self._check_training_data(X, y, reset=reset)
         # fit only: a checkpoint of this fit, resumed from when the file holds one.
-        checkpoint = _checkpoint.Checkpoint.open(self, X, y, fresh=reset) if validate else None
+        checkpoint = _checkpoint.Checkpoint.open(self, X, data, fresh=reset) if validate else None
         if reset:
             self._initialise(X.shape[1], input_shape)
         if checkpoint:
             checkpoint.begin(self)
-        X_val = y_val = None
+        X_val = data_val = None
         if validate and self.early_stopping:
-            X, y, X_val, y_val = self._split_validation(X, y)
+            X, data, X_val, data_val = self._split_validation(X, data)
         # do_no_harm: the data the trained embedding must beat the raw features on
         held_out = None
         if validate and self._guarded():
-            held_out = (X_val, y_val) if X_val is not None else None
+            held_out = (X_val, data_val) if X_val is not None else None
             if held_out is None:
-                X, y, *held_out = self._split_held_out(X, y)
+                X, data, *held_out = self._split_held_out(X, data)
         if reset:
-            self._initialise_from_data(X, y)
+            self._initialise_from_data(X, data)
         seed = int(self._rng.integers(2**31))
         first_row = len(self.history_)
         # The learning rate's schedule spans the epochs of one fit (a resumed one included);
@@ -285,8 +245,21 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             schedule = _training.LearningRateSchedule(
                 self.learning_rate, self.learning_rate_init, self.n_iter_ + 1, n_epochs
             )
+        stopping = None
         if checkpoint:
             n_epochs, start_time = checkpoint.restore(self, n_epochs, start_time)
+            if checkpoint.loop_state:
+                stopping = _training.EarlyStopping(**checkpoint.loop_state)
+        settings = _training.LoopSettings(
+            n_epochs=n_epochs,
+            first_epoch=self.n_iter_ + 1,
+            schedule=schedule,
+            n_iter_no_change=self.n_iter_no_change,
+            tol=self.tol,
+            mixed_precision=self.mixed_precision,
+            verbose=self.verbose,
+            score_name=self._validation_score_name,
+        )
         # Built-in networks and losses draw from generators of this fit alone; user code may draw
         # from torch's global generator, which is then seeded from random_state under a lock (and,
         # when resuming, set to the state the checkpoint saved).
@@ -300,16 +273,12 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             if checkpoint and user_code:
                 checkpoint.restore_torch_generators(self.device_)
             stop_reason = self._train(
-                X,
-                y,
-                X_val,
-                y_val,
-                n_epochs=n_epochs,
+                self._training_data(X, data, X_val, data_val),
+                settings,
                 start_time=start_time,
                 callbacks=callbacks,
                 checkpoint=checkpoint,
-                schedule=schedule,
-                seed=seed,
+                stopping=stopping,
             )
         if checkpoint:
             checkpoint.finish()
@@ -319,7 +288,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 scores = [row["validation_score"] for row in self.history_[first_row:]]
             self.validation_scores_ = scores
             self.best_validation_score_ = max(scores) if scores else None
-        self._choose_embedding(X, y, held_out)
+        self._choose_embedding(X, data, held_out)
         if self._refits(X.shape[0] + len(held_out[1]) if held_out else 0, reset, checkpoint):
             # A small set trained on three quarters of itself: train again on all of it.
             scores = self.held_out_scores_
@@ -330,142 +299,22 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 del self._refitting
             self.held_out_scores_ = scores
             return self
-        self._after_training(X, y, X_val, y_val)
+        self._after_training(X, data, X_val, data_val)
         self._warn_after_training(stop_reason, X_val is not None, check_convergence=validate)
         return self
 
-    # The steps of _fit that an estimator learning from other data than labelled samples replaces.
-
-    def _check_fit_parameters(self):
-        """Rules between parameters, checked at fit."""
-        _check_batch_shape(self.batch_size, self.samples_per_class)
-        if self.init in ("pca", "lda") and not _is_builtin(self.backbone, "linear"):
-            raise ValueError(
-                f"init={self.init!r} sets the weights of backbone='linear' only; got "
-                f"backbone={self.backbone!r}. Use init='auto' or 'random'."
-            )
-
-    def _initialise_from_data(self, X, y):
-        """Set the linear backbone's weights from the training data, as ``init`` says.
-
-        ``"auto"`` follows :class:`~sklearn.neighbors.NeighborhoodComponentsAnalysis`: LDA when
-        there are more classes than components, else PCA when the data has enough samples and
-        features, else the random initialisation of the layer.
-        """
-        if not _is_builtin(self.backbone, "linear"):
-            return
-        n_samples, n_features = X.shape
-        n_classes = int(y.max()) + 1
-        n_components = self.n_components_
-        init = self.init
-        if init == "auto":
-            if n_components <= min(n_features, n_classes - 1):
-                init = "lda"
-            elif n_components <= min(n_features, n_samples):
-                init = "pca"
-            else:
-                init = "random"
-        if init == "random":
-            return
-        limit = min(n_features, n_classes - 1) if init == "lda" else min(n_features, n_samples)
-        if n_components > limit:
-            what = "n_features and n_classes - 1" if init == "lda" else "n_features and n_samples"
-            raise ValueError(
-                f"init={init!r} gives at most min({what}) = {limit} components; got "
-                f"n_components={n_components}. Use init='auto' or 'random'."
-            )
-        weights = initial_linear_weights(
-            X, y, n_components, init=init, random_state=int(self._rng.integers(2**31))
-        )
-        with torch.no_grad():
-            layer = self.module_.backbone
-            layer.weight.copy_(torch.as_tensor(weights, dtype=layer.weight.dtype))
-
-    def _check_training_data(self, X, y, *, reset):
-        """``X`` (float32, one row per sample), encoded ``y`` and the input shape of a CNN."""
-        X, input_shape = self._rows(X, reset=reset)
-        X, y = validate_data(self, X, y, reset=reset, dtype=np.float32)
-        return X, self._encode_labels(y), input_shape
-
-    def _split_validation(self, X, y):
-        """``X, y, X_val, y_val``: the training data and the data held out for early stopping."""
-        train_idx, val_idx = _validation_split(y, self.validation_fraction, self._rng)
-        return X[train_idx], y[train_idx], X[val_idx], y[val_idx]
+    # do_no_harm, for the estimators that take it (see _class_labels.ClassLabelEmbedder)
 
     def _guarded(self):
-        """Whether ``fit`` keeps the raw features when training did not beat them (``do_no_harm``,
-        a parameter of the estimators that learn from labelled samples)."""
-        return bool(getattr(self, "do_no_harm", False)) and not getattr(self, "_refitting", False)
+        """Whether ``fit`` keeps the raw features when training did not beat them."""
+        return False
 
-    def _split_held_out(self, X, y):
-        """``X, y, X_held, y_held``: the training data and the data ``do_no_harm`` scores on.
-
-        A small set (fewer than ``_guard.SMALL_SET`` samples) holds out at least a quarter, and is
-        trained again on all its samples when the network wins (see ``_refits``).
-        """
-        fraction = self.validation_fraction
-        if X.shape[0] < _guard.SMALL_SET and not self.early_stopping:
-            fraction = max(fraction, _guard.SMALL_SET_FRACTION)
-        train_idx, held_idx = _guard.held_out_split(y, fraction, self._rng)
-        return X[train_idx], y[train_idx], X[held_idx], y[held_idx]
+    def _choose_embedding(self, X, data, held_out):
+        """Keep the trained network or the raw features; nothing to choose here."""
 
     def _refits(self, n_samples, reset, checkpoint):
-        """Whether a fresh fit of a small set whose network beat the raw features is trained
-        again on all its samples (not with early stopping, whose split is its own, nor with a
-        checkpoint, which holds the first fit)."""
-        return (
-            self._guarded()
-            and reset
-            and not checkpoint
-            and not self.early_stopping
-            and 0 < n_samples < _guard.SMALL_SET
-            and not getattr(self, "raw_kept_", True)
-        )
-
-    def _choose_embedding(self, X, y, held_out):
-        """Keep the trained network, or the raw features when it did not beat them on ``held_out``.
-
-        Sets ``raw_kept_``, ``held_out_scores_`` and ``n_components_`` (the features' number when
-        the raw features are kept). Without ``held_out`` (``do_no_harm=False``, ``partial_fit``)
-        the trained network is used.
-        """
-        if not hasattr(self, "do_no_harm"):  # an estimator without the parameter
-            return
-        self.raw_kept_, self.held_out_scores_ = False, None
-        if held_out is not None and held_out[0].shape[0]:
-            X_held, y_held = held_out
-            trained = _guard.held_out_scores(
-                self._embed(X_held), y_held, self._embed(X), y, metric=self.metric
-            )
-            raw = _guard.held_out_scores(X_held, y_held, X, y)
-            self.held_out_scores_ = {"raw": raw, "trained": trained}
-            self.raw_kept_ = not _guard.keeps_trained(trained, raw, X_held.shape[0])
-            if self.raw_kept_:
-                warnings.warn(
-                    f"{type(self).__name__} did not beat the raw features on the held-out samples "
-                    f"(precision@1 / MAP@R {trained['precision_at_1']:.3f} / "
-                    f"{trained['map_at_r']:.3f} trained, {raw['precision_at_1']:.3f} / "
-                    f"{raw['map_at_r']:.3f} raw), so transform returns the features unchanged "
-                    f"({self.n_features_in_} columns) rather than {self.n_components} "
-                    "components; see raw_kept_. A larger max_iter or another backbone may beat "
-                    "them; do_no_harm=False always uses the network.",
-                    _guard.RawFeaturesKeptWarning,
-                    stacklevel=_USER_FRAME,
-                )
-            if self.verbose:
-                kept = "the raw features" if self.raw_kept_ else "the trained embedding"
-                print(
-                    f"do_no_harm: held-out precision@1 / MAP@R {trained['precision_at_1']:.3f} / "
-                    f"{trained['map_at_r']:.3f} trained, {raw['precision_at_1']:.3f} / "
-                    f"{raw['map_at_r']:.3f} raw; keeping {kept}.",
-                    flush=True,
-                )
-        self.n_components_ = (
-            self.n_features_in_ if self.raw_kept_ else int(self._embed(X[:1]).shape[1])
-        )
-
-    def _after_training(self, X, y, X_val, y_val):
-        """Called once training is over, with the data of ``_train``; nothing to do here."""
+        """Whether the network is trained again on all the data; never here."""
+        return False
 
     def _continue_warm_start(self):
         """Check that the network may be trained further as it is; move it to today's device.
@@ -552,7 +401,8 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 f"samples this {type(self).__name__} was fitted on"
             )
             raise invalid("X", allowed, f"shape {tuple(shape)}")
-        return np.reshape(np.asarray(X), (shape[0], -1)), input_shape
+        X = np.asarray(X)
+        return np.reshape(X, (X.shape[0], -1)), input_shape
 
     def _initialise(self, n_features, input_shape=None):
         """Resolve the device, seed, build the network and the optimiser state for a fresh fit.
@@ -602,48 +452,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         normalize = L2Normalize() if self.normalize else torch.nn.Identity()
         return torch.nn.Sequential(OrderedDict(backbone=backbone, normalize=normalize))
 
-    def _training_data(self, X, y, X_val, y_val):
-        """What the training loop reads: ``(X_t, y_t, batches, validation_score)``.
-
-        The training data on the device, ``batches() -> iterable`` of one epoch's batches (see
-        :func:`sklearn_triplet._training.train`) and ``validation_score() -> float`` (None
-        without a validation set): here class-balanced batches and the MAP@R of the validation
-        samples.
-        """
-        X_t, y_t = _to_device(X, y, self.device_)
-        n_batches = max(1, -(-X.shape[0] // self.batch_size))
-
-        def batches():
-            return class_balanced_batches(
-                y,
-                batch_size=self.batch_size,
-                samples_per_class=self.samples_per_class,
-                n_batches=n_batches,
-                rng=self._rng,
-            )
-
-        validation_score = None
-        if X_val is not None:
-
-            def validation_score():
-                return map_at_r(self._embed(X_val), y_val, metric=self.metric)
-
-        return X_t, y_t, batches, validation_score
-
-    def _train(
-        self,
-        X,
-        y,
-        X_val,
-        y_val,
-        *,
-        n_epochs,
-        start_time,
-        callbacks,
-        checkpoint=None,
-        schedule=None,
-        seed=0,
-    ):
+    def _train(self, data, settings, *, start_time, callbacks, checkpoint=None, stopping=None):
         module = self.module_
         optimizer = torch.optim.Adam(
             module.parameters(), lr=self.learning_rate_init, weight_decay=self.weight_decay
@@ -652,41 +461,30 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             optimizer.load_state_dict(self._optimizer_state)
             for group in optimizer.param_groups:  # the moments carry over, the settings are today's
                 group.update(lr=self.learning_rate_init, weight_decay=self.weight_decay)
-        X_t, y_t, batches, validation_score = self._training_data(X, y, X_val, y_val)
 
         def on_epoch_end(epoch, logs):
             self.n_iter_ = epoch
             # every callback sees every epoch; any of them can stop training
             return any([bool(callback(self, epoch, logs)) for callback in callbacks])
 
-        def write_checkpoint(epoch, state):
-            if checkpoint.due(epoch):
-                checkpoint.write(self, optimizer, state, self.device_)
+        write_checkpoint = None
+        if checkpoint is not None:
+            write_checkpoint = functools.partial(self._write_checkpoint, checkpoint, optimizer)
 
         keep_optimizer_state = True
         try:
             return _training.train(
-                augment=self._augmentation(seed),
-                module=module,
-                optimizer=optimizer,
-                batch_loss=self._batch_loss,
-                statistics=self._statistics,
-                X=X_t,
-                y=y_t,
-                batches=batches,
-                n_epochs=n_epochs,
-                first_epoch=self.n_iter_ + 1,
+                module,
+                optimizer,
+                self._batch_loss,
+                self._statistics,
+                data,
+                settings,
                 history=self.history_,
-                schedule=schedule,
-                validation_score=validation_score,
-                n_iter_no_change=self.n_iter_no_change,
-                tol=self.tol,
                 on_epoch_end=on_epoch_end,
-                mixed_precision=self.mixed_precision,
-                verbose=self.verbose,
                 start_time=start_time,
-                state=checkpoint.loop_state if checkpoint else None,
-                checkpoint=write_checkpoint if checkpoint else None,
+                stopping=stopping,
+                checkpoint=write_checkpoint,
             )
         except FloatingPointError:
             keep_optimizer_state = False  # its moments may hold NaN; a warm start begins afresh
@@ -696,33 +494,9 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             module.eval()
             self._optimizer_state = optimizer.state_dict() if keep_optimizer_state else None
 
-    def _augmentation(self, seed):
-        """``augment`` as the training loop calls it, on rows: None, or ``batch -> batch``.
-
-        The samples are handed over in their shape (``_input_shape``, when the backbone reads
-        one) with a generator on the device seeded from the fit's ``seed`` (no draw from the
-        estimator's generator, so the batches are those of a fit without ``augment``), and
-        flattened back.
-        """
-        augmentation = _augment.resolve(getattr(self, "augment", None))
-        if augmentation is None:
-            return None
-        generator = torch.Generator(device=self.device_)
-        generator.manual_seed(int(np.random.SeedSequence(seed).generate_state(1)[0]))
-        shape = self._input_shape
-
-        def augment_rows(rows):
-            batch = rows if shape is None else rows.reshape(rows.shape[0], *shape)
-            out = augmentation(batch, generator)
-            if not isinstance(out, torch.Tensor) or out.shape != batch.shape:
-                got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-                raise ValueError(
-                    f"augment must return a tensor of the batch's shape {tuple(batch.shape)}; "
-                    f"got {got}."
-                )
-            return out.reshape(rows.shape)
-
-        return augment_rows
+    def _write_checkpoint(self, checkpoint, optimizer, epoch, stopping):
+        if checkpoint.due(epoch):
+            checkpoint.write(self, optimizer, stopping.as_dict(), self.device_)
 
     def _warn_after_training(self, stop_reason, early_stopping, *, check_convergence=True):
         if early_stopping and stop_reason == _training.STOP_MAX_ITER:
@@ -770,51 +544,6 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 EmbeddingCollapseWarning,
                 stacklevel=_USER_FRAME,
             )
-
-    def _encode_labels(self, y):
-        check_classification_targets(y)
-        classes, y_encoded, counts = np.unique(y, return_inverse=True, return_counts=True)
-        name = type(self).__name__
-        if classes.shape[0] < 2:
-            raise ValueError(
-                f"{name} needs at least two classes to learn from; y has only one class, "
-                f"{plain(classes[0])!r}."
-            )
-        if counts.max() < 2:
-            raise ValueError(
-                f"{name} needs at least one class with two or more samples to form a positive "
-                f"pair; all {classes.shape[0]} classes in y have a single sample."
-            )
-        return y_encoded.astype(np.int64)
-
-    @property
-    def _statistics(self):
-        """The declaration of the statistics of the loss in use."""
-        return CALLABLE_STATISTICS if self.loss is not None else self._loss.statistics
-
-    def _resolve_loss_options(self):
-        """The built-in loss kernel's options (``self._loss.options``), ``"auto"`` resolved."""
-        return {name: getattr(self, name) for name in self._loss.options}
-
-    def _batch_loss(self, embeddings, labels, *, taxonomy, spread):
-        """The loss of a batch and its statistics: a :class:`~sklearn_triplet._kernels.BatchLoss`.
-
-        A user's ``loss`` is trained as given, its statistics counted with ``margin`` and
-        ``metric``; otherwise the estimator's built-in loss kernel, with its options.
-        """
-        options = {"counts": True, "taxonomy": taxonomy, "spread": spread}
-        if self.loss is not None:
-            return callable_kernel(
-                self.loss, embeddings, labels, margin=self.margin, metric=self.metric, **options
-            )
-        return self._loss.kernel(
-            embeddings,
-            labels,
-            margin=self.margin,
-            metric=self.metric,
-            **self._resolve_loss_options(),
-            **options,
-        )
 
     # -- using a fitted estimator ------------------------------------------------------------------
 
@@ -873,26 +602,6 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         )
         return _threads.limit_threads(n_threads)
 
-    def score(self, X, y):
-        """MAP@R of leave-one-out retrieval among the embeddings of ``X``.
-
-        Each sample queries all the others; see :func:`sklearn_triplet.metrics.map_at_r`. Higher is
-        better, 1.0 is perfect; usable by :class:`~sklearn.model_selection.GridSearchCV` without a
-        downstream classifier.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Samples to embed.
-        y : array-like of shape (n_samples,)
-            Their labels.
-
-        Returns
-        -------
-        score : float
-        """
-        return map_at_r(self.transform(X), y, metric=self.metric)
-
     def export_module(self):
         """The fitted network, its normalisation included, as a plain module on the CPU.
 
@@ -923,7 +632,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             ONNX opset to target; None lets PyTorch choose.
         """
         check_is_fitted(self)
-        _persistence.export_onnx(self, path, opset_version=opset_version)
+        _export.export_onnx(self, path, opset_version=opset_version)
 
     def save(self, path):
         """Save to a file that :func:`sklearn_triplet.load` loads without running code.
@@ -968,7 +677,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         >>> bool((loaded.transform(X) == embedder.transform(X)).all())
         True
         """
-        _persistence.save(self, path)
+        _format.save(self, path)
 
     @property
     def _n_features_out(self):
@@ -1050,7 +759,7 @@ def _resolve_device(device, *, on_load=False):
     return resolved
 
 
-def _shape(X):
+def _shape(X) -> tuple[int, ...]:
     """The shape of an array or of nested lists, else ``()``.
 
     ``X`` is not converted to read it; when its shape cannot be read so, scikit-learn's validation
@@ -1063,17 +772,6 @@ def _shape(X):
         except ValueError:  # ragged
             shape = None
     return tuple(shape) if shape is not None else ()
-
-
-def _check_batch_shape(batch_size, samples_per_class):
-    """A batch must hold two classes of ``samples_per_class`` samples each."""
-    if batch_size < 2 * samples_per_class:
-        raise invalid(
-            "batch_size",
-            f"at least 2 * samples_per_class = {2 * samples_per_class}, so that a batch holds two "
-            f"classes of samples_per_class={plain(samples_per_class)} samples each",
-            f"batch_size={plain(batch_size)}. Lower samples_per_class or raise batch_size",
-        )
 
 
 def _callbacks(callback):
@@ -1141,17 +839,6 @@ def _make_rng(random_state):
     return np.random.default_rng(check_random_state(random_state).randint(np.iinfo(np.int32).max))
 
 
-def _to_device(X, y, device):
-    """Move the training data to the device once; pinned host memory when it does not fit there."""
-    X_t, y_t = torch.from_numpy(X), torch.from_numpy(y)
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        if X_t.nbytes * 2 < free:
-            return X_t.to(device), y_t.to(device)
-        return X_t.pin_memory(), y_t.pin_memory()
-    return X_t.to(device), y_t.to(device)
-
-
 def _tensors_to_cpu(obj):
     if isinstance(obj, torch.Tensor):
         return obj.cpu()
@@ -1162,52 +849,41 @@ def _tensors_to_cpu(obj):
     return obj
 
 
-def _validation_split(y, fraction, rng):
-    """Stratified split keeping at least two samples of a class on each side.
+def stratified_split(groups, fraction, rng, *, min_per_side):
+    """Hold out ``fraction`` of every group, keeping ``min_per_side`` members of it on each side.
 
-    Classes with fewer than four samples cannot be split that way and stay in training whole (as
-    queries they could not be scored on the validation side). ``fraction`` of every other class,
-    rounded and clipped to ``[2, n_class - 2]``, goes to validation.
+    The one validation split of early stopping: class-label estimators split by class
+    (``min_per_side=2``, so that a held-out sample has a positive to be scored against), the
+    estimators of given pairs by kind of pair, similar or dissimilar (``min_per_side=1``).
+
+    Parameters
+    ----------
+    groups : ndarray of shape (n_samples,), int
+        The group of each sample, ``0 .. n_groups - 1``; the groups are split in that order.
+    fraction : float in (0, 1)
+        Share of each group held out, rounded and clipped to ``[min_per_side, n - min_per_side]``.
+    rng : numpy.random.Generator
+        Draws the held-out members (one permutation per group, in the order of the groups).
+    min_per_side : int
+        Groups with fewer than ``2 * min_per_side`` members stay in training whole.
+
+    Returns
+    -------
+    train, validation : ndarray of int
+        Sorted indices of the two sides.
+    n_held_out : ndarray of shape (n_groups,), int
+        Members of each group held out (0 for the groups kept whole).
     """
     train_parts, val_parts = [], []
-    for c in range(int(y.max()) + 1):
-        members = rng.permutation(np.flatnonzero(y == c))
+    n_groups = int(groups.max()) + 1 if groups.shape[0] else 0
+    for group in range(n_groups):
+        members = rng.permutation(np.flatnonzero(groups == group))
         n = members.shape[0]
-        n_val = int(np.clip(round(fraction * n), 2, n - 2)) if n >= 4 else 0
+        n_val = 0
+        if n >= 2 * min_per_side:
+            n_val = int(np.clip(round(fraction * n), min_per_side, n - min_per_side))
         val_parts.append(members[:n_val])
         train_parts.append(members[n_val:])
-    val_idx = np.sort(np.concatenate(val_parts))
-    if np.unique(y[val_idx]).shape[0] < 2:
-        counts = np.bincount(y)
-        raise ValueError(
-            "early_stopping needs at least two classes with four or more samples each, so that two "
-            "of each stay on both sides of the validation split; got class sizes "
-            f"{sorted(counts.tolist(), reverse=True)[:10]}. Use early_stopping=False."
-        )
-    return np.sort(np.concatenate(train_parts)), val_idx
-
-
-def _assigning_init(cls):
-    """An ``__init__`` for ``cls`` that assigns its parameters, with their explicit signature."""
-    kinds = [inspect.Parameter.POSITIONAL_OR_KEYWORD] * cls._n_positional
-    parameters = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)] + [
-        inspect.Parameter(
-            name,
-            kinds[i] if i < len(kinds) else inspect.Parameter.KEYWORD_ONLY,
-            default=default,
-        )
-        for i, (name, default) in enumerate(cls._parameter_defaults().items())
-    ]
-    signature = inspect.Signature(parameters)
-
-    def __init__(self, *args, **kwargs):
-        arguments = signature.bind(self, *args, **kwargs)
-        arguments.apply_defaults()
-        for name, value in list(arguments.arguments.items())[1:]:
-            setattr(self, name, value)
-
-    __init__.__signature__ = signature
-    __init__.__qualname__ = f"{cls.__qualname__}.__init__"
-    __init__.__module__ = cls.__module__
-    __init__.__doc__ = f"Store the parameters; see :class:`{cls.__name__}`."
-    return __init__
+    n_held_out = np.array([part.shape[0] for part in val_parts], dtype=np.int64)
+    train, validation = (np.sort(np.concatenate(parts)) for parts in (train_parts, val_parts))
+    return train, validation, n_held_out

@@ -22,11 +22,12 @@ checkpoint on disk always means an interrupted fit.
 
 import hashlib
 import os
+from typing import Any
 
 import numpy as np
 import torch
 
-from ._persistence import Decoder, Encoder, document_of, read_file, write_file
+from ._format import Decoder, Encoder, document_of, read_file, write_file
 
 # Parameters that do not change what a fit computes, or that a resumed fit may change: leaving
 # them out of a checkpoint's identity lets a fit be resumed on another device, with more epochs,
@@ -60,7 +61,7 @@ def fingerprint(*arrays):
             continue
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype.str}{array.shape}".encode())
-        digest.update(array.reshape(-1).view(np.uint8))
+        digest.update(array.reshape(-1).view(np.uint8).data)
     return digest.hexdigest()
 
 
@@ -266,7 +267,7 @@ def _encode_now(estimator, encoder, identity):
     }
 
 
-def _inline_tensors(node, tensors):
+def _inline_tensors(node, tensors) -> Any:
     if isinstance(node, list):
         return [_inline_tensors(item, tensors) for item in node]
     if isinstance(node, dict):

@@ -1,6 +1,9 @@
 """ComparisonEmbedder: a backbone trained with the triplet loss on given relative comparisons."""
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
+import torch
 from sklearn.utils.validation import check_is_fitted
 
 from ._kernels import GIVEN_TRIPLETS, given_triplets_kernel
@@ -73,16 +76,68 @@ class ComparisonEmbedder(TupleEmbedder):
     _tuple_size = 3
     _kind = "triplet"
     _negatives = "the anchors and the negatives"
-    _validation_score_name = "triplet accuracy (the share in the right order)"
+    _validation_score_name = "triplet accuracy"
+    _validation_score_doc = "triplet accuracy (the share in the right order)"
     _split_description = "at least one on each side"
     _split_minimum = "triplets"
+
     # The learning rate of the embedders' recipe was not studied for tuples: theirs stays as it was.
-    _own_parameters = {
-        "margin": 0.2,
-        "points": None,
-        "learning_rate": "constant",
-        "learning_rate_init": 1e-3,
-    }
+    def __init__(
+        self,
+        n_components=32,
+        *,
+        backbone: str | torch.nn.Module | Callable[..., torch.nn.Module] = "mlp",
+        hidden_layer_sizes: int | Sequence[int] = (256,),
+        backbone_params=None,
+        normalize=True,
+        metric="euclidean",
+        margin=0.2,
+        points=None,
+        batch_size=128,
+        max_iter=50,
+        learning_rate="constant",
+        learning_rate_init=1e-3,
+        weight_decay=0.0,
+        mixed_precision=False,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=1e-4,
+        warm_start=False,
+        callback=None,
+        checkpoint=None,
+        checkpoint_every=1,
+        device: str | torch.device = "auto",
+        n_threads=None,
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_components = n_components
+        self.backbone = backbone
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.backbone_params = backbone_params
+        self.normalize = normalize
+        self.metric = metric
+        self.margin = margin
+        self.points = points
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.weight_decay = weight_decay
+        self.mixed_precision = mixed_precision
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.warm_start = warm_start
+        self.callback = callback
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
+        self.device = device
+        self.n_threads = n_threads
+        self.random_state = random_state
+        self.verbose = verbose
 
     @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):

@@ -11,24 +11,32 @@ from ._kernels import CALLABLE_STATISTICS, TAXONOMY
 BACKBONE_PARAMETERS = """\
     n_components : int, default=32
         Width of the embedding (for the built-in backbones).
-    backbone : {"mlp", "linear", "cnn"}, torch.nn.Module or callable, default="mlp"
+    backbone : {"mlp", "linear", "fcn", "resnet", "cnn"}, torch.nn.Module or callable, \
+default="mlp"
         The network mapping a sample to its embedding. ``"mlp"``: fully connected layers of
         ``hidden_layer_sizes`` with ReLU. ``"linear"``: a learned linear map, the deep analogue of
-        :class:`~sklearn.neighbors.NeighborhoodComponentsAnalysis`. ``"cnn"``: a small convolutional
-        network. It reads images as arrays, ``X`` of shape ``(n_samples, channels, height, width)``
+        :class:`~sklearn.neighbors.NeighborhoodComponentsAnalysis`. ``"fcn"`` and ``"resnet"``:
+        the fully convolutional and residual networks of Wang, Yan & Oates (2017), for signals and
+        images (the user guide says which to use); ``"cnn"``: a small convolutional network.
+        These read images as arrays, ``X`` of shape ``(n_samples, channels, height, width)``
         or ``(n_samples, height, width)`` (one channel), the shape of a sample taken from ``X``;
         signals (time series, spectra) ``(n_samples, channels, length)`` with
         ``backbone_params={"input_shape": (channels, length)}``, which builds 1-D convolutions;
         and flattened rows with ``backbone_params={"input_shape": (channels, height, width)}`` or
         ``(channels, length)``. The other backbones take 2-D ``X``. A module instance is
-        deep-copied at fit (the given one is never changed); a class or factory is called as
+        deep-copied at fit (the given one is never changed); a classifier (a child named ``fc``,
+        ``classifier``, ``head`` or ``heads``, as torchvision names them) has the last linear
+        layer of its head replaced by a projection to ``n_components`` and reads samples in their
+        shape (:func:`~sklearn_triplet.backbones.replace_head`). A class or factory is called as
         ``backbone(n_features, n_components, **backbone_params)``.
     hidden_layer_sizes : int or tuple of int, default=(256,)
         Hidden widths of the ``"mlp"`` backbone.
     backbone_params : dict, default=None
         Extra settings of the backbone builder, searchable by grid search as whole dicts (for
+        ``"fcn"`` and ``"resnet"``: ``input_shape``, ``width``, ``kernel_sizes``, ``pool``; for
         ``"cnn"``: ``input_shape``, ``channels``, ``hidden_size``, ``kernel_size``; for
-        ``"mlp"``: ``activation``).
+        ``"mlp"``: ``activation``; for a classifier given as a module: ``input_shape`` and
+        ``freeze``).
     normalize : bool, default=True
         Scale each embedding to unit Euclidean norm (as in FaceNet), in training and in
         ``transform``.
@@ -62,7 +70,8 @@ TRAINING_PARAMETERS = """\
         ``"signals"``: jitter, scaling and window slicing; ``"images"``: random translations by
         up to 2 pixels (:mod:`sklearn_triplet.augment`). None: no augmentation.
     max_iter : int, default=50
-        Number of epochs; an epoch is ``ceil(n_samples / batch_size)`` batches.
+        Number of epochs; an epoch is ``ceil(n_samples / batch_size)`` batches, and at least 4,
+        so that a small data set still trains for ``4 * max_iter`` steps.
     learning_rate : {"cosine", "constant"}, default="cosine"
         Schedule of Adam's learning rate over the steps (batches) of a ``fit``. ``"cosine"``: a
         linear warm-up from ``learning_rate_init / n_warmup`` to ``learning_rate_init`` over the
@@ -308,10 +317,6 @@ _TUPLE_ATTRIBUTE_ENTRIES = {
 }
 
 
-# Parameters of the embedders of labelled samples that the estimators learning from tuples lack.
-_NOT_FOR_TUPLES = ("samples_per_class", "init", "augment")
-
-
 def _entries(section):
     """``{name: text}`` of a numpydoc section's entries (a header line at four spaces, then its
     description), in order."""
@@ -336,15 +341,16 @@ def _refill(entry):
     return "\n".join([header, *description])
 
 
-def tuple_sections(statistics, *, kind, score, split, negatives, own_attributes=""):
-    """The ``training`` and ``attributes`` sections of an estimator learning from ``kind``s."""
+def tuple_sections(statistics, *, parameters, kind, score, split, negatives, own_attributes=""):
+    """The ``training`` and ``attributes`` sections of an estimator learning from ``kind``s, with
+    the entries of the training section that are among its ``parameters``."""
     values = {"kind": kind, "score": score, "split": split}
     training = {
         name: _refill(_TUPLE_TRAINING_ENTRIES[name] % values)
         if name in _TUPLE_TRAINING_ENTRIES
         else text
         for name, text in _entries(TRAINING_PARAMETERS).items()
-        if name not in _NOT_FOR_TUPLES
+        if name in parameters
     }
     training["warm_start"] = _refill(training["warm_start"].replace("``mining``, ", ""))
     counts, fractions = _counts_and_fractions(statistics)

@@ -12,6 +12,7 @@ estimators' docstrings read that declaration.
 """
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import NamedTuple
@@ -115,7 +116,7 @@ class _ExpandedDistances(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):
+    def backward(ctx, grad):  # pyright: ignore[reportIncompatibleMethodOverride]
         x, y, out = ctx.saved_tensors
         if ctx.squared:
             weights, factor = grad, 2 * ctx.scale
@@ -195,7 +196,7 @@ class _DistanceGradient(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):
+    def backward(ctx, grad):  # pyright: ignore[reportIncompatibleMethodOverride]
         points, weights = ctx.saved_tensors
         if ctx.symmetric:
             grad_points = (weights.sum(dim=1)[:, None] * points - weights @ points) * 2
@@ -486,7 +487,7 @@ class _SortedRows:
         """
         return torch.searchsorted(self._values, thresholds, right=inclusive)
 
-    def count_many(self, thresholds, inclusive):
+    def count_many(self, thresholds, inclusive) -> Sequence[torch.Tensor]:
         """``[count(t, inclusive=i) for t, i in zip(thresholds, inclusive)]``."""
         return [self.count(t, inclusive=i) for t, i in zip(thresholds, inclusive)]
 
@@ -500,7 +501,8 @@ class _SortedRows:
 
     def pop_columns(self):
         """``columns()``, after which this object answers no further question."""
-        columns, self._values, self._columns = self._columns, None, None
+        columns = self._columns
+        del self._values, self._columns
         return columns
 
     def first_equal(self, positions):
@@ -534,7 +536,7 @@ class _PackedSortedRows(_SortedRows):
             bits |= 0xFFFFFFFF
         return torch.searchsorted(self._keys, bits)
 
-    def count_many(self, thresholds, inclusive):
+    def count_many(self, thresholds, inclusive) -> Sequence[torch.Tensor]:
         # One search for all: the keys of the (B, K) blocks side by side, (B, n K).
         keys = []
         for t, i in zip(thresholds, inclusive):
@@ -562,7 +564,8 @@ class _PackedSortedRows(_SortedRows):
         return keys & 0xFFFFFFFF
 
     def pop_columns(self):
-        keys, self._keys = self._keys, None
+        keys = self._keys
+        del self._keys
         return keys.bitwise_and_(0xFFFFFFFF)  # in place: no second (B, B) int64 array
 
     def first_equal(self, positions):
@@ -722,8 +725,8 @@ class BatchLoss(NamedTuple):
     """
 
     loss: torch.Tensor
-    counts: torch.Tensor = None
-    negative_distances: tuple = None
+    counts: "torch.Tensor | None" = None
+    negative_distances: "tuple | None" = None
 
 
 def triplet_kernel(
@@ -833,6 +836,7 @@ def contrastive_kernel(
     )
     if not counts:
         return BatchLoss(loss, None, negatives)
+    assert n_active_pairs is not None and n_mined_active is not None  # counted when counts
     with torch.no_grad():
         if taxonomy:
             type_counts = TripletIndex(distances, labels).type_counts(margin)
@@ -1021,7 +1025,7 @@ class LossDeclaration:
     same names, beside ``margin`` and ``metric``.
     """
 
-    kernel: object
+    kernel: Callable[..., BatchLoss]
     minings: tuple
     statistics: Statistics
     options: tuple = ("mining",)

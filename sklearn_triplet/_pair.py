@@ -1,9 +1,11 @@
 """PairEmbedder: a backbone trained with the contrastive loss on given similar and dissimilar
 pairs."""
 
+from collections.abc import Callable, Sequence
 from numbers import Real
 
 import numpy as np
+import torch
 from sklearn.base import ClassifierMixin
 from sklearn.metrics import roc_auc_score
 from sklearn.utils.validation import check_is_fitted
@@ -96,6 +98,7 @@ class PairEmbedder(ClassifierMixin, TupleEmbedder):
     _kind = "pair"
     _negatives = "the two points of the dissimilar pairs"
     _validation_score_name = "ROC AUC"
+    _validation_score_doc = "ROC AUC"
     _split_description = (
         "of the similar and of the dissimilar pairs alike, at least one on each side"
     )
@@ -106,15 +109,6 @@ class PairEmbedder(ClassifierMixin, TupleEmbedder):
     classes_ : ndarray of shape (2,)
         ``[-1, 1]``.
 """
-    # The learning rate of the embedders' recipe was not studied for tuples: theirs stays as it was.
-    _own_parameters = {
-        "margin": 1.0,
-        "points": None,
-        "threshold": "accuracy",
-        "target_far": None,
-        "learning_rate": "constant",
-        "learning_rate_init": 1e-3,
-    }
     _parameter_constraints = {
         **TupleEmbedder._parameter_constraints,
         "threshold": [
@@ -123,6 +117,68 @@ class PairEmbedder(ClassifierMixin, TupleEmbedder):
         ],
         "target_far": [Interval(Real, 0, 1, closed="both"), None],
     }
+
+    # The learning rate of the embedders' recipe was not studied for tuples: theirs stays as it was.
+    def __init__(
+        self,
+        n_components=32,
+        *,
+        backbone: str | torch.nn.Module | Callable[..., torch.nn.Module] = "mlp",
+        hidden_layer_sizes: int | Sequence[int] = (256,),
+        backbone_params=None,
+        normalize=True,
+        metric="euclidean",
+        margin=1.0,
+        points=None,
+        threshold: str | float = "accuracy",
+        target_far=None,
+        batch_size=128,
+        max_iter=50,
+        learning_rate="constant",
+        learning_rate_init=1e-3,
+        weight_decay=0.0,
+        mixed_precision=False,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=1e-4,
+        warm_start=False,
+        callback=None,
+        checkpoint=None,
+        checkpoint_every=1,
+        device: str | torch.device = "auto",
+        n_threads=None,
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_components = n_components
+        self.backbone = backbone
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.backbone_params = backbone_params
+        self.normalize = normalize
+        self.metric = metric
+        self.margin = margin
+        self.points = points
+        self.threshold = threshold
+        self.target_far = target_far
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.weight_decay = weight_decay
+        self.mixed_precision = mixed_precision
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.warm_start = warm_start
+        self.callback = callback
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
+        self.device = device
+        self.n_threads = n_threads
+        self.random_state = random_state
+        self.verbose = verbose
 
     @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
@@ -240,7 +296,8 @@ class PairEmbedder(ClassifierMixin, TupleEmbedder):
         """
         return np.where(self.decision_function(X) > 0, 1, -1)
 
-    def score(self, X, y):
+    # (ClassifierMixin.score takes sample_weight too; the share of pairs right takes none.)
+    def score(self, X, y):  # pyright: ignore[reportIncompatibleMethodOverride]
         """Accuracy of ``predict`` on labelled pairs.
 
         Parameters

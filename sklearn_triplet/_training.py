@@ -10,6 +10,7 @@ import contextlib
 import math
 import sys
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -132,31 +133,116 @@ class LearningRateSchedule:
         return self.initial * SCHEDULES[self.name](step, self.n_epochs * n_batches)
 
 
+@dataclass(frozen=True)
+class TrainingData:
+    """What one fit trains on, as the estimator prepared it.
+
+    Attributes
+    ----------
+    X : torch.Tensor of shape (n_samples, n_features)
+        Training data, on the device when it fits there, else on the CPU (pinned when the device is
+        CUDA).
+    y : torch.Tensor of shape (n_samples,) or None
+        Encoded labels, on the same device as ``X``; None when every batch brings its targets.
+    batches : callable
+        ``batches() -> iterable``: the batches of one epoch, each an index array into ``X`` (and
+        ``y``), or a pair ``(indices, targets)`` whose ``targets``, already on the device, are
+        handed to the batch loss in place of ``y[indices]`` (the estimators that learn from given
+        pairs and triplets pass there which embeddings of the batch form each tuple).
+    validation_score : callable or None
+        ``validation_score() -> float``, higher is better; enables early stopping on it, restoring
+        the best weights at the end. None: no early stopping.
+    augment : callable or None
+        ``augment(batch) -> batch``, applied to each training batch of rows on the device before
+        the module sees it; None leaves batches as they are.
+    """
+
+    X: torch.Tensor
+    y: "torch.Tensor | None"
+    batches: Callable[[], Iterable]
+    validation_score: "Callable[[], float] | None" = None
+    augment: "Callable[[torch.Tensor], torch.Tensor] | None" = None
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """How the loop runs: its epochs, its schedule, early stopping's rule and its output.
+
+    Attributes
+    ----------
+    n_epochs : int
+        The most epochs to run in this call.
+    first_epoch : int, default=1
+        Number of the first epoch (continues the count for warm starts).
+    schedule : LearningRateSchedule, default=None
+        Sets the optimiser's learning rate before every step; None leaves it as it is.
+    n_iter_no_change : int, default=10
+        Epochs without an improvement of more than ``tol`` before early stopping.
+    tol : float, default=0.0
+        Minimal improvement of the validation score.
+    mixed_precision : bool, default=False
+        Run the forward pass under bfloat16 autocast (the loss is computed in float32).
+    verbose : int, default=0
+        0 silent, 1 a progress bar over epochs, 2 one line per epoch.
+    score_name : str, default="validation score"
+        What the validation score is (``"MAP@R"``, ``"ROC AUC"``...), for the console report.
+    """
+
+    n_epochs: int
+    first_epoch: int = 1
+    schedule: "LearningRateSchedule | None" = None
+    n_iter_no_change: int = 10
+    tol: float = 0.0
+    mixed_precision: bool = False
+    verbose: int = 0
+    score_name: str = "validation score"
+
+
+@dataclass
+class EarlyStopping:
+    """Early stopping's state: the best validation score, its weights, epochs since it improved.
+
+    Updated after every epoch with a validation score; a checkpoint stores it (``as_dict``) so that
+    a resumed fit goes on with it.
+    """
+
+    best_score: float = -math.inf
+    best_state: "dict | None" = None
+    n_no_change: int = 0
+
+    def update(self, score, module, tol):
+        """Count ``score`` of the epoch just trained; keep ``module``'s weights when the best."""
+        if score > self.best_score + tol:
+            self.n_no_change = 0
+        else:
+            self.n_no_change += 1
+        if score > self.best_score:
+            self.best_score = score
+            self.best_state = _copy_state(module)
+
+    def as_dict(self):
+        return {
+            "best_score": self.best_score,
+            "best_state": self.best_state,
+            "n_no_change": self.n_no_change,
+        }
+
+
 def train(
-    *,
     module,
     optimizer,
     batch_loss,
     statistics,
-    X,
-    y,
-    batches,
-    n_epochs,
-    first_epoch=1,
+    data,
+    settings,
+    *,
     history,
-    schedule=None,
-    validation_score=None,
-    n_iter_no_change=10,
-    tol=0.0,
     on_epoch_end=None,
-    mixed_precision=False,
-    verbose=0,
     start_time=None,
-    state=None,
+    stopping=None,
     checkpoint=None,
-    augment=None,
 ):
-    """Train ``module`` in place for up to ``n_epochs`` epochs.
+    """Train ``module`` in place for up to ``settings.n_epochs`` epochs.
 
     Parameters
     ----------
@@ -172,49 +258,23 @@ def train(
     statistics : Statistics
         The declaration of the counts and fractions of the loss (how often the taxonomy is
         counted, the names of the counts vector's entries, the fractions of the history).
-    X : torch.Tensor of shape (n_samples, n_features)
-        Training data, on the device when it fits there, else on the CPU (pinned when the device is
-        CUDA).
-    y : torch.Tensor of shape (n_samples,) or None
-        Encoded labels, on the same device as ``X``; None when every batch brings its targets.
-    batches : callable
-        ``batches() -> iterable``: the batches of one epoch, each an index array into ``X`` (and
-        ``y``), or a pair ``(indices, targets)`` whose ``targets``, already on the device, are
-        handed to ``batch_loss`` in place of ``y[indices]`` (the estimators that learn from given
-        pairs and triplets pass there which embeddings of the batch form each tuple).
-    n_epochs : int
-        The most epochs to run in this call.
-    first_epoch : int, default=1
-        Number of the first epoch (continues the count for warm starts).
+    data : TrainingData
+        The training data, the batches of an epoch and the validation score.
+    settings : LoopSettings
+        The epochs, the learning-rate schedule, early stopping's rule and the output.
     history : list
         One dict per epoch is appended here as soon as the epoch ends, so a caller interrupted by
         ``KeyboardInterrupt`` keeps every completed epoch.
-    schedule : LearningRateSchedule, default=None
-        Sets the optimiser's learning rate before every step; None leaves it as it is.
-    validation_score : callable, default=None
-        ``validation_score() -> float``, higher is better; enables early stopping on it, restoring
-        the best weights at the end.
-    n_iter_no_change : int, default=10
-        Epochs without an improvement of more than ``tol`` before early stopping.
-    tol : float, default=0.0
-        Minimal improvement of the validation score.
     on_epoch_end : callable, default=None
         ``on_epoch_end(epoch, logs) -> bool``; returning True stops training.
-    mixed_precision : bool, default=False
-        Run the forward pass under bfloat16 autocast (the loss is computed in float32).
-    verbose : int, default=0
-        0 silent, 1 a progress bar over epochs, 2 one line per epoch.
     start_time : float, default=None
         ``time.perf_counter()`` at the start of fit; the ``"time"`` column counts from it.
-    state : dict, default=None
-        Early stopping's state, ``{"best_score", "best_state", "n_no_change"}``, to resume an
-        interrupted loop from; updated in place after every epoch. None starts afresh.
+    stopping : EarlyStopping, default=None
+        Early stopping's state to resume an interrupted loop from; updated in place after every
+        epoch. None starts afresh.
     checkpoint : callable, default=None
-        ``checkpoint(epoch, state)``, called after each epoch that training continues from, when
-        the weights, the optimiser and ``state`` are those the next epoch starts from.
-    augment : callable, default=None
-        ``augment(batch) -> batch``, applied to each training batch of rows on the device
-        before the module sees it; None leaves batches as they are.
+        ``checkpoint(epoch, stopping)``, called after each epoch that training continues from,
+        when the weights, the optimiser and ``stopping`` are those the next epoch starts from.
 
     Returns
     -------
@@ -231,31 +291,29 @@ def train(
     device = next(iter(module.parameters()), torch.empty(0)).device
     autocast = (
         torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-        if mixed_precision
+        if settings.mixed_precision
         else contextlib.nullcontext()
     )
-    if state is None:
-        state = {}
-    if not state:
-        state.update(best_score=-math.inf, best_state=None, n_no_change=0)
+    stopping = EarlyStopping() if stopping is None else stopping
     stop_reason = STOP_MAX_ITER
-    epochs = range(first_epoch, first_epoch + n_epochs)
-    with _progress(epochs, verbose) as bar:
+    first_epoch = settings.first_epoch
+    epochs = range(first_epoch, first_epoch + settings.n_epochs)
+    with _progress(epochs, settings.verbose) as bar:
         for epoch in epochs:
             snapshot = _copy_state(module)
             logs = _train_epoch(
                 module,
                 optimizer,
-                schedule,
+                settings.schedule,
                 epoch,
                 batch_loss,
                 statistics,
-                X,
-                y,
-                batches(),
+                data.X,
+                data.y,
+                data.batches(),
                 device,
                 autocast,
-                augment,
+                data.augment,
             )
             problem = _divergence(logs, module)
             if problem:
@@ -267,28 +325,25 @@ def train(
                     "normalize=True, or mixed_precision=False."
                 )
             logs = {"epoch": epoch, **logs}
-            if validation_score is not None:
-                logs["validation_score"] = float(validation_score())
-                if logs["validation_score"] > state["best_score"] + tol:
-                    state["n_no_change"] = 0
-                else:
-                    state["n_no_change"] += 1
-                if logs["validation_score"] > state["best_score"]:
-                    state["best_score"] = logs["validation_score"]
-                    state["best_state"] = _copy_state(module)
+            if data.validation_score is not None:
+                logs["validation_score"] = float(data.validation_score())
+                stopping.update(logs["validation_score"], module, settings.tol)
             logs["time"] = time.perf_counter() - start_time
             history.append(logs)
-            _report(bar, logs, verbose, first_epoch + n_epochs - 1, statistics)
+            _report(bar, logs, settings, first_epoch + settings.n_epochs - 1, statistics)
             if on_epoch_end is not None and on_epoch_end(epoch, logs):
                 stop_reason = STOP_CALLBACK
                 break
-            if validation_score is not None and state["n_no_change"] >= n_iter_no_change:
+            if (
+                data.validation_score is not None
+                and stopping.n_no_change >= settings.n_iter_no_change
+            ):
                 stop_reason = STOP_NO_CHANGE
                 break
             if checkpoint is not None and epoch < epochs[-1]:
-                checkpoint(epoch, state)
-    if state["best_state"] is not None:
-        module.load_state_dict(state["best_state"])
+                checkpoint(epoch, stopping)
+    if stopping.best_state is not None:
+        module.load_state_dict(stopping.best_state)
     return stop_reason
 
 
@@ -398,7 +453,8 @@ def _progress(epochs, verbose):
         bar.close()
 
 
-def _report(bar, logs, verbose, last_epoch, statistics):
+def _report(bar, logs, settings, last_epoch, statistics):
+    verbose = settings.verbose
     if verbose == 1:
         postfix = {"loss": f"{logs['loss']:.4f}"}
         if "validation_score" in logs:
@@ -408,7 +464,7 @@ def _report(bar, logs, verbose, last_epoch, statistics):
     elif verbose >= 2:
         parts = [f"epoch {logs['epoch']}/{last_epoch}", f"loss {logs['loss']:.4f}"]
         columns = [(fraction.name, fraction.label) for fraction in statistics.fractions]
-        for key, label in columns + [("validation_score", "val MAP@R")]:
+        for key, label in columns + [("validation_score", f"val {settings.score_name}")]:
             if key in logs:
                 parts.append(f"{label} {logs[key]:.3f}")
         parts.append(f"{logs['time']:.1f}s")

@@ -1,11 +1,15 @@
 """TripletEmbedder: a backbone trained with the triplet loss and online mining."""
 
-from ._base import BaseEmbedder
+from collections.abc import Callable, Sequence
+
+import torch
+
+from ._class_labels import ClassLabelEmbedder
 from ._kernels import AVERAGES, TRIPLET
 from ._validation import StrOptions
 
 
-class TripletEmbedder(BaseEmbedder):
+class TripletEmbedder(ClassLabelEmbedder):
     """Learn an embedding with the triplet loss and online triplet mining.
 
     A PyTorch backbone is trained so that, for triplets of an anchor ``a``, a positive ``p`` of the
@@ -85,13 +89,81 @@ class TripletEmbedder(BaseEmbedder):
     """
 
     _loss = TRIPLET
-    _own_parameters = {"margin": 0.5, "mining": "auto", "average": "active", "do_no_harm": True}
     _parameter_constraints = {
-        **BaseEmbedder._parameter_constraints,
+        **ClassLabelEmbedder._parameter_constraints,
         "mining": [StrOptions({"auto", *TRIPLET.minings})],
         "average": [StrOptions(set(AVERAGES))],
         "do_no_harm": ["boolean"],
     }
+
+    def __init__(
+        self,
+        n_components=32,
+        *,
+        backbone: str | torch.nn.Module | Callable[..., torch.nn.Module] = "mlp",
+        hidden_layer_sizes: int | Sequence[int] = (256,),
+        backbone_params=None,
+        normalize=True,
+        metric="euclidean",
+        margin=0.5,
+        mining="auto",
+        average="active",
+        do_no_harm=True,
+        loss=None,
+        init="auto",
+        batch_size=128,
+        samples_per_class=4,
+        augment=None,
+        max_iter=50,
+        learning_rate="cosine",
+        learning_rate_init=3e-3,
+        weight_decay=0.0,
+        mixed_precision=False,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=1e-4,
+        warm_start=False,
+        callback=None,
+        checkpoint=None,
+        checkpoint_every=1,
+        device: str | torch.device = "auto",
+        n_threads=None,
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_components = n_components
+        self.backbone = backbone
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.backbone_params = backbone_params
+        self.normalize = normalize
+        self.metric = metric
+        self.margin = margin
+        self.mining = mining
+        self.average = average
+        self.do_no_harm = do_no_harm
+        self.loss = loss
+        self.init = init
+        self.batch_size = batch_size
+        self.samples_per_class = samples_per_class
+        self.augment = augment
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.weight_decay = weight_decay
+        self.mixed_precision = mixed_precision
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.warm_start = warm_start
+        self.callback = callback
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
+        self.device = device
+        self.n_threads = n_threads
+        self.random_state = random_state
+        self.verbose = verbose
 
     def _resolve_loss_options(self):
         options = super()._resolve_loss_options()

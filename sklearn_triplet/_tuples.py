@@ -21,15 +21,18 @@ int64 array ``(n_tuples, k)`` of rows of it; everything inside works on that. A 
 embeds each of its distinct points once.
 """
 
-from numbers import Integral
+import inspect
+from abc import abstractmethod
 
 import numpy as np
 import torch
-from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from . import _docstrings
-from ._base import BaseEmbedder
-from ._validation import Interval, invalid, safe_indexing, validate_data
+from ._base import BaseEmbedder, stratified_split
+from ._kernels import BatchLoss
+from ._training import TrainingData
+from ._validation import check_array, invalid, safe_indexing, validate_data
 from .distances import paired_distances
 
 # -- the boundary: checks of X, points and y -------------------------------------------------------
@@ -140,12 +143,6 @@ def check_pair_labels(estimator, y, n_pairs, *, both_kinds):
     return y
 
 
-# The common parameters that make no sense without labelled samples: a loss of a labelled batch,
-# the shape of class-balanced batches, and a linear map started from the classes (LDA) or the
-# labelled data (PCA).
-_NOT_TAKEN = ("loss", "samples_per_class", "init", "augment")
-
-
 # -- the shared estimator --------------------------------------------------------------------------
 
 
@@ -161,29 +158,46 @@ class TupleEmbedder(BaseEmbedder):
     n_components)`` and ``_validation_score(members, targets) -> float``.
     """
 
-    _removed_parameters = _NOT_TAKEN
-    _parameter_constraints = {
-        **{
-            name: rules
-            for name, rules in BaseEmbedder._parameter_constraints.items()
-            if name not in _NOT_TAKEN
-        },
+    points: object
+
+    # How many points a tuple has, its name, and the steps of _fit only this kind has.
+    _tuple_size: int
+    _kind: str
+    _split_description: str
+    # The validation score's name in words, for the docstring (``_validation_score_name``: short)
+    _validation_score_doc: str
+    _split_minimum: str
+    _own_attributes = ""
+
+    _parameter_constraints: dict = {
+        **BaseEmbedder._parameter_constraints,
         "points": ["array-like", None],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
     }
 
     @classmethod
     def _docstring_sections(cls):
+        assert cls._loss is not None  # every concrete estimator declares its loss
         return _docstrings.tuple_sections(
             cls._loss.statistics,
+            parameters=inspect.signature(cls).parameters,
             kind=cls._kind,
-            score=cls._validation_score_name,
+            score=cls._validation_score_doc,
             split=cls._split_description,
             negatives=cls._negatives,
             own_attributes=cls._own_attributes,
         )
 
-    _own_attributes = ""
+    @abstractmethod
+    def _check_targets(self, y, n_tuples, /):
+        """``y`` checked: the targets of the tuples (None when the order says it all)."""
+
+    @abstractmethod
+    def _loss_terms(self, members, targets, /, *, counts, spread) -> BatchLoss:
+        """The ``BatchLoss`` of embedded tuples ``(batch, tuple_size, n_components)``."""
+
+    @abstractmethod
+    def _validation_score(self, members, targets, /) -> float:
+        """The score of the held-out tuples, embedded (higher is better)."""
 
     # -- the steps of fit ------------------------------------------------------------------------
 
@@ -199,26 +213,18 @@ class TupleEmbedder(BaseEmbedder):
         return points, (tuples, self._check_targets(y, tuples.shape[0])), input_shape
 
     def _split_validation(self, points, data):
+        """Hold out ``validation_fraction`` of the tuples (of each kind of pair, for pairs), one at
+        least on each side."""
         tuples, targets = data
-        groups = (
-            [np.arange(tuples.shape[0])]
-            if targets is None
-            else [np.flatnonzero(targets == value) for value in (-1, 1)]
+        groups = np.zeros(tuples.shape[0], np.int64) if targets is None else (targets > 0) * 1
+        train, val, n_held_out = stratified_split(
+            groups, self.validation_fraction, self._rng, min_per_side=1
         )
-        train_parts, val_parts = [], []
-        for members in groups:
-            if members.shape[0] < 2:
-                raise ValueError(
-                    f"early_stopping needs at least two {self._split_minimum}, so that one of each "
-                    "stays on both sides of the validation split. Use early_stopping=False."
-                )
-            members = self._rng.permutation(members)
-            n_val = int(
-                np.clip(round(self.validation_fraction * members.shape[0]), 1, len(members) - 1)
+        if n_held_out.shape[0] < (1 if targets is None else 2) or not n_held_out.all():
+            raise ValueError(
+                f"early_stopping needs at least two {self._split_minimum}, so that one of each "
+                "stays on both sides of the validation split. Use early_stopping=False."
             )
-            val_parts.append(members[:n_val])
-            train_parts.append(members[n_val:])
-        train, val = (np.sort(np.concatenate(parts)) for parts in (train_parts, val_parts))
         return points, _take(data, train), points, _take(data, val)
 
     def _training_data(self, points, data, points_val, data_val):
@@ -236,15 +242,11 @@ class TupleEmbedder(BaseEmbedder):
                 distinct, members = torch.unique(tuples_t[batch], return_inverse=True)
                 yield distinct, (members, None if targets_t is None else targets_t[batch])
 
-        validation_score = None
-        if data_val is not None:
+        def validation_score():
+            tuples_val, targets_val = data_val
+            return self._validation_score(self._embed_members(points_val, tuples_val), targets_val)
 
-            def validation_score():
-                return self._validation_score(
-                    self._embed_members(points_val, data_val[0]), data_val[1]
-                )
-
-        return points_t, None, batches, validation_score
+        return TrainingData(points_t, None, batches, None if data_val is None else validation_score)
 
     def _batch_loss(self, embeddings, batch_targets, *, taxonomy, spread):
         members, targets = batch_targets
@@ -252,6 +254,7 @@ class TupleEmbedder(BaseEmbedder):
 
     @property
     def _statistics(self):
+        assert self._loss is not None  # every concrete estimator declares its loss
         return self._loss.statistics
 
     # -- using a fitted estimator ----------------------------------------------------------------

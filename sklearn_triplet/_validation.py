@@ -14,6 +14,8 @@ Inner functions trust what they are given: validate once, at the boundary.
 """
 
 import functools
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,7 +30,8 @@ from sklearn.utils._param_validation import (
     validate_parameter_constraints,
     validate_params,
 )
-from sklearn.utils.validation import validate_data
+from sklearn.utils.validation import check_array as _check_array
+from sklearn.utils.validation import validate_data as _validate_data
 
 from ._kernels import METRICS
 
@@ -37,6 +40,7 @@ __all__ = [
     "Interval",
     "InvalidParameterError",
     "StrOptions",
+    "check_array",
     "check_distance_matrix",
     "check_embeddings",
     "check_labels",
@@ -53,6 +57,10 @@ __all__ = [
     "validate_function_params",
 ]
 
+# scikit-learn ships no type annotations, and a type checker reads the types of the parameters of
+# its functions from their defaults (``dtype="numeric"``: a str); typed loosely here, once.
+check_array: Callable[..., Any] = _check_array
+validate_data: Callable[..., Any] = _validate_data
 # scikit-learn's decorator of ``fit`` (parameter validation, then the fit itself).
 fit_context = _fit_context
 # Rows of an array, a DataFrame or a list by index (scikit-learn documents it, under this name).
@@ -111,7 +119,7 @@ def plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def invalid(name, allowed, received, error=ValueError):
+def invalid(name, allowed, received, error: type[Exception] = ValueError):
     """The error for ``name`` when it is not ``allowed``: ``"{name} must be ...; got ..."``.
 
     Parameters

@@ -28,6 +28,7 @@ random state is neither read nor changed.
 import copy
 import math
 from numbers import Integral, Real
+from typing import Any
 
 import torch
 from sklearn.decomposition import PCA
@@ -268,6 +269,8 @@ _PADS = {1: nn.ZeroPad1d, 2: nn.ZeroPad2d}
 # The filters and kernel widths of Wang, Yan & Oates (2017), at width=1.
 FCN_FILTERS, FCN_KERNELS = (128, 256, 128), (8, 5, 3)
 RESNET_FILTERS, RESNET_KERNELS = (64, 128, 128), (8, 5, 3)
+# Their kernels for images, chosen by measurement (the paper has no images).
+IMAGE_KERNELS = (5, 3, 3)
 
 
 def _check_shape(input_shape, n_features):
@@ -281,7 +284,7 @@ def _check_shape(input_shape, n_features):
 
 
 def _scaled(filters, width):
-    if not (isinstance(width, Real) and width > 0):
+    if not (isinstance(width, Real) and float(width) > 0):
         raise ValueError(f"width must be a positive number; got width={width!r}.")
     return [max(1, round(f * width)) for f in filters]
 
@@ -363,7 +366,7 @@ def make_fcn(
     *,
     input_shape,
     width=FCN_DEFAULT_WIDTH,
-    kernel_sizes=FCN_KERNELS,
+    kernel_sizes=None,
     pool=None,
     generator=None,
 ):
@@ -388,8 +391,10 @@ def make_fcn(
     width : float, default=0.25
         Multiplies the paper's filter counts (rounded, at least 1); ``width=1`` is the paper's
         network, the default is sized for a CPU (see the user guide's measurements).
-    kernel_sizes : tuple of int, default=(8, 5, 3)
-        Kernel width of each block (its length sets the number of blocks).
+    kernel_sizes : tuple of int, default=None
+        Kernel width of each block (its length sets the number of blocks). None means the
+        paper's (8, 5, 3) for signals and (5, 3, 3) for images: on 28 x 28 digits, 8 x 8 kernels
+        cost 1.7 times the time of 5 x 5 ones for no better accuracy (user guide).
     pool : bool, default=None
         Whether a 2 x 2 max pooling (2 for signals; a last odd row or step is pooled alone)
         follows each block but the last. None means True for images (whose details are small
@@ -420,9 +425,12 @@ def make_fcn(
     dims = len(shape) - 1
     max_pool = _CONV_LAYERS[dims][1]
     on = _where(generator)
+    if kernel_sizes is None:
+        kernel_sizes = FCN_KERNELS if dims == 1 else IMAGE_KERNELS
     filters = _scaled(FCN_FILTERS if len(kernel_sizes) == 3 else [128] * len(kernel_sizes), width)
     pool = dims == 2 if pool is None else bool(pool)
-    layers, channels = [nn.Unflatten(1, shape)], shape[0]
+    layers: list[nn.Module] = [nn.Unflatten(1, shape)]
+    channels = shape[0]
     for i, (out_channels, kernel_size) in enumerate(zip(filters, kernel_sizes)):
         layers += _conv_bn(dims, channels, out_channels, int(kernel_size), on)
         layers.append(nn.ReLU())
@@ -439,7 +447,7 @@ def make_resnet(
     *,
     input_shape,
     width=RESNET_DEFAULT_WIDTH,
-    kernel_sizes=RESNET_KERNELS,
+    kernel_sizes=None,
     pool=None,
     generator=None,
 ):
@@ -462,8 +470,9 @@ def make_resnet(
     width : float, default=0.25
         Multiplies the paper's filter counts (rounded, at least 1); ``width=1`` is the paper's
         network.
-    kernel_sizes : tuple of int, default=(8, 5, 3)
-        Kernel widths of the three convolutions of each block.
+    kernel_sizes : tuple of int, default=None
+        Kernel widths of the three convolutions of each block; None means (8, 5, 3) for signals
+        and (5, 3, 3) for images, as in :func:`make_fcn`.
     pool : bool, default=None
         Whether a max pooling of 2 follows each block but the last; None means True for images
         and False for signals, as in :func:`make_fcn`.
@@ -488,9 +497,12 @@ def make_resnet(
     shape = _check_shape(input_shape, n_features)
     dims = len(shape) - 1
     on = _where(generator)
+    if kernel_sizes is None:
+        kernel_sizes = RESNET_KERNELS if dims == 1 else IMAGE_KERNELS
     filters = _scaled(RESNET_FILTERS, width)
     pool = dims == 2 if pool is None else bool(pool)
-    layers, channels = [nn.Unflatten(1, shape)], shape[0]
+    layers: list[nn.Module] = [nn.Unflatten(1, shape)]
+    channels = shape[0]
     for i, out_channels in enumerate(filters):
         layers.append(ResidualBlock(channels, out_channels, kernel_sizes, dims=dims, **on))
         if pool and i < len(filters) - 1:
@@ -527,7 +539,7 @@ def _default_init(layer, generator):
         nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
 
 
-def _where(generator):
+def _where(generator) -> dict[str, Any]:
     """Layer keyword arguments: on the meta device (no values drawn) when a generator fills them."""
     return {} if generator is None else {"device": "meta"}
 
@@ -739,7 +751,7 @@ def _frozen_children(model, head, freeze):
                 f"expected one of {before}."
             )
         return tuple(before[: before.index(freeze) + 1])
-    if isinstance(freeze, Integral) and 0 <= freeze <= len(before):
+    if isinstance(freeze, Integral) and 0 <= int(freeze) <= len(before):
         return tuple(before[: int(freeze)])
     raise ValueError(
         "freeze must be a bool, the name of a child of the backbone before its head or a number "

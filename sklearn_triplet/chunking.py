@@ -50,8 +50,8 @@ def transform_dask(estimator, X):
     >>> bool((emb.compute() == est.transform(X)).all())
     True
     """
-    import dask
     import dask.array as da
+    from dask.delayed import delayed
 
     n_components = len(estimator.get_feature_names_out())  # raises NotFittedError when unfitted
     if not isinstance(X, da.Array):
@@ -63,11 +63,12 @@ def transform_dask(estimator, X):
             f"X has {X.shape[1]} features, but {type(estimator).__name__} is expecting "
             f"{estimator.n_features_in_} features as input."
         )
-    X = X.rechunk({1: -1})
+    # (dask has no annotations: a checker reads its parameters' types from their defaults)
+    X = X.rechunk({1: -1})  # pyright: ignore[reportArgumentType]
     return da.map_blocks(
         _transform_block,
         X,
-        dask.delayed(estimator, pure=True),
+        delayed(estimator, pure=True),
         dtype=np.float32,
         chunks=(X.chunks[0], (n_components,)),
         meta=np.empty((0, n_components), dtype=np.float32),

@@ -18,10 +18,15 @@ import torch
 from sklearn.metrics import pairwise_distances as sklearn_pairwise_distances
 from sklearn.preprocessing import normalize
 from sklearn.utils.extmath import row_norms
-from sklearn.utils.validation import check_array
 
 from ._kernels import METRICS, distance_matrix
-from ._validation import StrOptions, check_embeddings, invalid, validate_function_params
+from ._validation import (
+    StrOptions,
+    check_array,
+    check_embeddings,
+    invalid,
+    validate_function_params,
+)
 
 __all__ = ["METRICS", "paired_distances", "pairwise_distances"]
 
@@ -165,5 +170,5 @@ def paired_distances(X1, X2, *, metric="euclidean"):
     if X1.shape != X2.shape:
         raise invalid("X1 and X2", "of the same shape", f"{X1.shape} and {X2.shape}")
     if metric == "cosine":
-        return 1.0 - np.einsum("ij,ij->i", normalize(X1), normalize(X2))
+        return 1.0 - np.einsum("ij,ij->i", np.asarray(normalize(X1)), np.asarray(normalize(X2)))
     return row_norms(X1 - X2, squared=metric == "sqeuclidean")

@@ -57,11 +57,12 @@ searches), in the embedder's metric.
 from numbers import Integral
 
 import numpy as np
-from sklearn.utils.validation import check_array, check_consistent_length, column_or_1d
+from sklearn.utils.validation import check_consistent_length, column_or_1d
 
 from ._validation import (
     Interval,
     StrOptions,
+    check_array,
     embedding_part,
     encode_labels,
     invalid,

@@ -13,10 +13,10 @@ from sklearn.decomposition import PCA
 from sklearn.exceptions import NotFittedError
 from sklearn.manifold import TSNE
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_array, check_consistent_length, column_or_1d
+from sklearn.utils.validation import check_consistent_length, column_or_1d
 
 from ._kernels import CALLABLE_STATISTICS, CONTRASTIVE_STATISTICS, TRIPLET_STATISTICS
-from ._validation import embedding_part
+from ._validation import check_array, embedding_part
 
 __all__ = ["EmbeddingDisplay", "HistoryDisplay"]
 
@@ -97,12 +97,10 @@ def _check_projection(projection):
 
 
 def _class_colors(n_classes):
-    from matplotlib import colormaps
+    from matplotlib import color_sequences, colormaps
 
-    if n_classes <= 10:
-        return colormaps["tab10"].colors[:n_classes]
     if n_classes <= 20:
-        return colormaps["tab20"].colors[:n_classes]
+        return color_sequences["tab10" if n_classes <= 10 else "tab20"][:n_classes]
     return colormaps["turbo"](np.linspace(0, 1, n_classes))
 
 
@@ -355,8 +353,8 @@ _HISTORY_PANELS = {
             }.values()
         ),
     ),
-    # the embedders' validation score is MAP@R on the held-out split
-    "validation": ("Validation", "MAP@R", [("validation_score", "validation MAP@R")]),
+    # the validation score's name (MAP@R, ROC AUC...) is the estimator's: filled in by plot
+    "validation": ("Validation", "{score}", [("validation_score", "validation {score}")]),
 }
 _X_AXES = {"epoch": "epoch", "time": "time (s)"}
 
@@ -435,14 +433,19 @@ class HistoryDisplay:
     ``"hard_fraction"``, ``"active_fraction"``, ``"validation_score"`` and
     ``"time"``, or the same as a pandas DataFrame with one row per epoch,
     ``pd.DataFrame(history_)``. A panel is drawn for each group of keys
-    present (loss; triplet types; validation score, MAP@R, with its best
-    epoch marked); missing keys, ``None`` and NaN values are skipped.
-    Legends sit below their panel, off the curves.
+    present (loss; triplet types; validation score, with its best epoch
+    marked); missing keys, ``None`` and NaN values are skipped. Legends sit
+    below their panel, off the curves.
 
     Parameters
     ----------
     history : list of dict or pandas DataFrame
         One dict, or one row, per epoch.
+    score_name : str, default="MAP@R"
+        What ``"validation_score"`` is, for the labels of its panel: MAP@R for
+        TripletEmbedder and SiameseEmbedder, ROC AUC for PairEmbedder, triplet
+        accuracy for ComparisonEmbedder (``from_estimator`` reads it from the
+        estimator).
 
     Attributes
     ----------
@@ -470,8 +473,9 @@ class HistoryDisplay:
     (2, ['active_fraction', 'hard_fraction', 'loss'])
     """
 
-    def __init__(self, history):
+    def __init__(self, history, *, score_name="MAP@R"):
         self.history = history
+        self.score_name = score_name
 
     def plot(self, ax=None, *, x="epoch"):
         """Draw one panel per group of keys present in the history.
@@ -495,7 +499,10 @@ class HistoryDisplay:
         if x == "epoch" and not any("epoch" in row for row in history):
             history = [{**row, "epoch": i} for i, row in enumerate(history, start=1)]
         curves = {
-            panel: [(key, label, _curve(history, x, key)) for key, label in spec[2]]
+            panel: [
+                (key, label.format(score=self.score_name), _curve(history, x, key))
+                for key, label in spec[2]
+            ]
             for panel, spec in _HISTORY_PANELS.items()
         }
         panels = [panel for panel, items in curves.items() if any(c.shape[1] for _, _, c in items)]
@@ -528,7 +535,7 @@ class HistoryDisplay:
                     (self.lines_[key],) = axis.plot(xs, ys, marker=".", label=label)
             axis.set_title(title)
             axis.set_xlabel(_X_AXES[x])
-            axis.set_ylabel(ylabel)
+            axis.set_ylabel(ylabel.format(score=self.score_name))
             if panel == "triplets":
                 axis.set_ylim(-0.02, 1.02)
             if panel == "validation":
@@ -551,7 +558,7 @@ class HistoryDisplay:
         return self
 
     @classmethod
-    def from_history(cls, history, *, ax=None, x="epoch"):
+    def from_history(cls, history, *, ax=None, x="epoch", score_name="MAP@R"):
         """Plot a history given as a list of per-epoch dicts.
 
         Parameters
@@ -563,6 +570,8 @@ class HistoryDisplay:
             One Axes per panel; None makes a new figure.
         x : {"epoch", "time"}, default="epoch"
             Horizontal axis.
+        score_name : str, default="MAP@R"
+            What the ``"validation_score"`` of the history is, for its panel's labels.
 
         Returns
         -------
@@ -578,7 +587,7 @@ class HistoryDisplay:
         'time (s)'
         """
         _import_pyplot("HistoryDisplay.from_history")
-        return cls(history).plot(ax=ax, x=x)
+        return cls(history, score_name=score_name).plot(ax=ax, x=x)
 
     @classmethod
     def from_estimator(cls, estimator, *, ax=None, x="epoch"):
@@ -587,7 +596,8 @@ class HistoryDisplay:
         Parameters
         ----------
         estimator : estimator
-            A fitted embedder with a ``history_`` attribute.
+            A fitted embedder with a ``history_`` attribute; its validation score is labelled
+            with the name the estimator gives it (MAP@R, ROC AUC...).
         ax : matplotlib Axes or sequence of Axes, default=None
             One Axes per panel; None makes a new figure.
         x : {"epoch", "time"}, default="epoch"
@@ -613,4 +623,5 @@ class HistoryDisplay:
                 f"This {type(estimator).__name__} has no history_; fit it before "
                 "plotting its history."
             )
-        return cls(history).plot(ax=ax, x=x)
+        score_name = getattr(type(estimator), "_validation_score_name", "MAP@R")
+        return cls(history, score_name=score_name).plot(ax=ax, x=x)

@@ -501,7 +501,7 @@ class PairVerifier(ClassifierMixin, BaseEstimator):
             Higher means more likely the same class.
         """
         check_is_fitted(self)
-        return self.threshold_ - self._distances(X, reset=False)
+        return self.threshold_ - self._distances(X, reset=False)  # pyright: ignore[reportOperatorIssue]
 
     def predict(self, X):
         """Predict whether each pair is of the same class.

@@ -172,10 +172,9 @@ def test_the_hook_sees_training_batches_in_their_shape(signals, small):
     est = TripletEmbedder(**small, augment=record).fit(X, y)
     assert seen and all(shape[1:] == (1, 40) and ok for shape, ok in seen)
     n_seen = len(seen)
+    assert n_seen == 2 * 4  # max_iter epochs of MIN_BATCHES_PER_EPOCH batches (30 samples)
     est.transform(X)  # transform is never augmented
     assert len(seen) == n_seen
-    # an identity augmentation changes nothing
-    np.testing.assert_array_equal(est.transform(X), TripletEmbedder(**small).fit(X, y).transform(X))
 
 
 def test_rows_without_a_shape_are_handed_as_rows(signals):

@@ -11,8 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from sklearn_triplet import SiameseEmbedder, TripletEmbedder
-from sklearn_triplet._persistence import load
+from sklearn_triplet import SiameseEmbedder, TripletEmbedder, load
 from sklearn_triplet.backbones import (
     HeadReplaced,
     ResidualBlock,
@@ -128,6 +127,8 @@ def test_convolutions_keep_the_length_as_same_padding_does(kernel_size):
 
 def test_images_are_pooled_and_signals_are_not_by_default():
     image = make_fcn(28 * 28, 4, input_shape=(1, 28, 28))
+    kernels = [m.kernel_size for m in image if isinstance(m, nn.Conv2d)]
+    assert kernels == [(5, 5), (3, 3), (3, 3)]  # the images' kernels
     assert sum(isinstance(m, nn.MaxPool2d) for m in image) == 2
     signal = make_fcn(500, 4, input_shape=(1, 500))
     assert not any(isinstance(m, nn.MaxPool1d) for m in signal)

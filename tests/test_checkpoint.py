@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from sklearn_triplet import SiameseEmbedder, TripletEmbedder, _persistence, load
+from sklearn_triplet import SiameseEmbedder, TripletEmbedder, _format, load
 from sklearn_triplet.losses import triplet_loss
 
 N_SAMPLES = 256  # 4 batches of 64 per epoch
@@ -254,7 +254,7 @@ def test_unstorable_parameters_are_compared_by_name(data, tmp_path, config):
     reference = TripletEmbedder(**params()).fit(X, y)
     torch.manual_seed(0)
     fit_interrupted(TripletEmbedder(**params(), checkpoint=path), X, y, at=3)
-    document, _ = _persistence.read_file(path)
+    document, _ = _format.read_file(path)
     assert document["checkpoint"]["identity"]["params"]["backbone"] == {
         "__unstored__": "torch.nn.modules.container.Sequential"
     }
@@ -315,7 +315,7 @@ class Net(torch.nn.Module):
 
 def half_written_save_file(calls=[0]):
     """A save_file that writes its second file half, makes that durable, and freezes."""
-    import sklearn_triplet._persistence as persistence
+    import sklearn_triplet._format as persistence
 
     original = persistence.save_file
 
@@ -432,21 +432,21 @@ def test_a_write_killed_midway_leaves_the_last_good_checkpoint(helper, data, tmp
 def test_write_file_replaces_the_destination_by_rename(tmp_path, monkeypatch):
     # The destination is replaced in one os.replace, from a complete, fsynced temporary file.
     path = tmp_path / "file.safetensors"
-    _persistence.write_file(path, {"n": 1}, {"t": torch.zeros(3)})
+    _format.write_file(path, {"n": 1}, {"t": torch.zeros(3)})
     calls = []
     real_replace, real_fsync = os.replace, os.fsync
     monkeypatch.setattr(os, "fsync", lambda fd: calls.append("fsync") or real_fsync(fd))
 
     def replace(src, dst):
         calls.append("replace")
-        assert _persistence.read_file(src)[0] == {"n": 2}  # complete before it is renamed
-        assert _persistence.read_file(dst)[0] == {"n": 1}  # the old file until then
+        assert _format.read_file(src)[0] == {"n": 2}  # complete before it is renamed
+        assert _format.read_file(dst)[0] == {"n": 1}  # the old file until then
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", replace)
-    _persistence.write_file(path, {"n": 2}, {"t": torch.ones(3)})
+    _format.write_file(path, {"n": 2}, {"t": torch.ones(3)})
     assert calls[:2] == ["fsync", "replace"]
-    assert _persistence.read_file(path)[0] == {"n": 2}
+    assert _format.read_file(path)[0] == {"n": 2}
     assert os.listdir(tmp_path) == ["file.safetensors"]
 
 

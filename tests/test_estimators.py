@@ -17,7 +17,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 
 from sklearn_triplet import SiameseEmbedder, TripletEmbedder
-from sklearn_triplet._base import BaseEmbedder
+from sklearn_triplet._class_labels import MIN_BATCHES_PER_EPOCH, ClassLabelEmbedder
 from sklearn_triplet._kernels import CONTRASTIVE
 from sklearn_triplet._validation import StrOptions
 from sklearn_triplet.backbones import initial_linear_weights
@@ -239,10 +239,13 @@ def test_unknown_average_and_schedule(small_digits, fast):
 
 
 @pytest.mark.parametrize("mining", ["semi-hard", "easy-positive"])
-def test_average_divides_by_the_active_triplets_or_all_mined(mining, small_digits, fast):
+def test_average_divides_by_the_active_triplets_or_all_mined(
+    mining, small_digits, fast, monkeypatch
+):
     X, y = small_digits
     # One batch holding every sample (300 < batch_size) and one epoch: both fits see the same
     # weights and the same triplets, and differ only in the denominator of the loss.
+    monkeypatch.setattr("sklearn_triplet._class_labels.MIN_BATCHES_PER_EPOCH", 1)
     params = {**fast, "max_iter": 1, "batch_size": 512, "mining": mining, "margin": 0.05}
     mean_all = TripletEmbedder(**params, average="all").fit(X, y).history_[0]
     mean_active = TripletEmbedder(**params, average="active").fit(X, y).history_[0]
@@ -256,15 +259,15 @@ def test_auto_mining_pulls_the_closest_positive_for_the_linear_backbone(
     backbone, expected, small_digits, fast
 ):
     X, y = small_digits
-    # One batch holding every sample: easy-positive mines one triplet per anchor, semi-hard one
-    # per positive pair.
+    # Batches holding every sample (an epoch has at least MIN_BATCHES_PER_EPOCH of them):
+    # easy-positive mines one triplet per anchor, semi-hard one per positive pair.
     params = {**fast, "max_iter": 1, "batch_size": 512, "backbone": backbone}
     auto = TripletEmbedder(**params).fit(X, y).history_[0]
     explicit = TripletEmbedder(**params, mining=expected).fit(X, y).history_[0]
     assert auto["loss"] == explicit["loss"] and auto["n_mined"] == explicit["n_mined"]
     counts = np.bincount(y)
     n_mined = len(y) if expected == "easy-positive" else int((counts * (counts - 1)).sum())
-    assert auto["n_mined"] == n_mined
+    assert auto["n_mined"] == MIN_BATCHES_PER_EPOCH * n_mined
 
 
 @pytest.mark.parametrize(
@@ -572,48 +575,70 @@ def test_exported_module_can_be_traced_and_exported(digits_300, fast):
 # -- the generated __init__ ----------------------------------------------------------------------
 
 
-def test_generated_init_has_the_explicit_signature_and_only_assigns():
+def test_init_takes_n_components_by_position_and_the_rest_by_keyword():
     names = list(inspect.signature(SiameseEmbedder).parameters)
     assert names[:1] == ["n_components"] and names.index("mining") == names.index("margin") + 1
     assert inspect.signature(SiameseEmbedder).parameters["margin"].default == 1.0
     assert inspect.signature(TripletEmbedder).parameters["mining"].default == "auto"
     est = TripletEmbedder(8, margin=0.3)
     assert est.get_params()["n_components"] == 8 and est.margin == 0.3 and est.mining == "auto"
-    with pytest.raises(TypeError, match="^too many positional arguments$"):
-        TripletEmbedder(8, 0.3)
-    with pytest.raises(TypeError, match="^got an unexpected keyword argument 'alpha'$"):
-        TripletEmbedder(alpha=1)
+    message = "TripletEmbedder.__init__() takes from 1 to 2 positional arguments but 3 were given"
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+        TripletEmbedder(8, 0.3)  # type: ignore[misc]
+    message = "TripletEmbedder.__init__() got an unexpected keyword argument 'alpha'"
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+        TripletEmbedder(alpha=1)  # type: ignore[call-arg]
 
 
-def test_a_new_estimator_declares_its_own_parameters_only(small_digits):
-    class _PairsEmbedder(BaseEmbedder):
+def test_a_new_estimator_fills_in_its_kind_and_writes_its_init(small_digits):
+    class _PairsEmbedder(ClassLabelEmbedder):
         """A third embedder, for the test."""
 
         _loss = CONTRASTIVE
         # The loss's options (CONTRASTIVE.options) are parameters of the estimator.
-        _own_parameters = {
-            "margin": 0.5,
-            "mining": "hard",
-            "average": "all",
-            "squared": True,
-            "alpha": 2.0,
-        }
         _parameter_constraints = {
-            **BaseEmbedder._parameter_constraints,
+            **ClassLabelEmbedder._parameter_constraints,
             "mining": [StrOptions(set(CONTRASTIVE.minings))],
             "average": [StrOptions({"all", "active"})],
             "squared": ["boolean"],
             "alpha": [float],
         }
 
-    parameters = inspect.signature(_PairsEmbedder).parameters
-    assert list(parameters)[list(parameters).index("margin") :][:6] == [
+        def __init__(
+            self,
+            n_components=32,
+            *,
+            margin=0.5,
+            mining="hard",
+            average="all",
+            squared=True,
+            alpha=2.0,
+            max_iter=50,
+            random_state=None,
+        ):
+            self.n_components = n_components
+            self.margin = margin
+            self.mining = mining
+            self.average = average
+            self.squared = squared
+            self.alpha = alpha
+            self.max_iter = max_iter
+            self.random_state = random_state
+
+        # the parameters of the other embedders it does not take, at their defaults
+        backbone, hidden_layer_sizes, backbone_params, normalize = "mlp", (64,), None, True
+        metric, loss, init, batch_size, samples_per_class = "euclidean", None, "auto", 128, 2
+        learning_rate, learning_rate_init, weight_decay = "cosine", 3e-3, 0.0
+        mixed_precision, early_stopping, validation_fraction = False, False, 0.1
+        n_iter_no_change, tol, warm_start, callback, checkpoint = 10, 1e-4, False, None, None
+        checkpoint_every, device, n_threads, verbose, augment = 1, "cpu", None, 0, None
+
+    assert list(inspect.signature(_PairsEmbedder).parameters)[1:6] == [
         "margin",
         "mining",
         "average",
         "squared",
         "alpha",
-        "loss",
     ]
     est = clone(_PairsEmbedder(n_components=4, max_iter=1, random_state=0, alpha=3.0))
     assert est.alpha == 3.0 and est.mining == "hard"

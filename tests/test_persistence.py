@@ -17,7 +17,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from sklearn_triplet import SiameseEmbedder, TripletEmbedder, _persistence, load
+from sklearn_triplet import SiameseEmbedder, TripletEmbedder, _format, load
 from sklearn_triplet.losses import triplet_loss
 
 ESTIMATORS = [TripletEmbedder, SiameseEmbedder]
@@ -120,7 +120,7 @@ def test_non_finite_history_values_survive(digits_300, tmp_path, fast):
     # A fraction is NaN when an epoch held no triplet; the JSON stays strict.
     est.history_[-1].update(easy_fraction=float("nan"), a=float("inf"), b=-float("inf"))
     est.save(tmp_path / "est.safetensors")
-    document, _ = _persistence.read_file(tmp_path / "est.safetensors")
+    document, _ = _format.read_file(tmp_path / "est.safetensors")
     json.dumps(document, allow_nan=False)
     last = load(tmp_path / "est.safetensors").history_[-1]
     assert np.isnan(last["easy_fraction"]) and last["a"] == np.inf and last["b"] == -np.inf
@@ -187,7 +187,7 @@ def test_a_failed_write_leaves_the_previous_file(digits_300, tmp_path, monkeypat
             f.write(before[: len(before) // 2])
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(_persistence, "save_file", write_half_then_fail)
+    monkeypatch.setattr(_format, "save_file", write_half_then_fail)
     with pytest.raises(OSError, match="No space left on device"):
         SiameseEmbedder(**fast).fit(X, y).save(path)
     assert path.read_bytes() == before
@@ -229,7 +229,7 @@ def test_builtin_backbone_factories_and_losses_need_no_trust(digits_300, tmp_pat
     X, y = digits_300
     est = TripletEmbedder(**fast, backbone=make_linear, loss=triplet_loss).fit(X, y)
     est.save(tmp_path / "est.safetensors")
-    doc, _ = _persistence.read_file(tmp_path / "est.safetensors")
+    doc, _ = _format.read_file(tmp_path / "est.safetensors")
     assert doc["params"]["backbone"] == {
         "__import__": {"module": "sklearn_triplet.backbones", "name": "make_linear"}
     }
@@ -243,7 +243,7 @@ def test_builtin_backbone_factories_and_losses_need_no_trust(digits_300, tmp_pat
 def test_a_class_is_stored_under_its_shortest_import_path(digits_300, tmp_path, fast):
     X, y = digits_300
     TripletEmbedder(**fast, backbone=torch.nn.Linear).fit(X, y).save(tmp_path / "est.safetensors")
-    doc, _ = _persistence.read_file(tmp_path / "est.safetensors")
+    doc, _ = _format.read_file(tmp_path / "est.safetensors")
     assert doc["params"]["backbone"] == {"__import__": {"module": "torch.nn", "name": "Linear"}}
     assert doc["estimator"] == {
         "__import__": {"module": "sklearn_triplet", "name": "TripletEmbedder"}
@@ -254,9 +254,9 @@ def test_a_class_is_stored_under_its_shortest_import_path(digits_300, tmp_path, 
 
 def rewrite(path, edit):
     """Apply ``edit(document)`` to a saved file, checksum recomputed: a crafted file."""
-    document, tensors = _persistence.read_file(path)
+    document, tensors = _format.read_file(path)
     edit(document)
-    _persistence.write_file(path, document, tensors)
+    _format.write_file(path, document, tensors)
 
 
 @pytest.fixture
@@ -491,16 +491,16 @@ def test_paths_that_are_not_files(tmp_path):
 
 
 def test_newer_format_version_asks_for_an_upgrade(saved, monkeypatch):
-    document, tensors = _persistence.read_file(saved)
-    monkeypatch.setattr(_persistence, "FORMAT_VERSION", _persistence.FORMAT_VERSION + 1)
-    _persistence.write_file(saved, document, tensors)
+    document, tensors = _format.read_file(saved)
+    monkeypatch.setattr(_format, "FORMAT_VERSION", _format.FORMAT_VERSION + 1)
+    _format.write_file(saved, document, tensors)
     monkeypatch.undo()
     from sklearn_triplet import __version__
 
     message = (
         f"Cannot load {str(saved)!r}: it was written in format version "
-        f"{_persistence.FORMAT_VERSION + 1}, and sklearn-triplet {__version__} reads format "
-        f"versions up to {_persistence.FORMAT_VERSION}. Upgrade sklearn-triplet "
+        f"{_format.FORMAT_VERSION + 1}, and sklearn-triplet {__version__} reads format "
+        f"versions up to {_format.FORMAT_VERSION}. Upgrade sklearn-triplet "
         "(pip install -U sklearn-triplet)."
     )
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -557,7 +557,7 @@ def test_malformed_documents_are_refused(node, problem, saved):
 
 
 def test_the_document_is_strict_json(saved):
-    document, tensors = _persistence.read_file(saved)
+    document, tensors = _format.read_file(saved)
     json.dumps(document, allow_nan=False)  # no NaN or Infinity literals
     assert all(t.device.type == "cpu" for t in tensors.values())
 
@@ -592,7 +592,7 @@ def test_saved_on_a_gpu_loads_on_either_device(device, digits_300, tmp_path, fas
     X, y = digits_300
     est = TripletEmbedder(**fast, device="cuda").fit(X, y)
     est.save(tmp_path / "est.safetensors")
-    _, tensors = _persistence.read_file(tmp_path / "est.safetensors")
+    _, tensors = _format.read_file(tmp_path / "est.safetensors")
     assert all(t.device.type == "cpu" for t in tensors.values())
     rewrite(tmp_path / "est.safetensors", lambda d: d["params"].update(device=device))
     loaded = load(tmp_path / "est.safetensors")
@@ -706,3 +706,18 @@ def test_save_load_round_trip_of_the_pair_and_triplet_learners(tmp_path, kind):
     assert type(loaded) is type(est)
     np.testing.assert_array_equal(loaded.transform(X), est.transform(X))
     np.testing.assert_array_equal(loaded.decision_function(tuples), est.decision_function(tuples))
+
+
+def test_the_trust_list_names_every_public_estimator():
+    import sklearn_triplet
+    from sklearn_triplet import _loading
+    from sklearn_triplet._base import BaseEmbedder
+
+    public = {
+        f"sklearn_triplet.{name}"
+        for name in sklearn_triplet.__all__
+        if isinstance(getattr(sklearn_triplet, name), type)
+        and issubclass(getattr(sklearn_triplet, name), BaseEmbedder)
+    }
+    trusted = {path for path in _loading.TRUSTED if path.count(".") == 1}
+    assert trusted == public

@@ -5,6 +5,7 @@ with every fit cut to one epoch, counting the work it asks for in sample-epochs,
 defaults that makes the example slower fails here and sends someone to measure it again.
 """
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -20,9 +21,10 @@ def test_readme_example_runs_within_its_training_budget(monkeypatch, capsys):
     sample_epochs = []
     train = _training.train
 
-    def one_epoch(**kwargs):
-        sample_epochs.append(kwargs["X"].shape[0] * kwargs["n_epochs"])
-        return train(**{**kwargs, "n_epochs": 1})
+    def one_epoch(module, optimizer, batch_loss, statistics, data, settings, **kwargs):
+        sample_epochs.append(data.X.shape[0] * settings.n_epochs)
+        settings = dataclasses.replace(settings, n_epochs=1)
+        return train(module, optimizer, batch_loss, statistics, data, settings, **kwargs)
 
     monkeypatch.setattr(_training, "train", one_epoch)
     exec(compile(code, str(README), "exec"), {"__name__": "__readme__"})

@@ -10,7 +10,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_triplet import EmbeddingCollapseWarning, SiameseEmbedder, TripletEmbedder
-from sklearn_triplet._base import _validation_split
+from sklearn_triplet._base import stratified_split
 from sklearn_triplet._training import SCHEDULES
 
 
@@ -61,7 +61,8 @@ def test_training_moves_hard_triplets_to_easy(data, fast):
 
 def test_validation_split_is_stratified_and_keeps_two_per_side():
     y = np.repeat(np.arange(4), [4, 10, 40, 3])
-    train, val = _validation_split(y, 0.25, np.random.default_rng(0))
+    train, val, n_held_out = stratified_split(y, 0.25, np.random.default_rng(0), min_per_side=2)
+    assert n_held_out.tolist() == [2, 2, 10, 0]
     assert np.intersect1d(train, val).size == 0 and train.size + val.size == y.size
     assert np.bincount(y[val], minlength=4).tolist() == [2, 2, 10, 0]
     assert np.bincount(y[train], minlength=4).tolist() == [2, 8, 30, 3]
@@ -74,8 +75,10 @@ def test_validation_split_error():
         "each stay on both sides of the validation split; got class sizes [10, 3, 3]. Use "
         "early_stopping=False."
     )
+    embedder = TripletEmbedder(validation_fraction=0.2)
+    embedder._rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match=re.escape(msg)):
-        _validation_split(y, 0.2, np.random.default_rng(0))
+        embedder._split_validation(np.zeros((y.size, 2), np.float32), y)
 
 
 def test_early_stopping_records_score_and_restores_best(data, fast):

@@ -516,3 +516,34 @@ def test_cuda_fit_matches_the_cpu(kind, blobs, pairs, triplets):
     )
     restored = pickle.loads(pickle.dumps(on_gpu))
     np.testing.assert_array_equal(restored.transform(X), on_gpu.transform(X))
+
+
+# -- the validation score is named by the estimator ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kind, name", [("pair", "ROC AUC"), ("comparison", "triplet accuracy")], ids=KINDS
+)
+def test_the_validation_score_is_reported_and_plotted_under_its_own_name(
+    kind, name, blobs, pairs, triplets, capsys
+):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from sklearn_triplet.plotting import HistoryDisplay
+
+    X, _ = blobs
+    model = make(kind, X, max_iter=2, early_stopping=True, verbose=2)
+    model.fit(*data(kind, pairs, triplets))
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2
+    score = model.history_[0]["validation_score"]
+    assert f"  val {name} {score:.3f}  " in lines[0] and "MAP@R" not in lines[0]
+    display = HistoryDisplay.from_estimator(model)
+    validation = display.axes_[-1]
+    assert validation.get_ylabel() == name
+    assert validation.get_legend().get_texts()[0].get_text() == f"validation {name}"
+    plt.close("all")

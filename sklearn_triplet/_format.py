@@ -1,4 +1,4 @@
-"""Saving an estimator to one file, loading it back without running code from it, ONNX export.
+"""The file format of ``save`` and of checkpoints: one safetensors file, written atomically.
 
 The file is a safetensors file. Its tensors are the network's weights, the optimiser's state and
 the numeric fitted arrays, all on the CPU. Its metadata holds four strings: ``"format"`` (always
@@ -13,39 +13,33 @@ e.g. feature names), ``{"__device__": "cuda:0"}``, ``{"__generator__": {...}}`` 
 ``{"__random_state__": {...}}`` (NumPy random states), ``{"__dict__": [[key, value], ...]}`` (a dict
 whose keys are not all plain strings), ``{"__unstored__": name}`` (in checkpoints: a function or
 module instance recorded by name only) and ``{"__import__": {"module": ..., "name": ...}}``: a
-class or function, stored by its import path. Loading resolves an ``__import__`` only when its
-path is trusted, and checks every path of the file before importing any of them; nothing else in
-the file can name code.
+class or function, stored by its import path. The decoder resolves an ``__import__`` only from the
+imports it is handed: which paths may be imported is the loader's decision
+(:mod:`sklearn_triplet._loading`); nothing else in the file can name code.
+
+This module knows estimators only through what they have in common (``get_params``, the fitted
+attributes, ``module_``); it imports none of them, so checkpoints and the loader depend on it and it
+depends on neither.
 """
 
 import hashlib
-import importlib
 import json
 import math
 import os
 import secrets
 import sys
 from numbers import Integral, Real
+from typing import Any
 
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from ._threads import seeded_global_generator
+from ._version import __version__
 
 FORMAT = "sklearn-triplet"
 FORMAT_VERSION = 1
-
-# Paths trusted without being listed: what this package itself may write into a file.
-_TRUSTED_BY_DEFAULT = (
-    "sklearn_triplet.backbones.L2Normalize",
-    "sklearn_triplet.backbones.make_cnn",
-    "sklearn_triplet.backbones.make_linear",
-    "sklearn_triplet.backbones.make_mlp",
-    "sklearn_triplet.losses.contrastive_loss",
-    "sklearn_triplet.losses.triplet_loss",
-)
 
 # The NumPy bit generators a file may name (looked up in numpy.random, never imported by path).
 _BIT_GENERATORS = ("MT19937", "PCG64", "PCG64DXSM", "Philox", "SFC64")
@@ -99,7 +93,7 @@ def document_of(estimator, encoder, *, params=None, fitted=None):
         }
     document = {
         "estimator": encoder.encode(type(estimator), "the estimator's class"),
-        "sklearn_triplet_version": _package_version(),
+        "sklearn_triplet_version": package_version(),
         "params": params,
         "fitted": None,
     }
@@ -274,7 +268,7 @@ def _import_path(obj, where):
     for end in range(1, len(parts) + 1):
         candidate = ".".join(parts[:end])
         module = sys.modules.get(candidate)
-        if module is not None and _lookup(module, qualname) is obj:
+        if module is not None and lookup(module, qualname) is obj:
             return candidate, qualname
     raise TypeError(
         f"save() cannot store {where}={obj!r}: it is not reachable as {module_name}.{qualname}. "
@@ -288,7 +282,7 @@ def describe(value):
     return f"{kind.__module__}.{kind.__qualname__}"
 
 
-def _lookup(module, qualname):
+def lookup(module, qualname):
     obj = module
     for part in qualname.split("."):
         obj = getattr(obj, part, None)
@@ -306,120 +300,11 @@ def _checksum(version, text, tensors):
     return digest.hexdigest()
 
 
-def _package_version():
-    from . import __version__
-
+def package_version():
     return __version__
 
 
-# -- loading ---------------------------------------------------------------------------------------
-
-
-def load(path, *, trusted=None):
-    """Load an estimator written by ``save``, running no code from the file.
-
-    The network is rebuilt from the saved parameters and given the saved weights; the parameters
-    and fitted attributes come from JSON. A class or function named in the file (a backbone class
-    or factory, a ``loss`` or a ``callback``) is imported only when its path is in ``trusted``; the
-    built-in backbones and this package's estimators need no trust. Every path is checked before
-    anything is imported, so an untrusted module is never imported.
-
-    Parameters
-    ----------
-    path : str or path-like
-        A file written by :meth:`TripletEmbedder.save` or :meth:`SiameseEmbedder.save`.
-    trusted : list of str, default=None
-        Import paths (``"module.Name"``) of the classes and functions the file may use. Pass a path
-        only when you trust whoever wrote the file: importing it runs its module's code. The error
-        raised for an untrusted path lists them all.
-
-    Returns
-    -------
-    estimator : TripletEmbedder or SiameseEmbedder
-        Fitted when it was saved fitted. ``device="auto"`` is resolved on this machine; a device it
-        lacks falls back to the CPU with a warning.
-
-    Raises
-    ------
-    ValueError
-        When the file names a class or function that is not trusted, is not a file written by
-        ``save``, is truncated or corrupted, or was written in a newer format version.
-
-    See Also
-    --------
-    TripletEmbedder.save : Write the file.
-
-    Examples
-    --------
-    >>> import os, tempfile
-    >>> from sklearn.datasets import load_digits
-    >>> from sklearn_triplet import SiameseEmbedder, load
-    >>> X, y = load_digits(return_X_y=True)
-    >>> embedder = SiameseEmbedder(n_components=4, max_iter=2, random_state=0).fit(X, y)
-    >>> path = os.path.join(tempfile.mkdtemp(), "embedder.safetensors")
-    >>> embedder.save(path)
-    >>> load(path).transform(X[:2]).shape
-    (2, 4)
-    """
-    trusted = _check_trusted(trusted)
-    where = repr(os.fspath(path))
-    document, tensors = read_file(path)
-    if not (
-        isinstance(document, dict)
-        and {"estimator", "params", "fitted"} <= set(document)
-        and isinstance(document["params"], dict)
-        and isinstance(document["fitted"], (dict, type(None)))
-    ):
-        raise ValueError(f"Cannot load {where}: its document lacks the estimator's description.")
-    imports = _find_imports(where, document)
-    _check_trust(where, imports, trusted)
-    decoder = Decoder(where, tensors, {key: _import(where, *key) for key in imports})
-    cls = decoder.decode(document["estimator"])
-    from ._base import BaseEmbedder
-
-    if not (isinstance(cls, type) and issubclass(cls, BaseEmbedder)):
-        # A ValueError, as for every other fault of the file.
-        raise ValueError(f"Cannot load {where}: {cls!r} is not an sklearn-triplet estimator.")  # noqa: TRY004
-    params = {name: decoder.decode(value) for name, value in document["params"].items()}
-    unknown = sorted(set(params) - set(cls._get_param_names()))
-    if unknown:
-        raise ValueError(
-            f"Cannot load {where}: it sets parameters {unknown} that {cls.__name__} does not have "
-            f"in sklearn-triplet {_package_version()} (the file was written by sklearn-triplet "
-            f"{document.get('sklearn_triplet_version')})."
-        )
-    estimator = cls(**params)
-    try:
-        estimator._validate_params()
-    except ValueError as exc:
-        raise ValueError(f"Cannot load {where}: {exc}") from exc
-    if document["fitted"] is None:
-        return estimator
-    fitted = {name: decoder.decode(value) for name, value in document["fitted"].items()}
-    missing = [name for name in ("module_", "n_features_in_") if name not in fitted]
-    if missing:
-        raise ValueError(f"Cannot load {where}: the fitted attributes {missing} are missing.")
-    state_dict = fitted.pop("module_")
-    # The weights are replaced: the built-in backbones draw from a throwaway generator, a trusted
-    # user factory from torch's global one, forked under the lock concurrent fits take.
-    with seeded_global_generator(0, torch.device("cpu")):
-        module = estimator._build_module(
-            fitted["n_features_in_"], fitted.get("_input_shape"), generator=torch.Generator()
-        )
-    try:
-        module.load_state_dict(state_dict)
-    except RuntimeError as exc:
-        raise ValueError(
-            f"Cannot load {where}: its weights do not fit the network its parameters describe: "
-            f"{exc}"
-        ) from exc
-    # The state an unpickled estimator gets: the device is resolved and the network moved there the
-    # same way.
-    estimator.__setstate__({**vars(estimator), **fitted, "module_": module.eval()})
-    return estimator
-
-
-def read_file(path):
+def read_file(path) -> tuple[Any, dict[str, torch.Tensor]]:
     """The JSON document and the tensors of a file written by ``write_file``, checked.
 
     Raises ValueError naming the file for anything but a complete, intact file of a known format
@@ -474,27 +359,17 @@ def _check_version(where, metadata):
     if int(version) > FORMAT_VERSION:
         raise ValueError(
             f"Cannot load {where}: it was written in format version {version}, and sklearn-triplet "
-            f"{_package_version()} reads format versions up to {FORMAT_VERSION}. Upgrade "
+            f"{package_version()} reads format versions up to {FORMAT_VERSION}. Upgrade "
             "sklearn-triplet (pip install -U sklearn-triplet)."
         )
 
 
-def _check_trusted(trusted):
-    if trusted is None:
-        return frozenset()
-    if isinstance(trusted, str) or not all(isinstance(t, str) for t in trusted):
-        raise TypeError(
-            f"trusted must be a list of import paths such as ['mypackage.MyNet']; got {trusted!r}."
-        )
-    return frozenset(trusted)
-
-
-def _find_imports(where, node, found=None):
+def find_imports(where, node, found=None):
     """Every ``(module, name)`` an ``__import__`` of the document names, in order of appearance."""
     found = {} if found is None else found
     if isinstance(node, list):
         for item in node:
-            _find_imports(where, item, found)
+            find_imports(where, item, found)
     elif isinstance(node, dict):
         if "__import__" in node:
             spec = node["__import__"]
@@ -507,47 +382,8 @@ def _find_imports(where, node, found=None):
             found.setdefault((spec["module"], spec["name"]), None)
         else:
             for value in node.values():
-                _find_imports(where, value, found)
+                find_imports(where, value, found)
     return list(found)
-
-
-def _check_trust(where, imports, trusted):
-    from . import __all__ as public
-    from ._base import BaseEmbedder
-
-    package = sys.modules[__package__]
-    estimators = {
-        f"{__package__}.{name}"
-        for name in public
-        if isinstance(getattr(package, name), type)
-        and issubclass(getattr(package, name), BaseEmbedder)
-    }
-    allowed = set(_TRUSTED_BY_DEFAULT) | estimators | trusted
-    untrusted = sorted({f"{module}.{name}" for module, name in imports} - allowed)
-    if untrusted:
-        verb = "is" if len(untrusted) == 1 else "are"
-        raise ValueError(
-            f"Cannot load {where}: it names {untrusted}, which {verb} not trusted. Loading would "
-            "import and run their code. If you trust whoever wrote the file, pass them: "
-            f"load({where}, trusted={untrusted})."
-        )
-
-
-def _import(where, module_name, name):
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(
-            f"Cannot load {where}: it needs {module_name}.{name}, but {module_name} cannot be "
-            f"imported here ({exc})."
-        ) from exc
-    obj = _lookup(module, name)
-    if obj is None:
-        raise ValueError(
-            f"Cannot load {where}: it needs {module_name}.{name}, which {module_name} does not "
-            "define."
-        )
-    return obj
 
 
 class Decoder:
@@ -556,7 +392,7 @@ class Decoder:
     def __init__(self, where, tensors, imports):
         self.where, self.tensors, self.imports = where, tensors, imports
 
-    def decode(self, node):
+    def decode(self, node) -> Any:
         if isinstance(node, list):
             return [self.decode(item) for item in node]
         if not isinstance(node, dict):
@@ -631,32 +467,3 @@ class Decoder:
             f"Cannot load {self.where}: it is a checkpoint that records {value} by name only (a "
             "lambda, a local function or a module instance), which load() cannot rebuild."
         )
-
-
-# -- ONNX ------------------------------------------------------------------------------------------
-
-
-def export_onnx(estimator, path, *, opset_version=None):
-    """Export the fitted network to ONNX with a dynamic batch size (see ``export_onnx``)."""
-    for package in ("onnx", "onnxscript"):
-        try:
-            importlib.import_module(package)
-        except ImportError:
-            raise ImportError(
-                f"export_onnx needs the {package} package, which is not installed: "
-                "pip install 'sklearn-triplet[onnx]'."
-            ) from None
-    module = estimator.export_module()
-    example = torch.zeros(2, estimator.n_features_in_)
-    torch.onnx.export(
-        module,
-        (example,),
-        os.fspath(path),
-        input_names=["X"],
-        output_names=["embedding"],
-        opset_version=opset_version,
-        dynamic_shapes=({0: torch.export.Dim("batch")},),
-        dynamo=True,
-        external_data=False,
-        verbose=False,
-    )
