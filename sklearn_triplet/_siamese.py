@@ -129,8 +129,8 @@ class SiameseEmbedder(ClassLabelEmbedder):
         self.margin = margin
         self.mining = mining
         self.average = average
-        self.do_no_harm = do_no_harm
         self.squared = squared
+        self.do_no_harm = do_no_harm
         self.loss = loss
         self.init = init
         self.batch_size = batch_size
