@@ -386,7 +386,8 @@ def rst(results, config, meta):
         f"Measured on {meta['date']} with ``{meta['command']}`` ({config.name} mode, "
         f"{len(config.seeds)} seeds), on {meta['cpu']} ({meta['cores']} cores, load average "
         f"{meta['load']} at the start), one thread; {meta['total']:.0f} s in all. Versions: "
-        f"{', '.join(meta['versions'])}. Cells: median over the seeds (spread, max - min).",
+        f"{', '.join(meta['versions'])}. Cells: median over the seeds (spread, max - min)."
+        + (f" {meta['note']}" if meta.get("note") else ""),
         "",
     ]
     header = ["contestant"] + [title for _, title in COLUMNS] + ["raw kept"]
