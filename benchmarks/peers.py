@@ -83,7 +83,7 @@ import tasks as benchmark_tasks  # noqa: E402
 from environment import metadata, torch_threads, warm_up  # noqa: E402
 
 from sklearn_triplet import SiameseEmbedder, TripletEmbedder  # noqa: E402
-from sklearn_triplet.backbones import make_cnn, make_mlp  # noqa: E402
+from sklearn_triplet.backbones import build_backbone, make_mlp  # noqa: E402
 from sklearn_triplet.metrics import retrieval_scores  # noqa: E402
 from sklearn_triplet.sampling import batch_shape  # noqa: E402
 
@@ -145,7 +145,11 @@ class PMLEmbedder(TransformerMixin, BaseEstimator):
         pairs of the batch.
     input_shape : tuple of int, default=None
         None: our default MLP, ``make_mlp(n_features, 32, hidden_layer_sizes=(256,))``. A shape:
-        our default CNN for it, ``make_cnn(n_features, 32, input_shape=input_shape)``.
+        our default CNN for it, ``make_cnn(n_features, 32, input_shape=input_shape)``, or the
+        network ``backbone`` names.
+    backbone : str, default="cnn"
+        With ``input_shape``, the built-in backbone to train (``"cnn"``, ``"fcn"``, ``"resnet"``),
+        built by :func:`~sklearn_triplet.backbones.build_backbone` with its defaults.
     max_iter, batch_size, samples_per_class, learning_rate_init, random_state
         As in :class:`~sklearn_triplet.TripletEmbedder`: epochs of ``ceil(n_samples / batch_size)``
         batches of P classes x K samples from ``MPerClassSampler``, Adam.
@@ -156,6 +160,7 @@ class PMLEmbedder(TransformerMixin, BaseEstimator):
         loss="triplet",
         *,
         input_shape=None,
+        backbone="cnn",
         max_iter=50,
         batch_size=128,
         samples_per_class=4,
@@ -164,6 +169,7 @@ class PMLEmbedder(TransformerMixin, BaseEstimator):
     ):
         self.loss = loss
         self.input_shape = input_shape
+        self.backbone = backbone
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.samples_per_class = samples_per_class
@@ -201,7 +207,12 @@ class PMLEmbedder(TransformerMixin, BaseEstimator):
                 if self.input_shape is None:
                     self.module_ = make_mlp(X.shape[1], N_COMPONENTS, hidden_layer_sizes=(256,))
                 else:
-                    self.module_ = make_cnn(X.shape[1], N_COMPONENTS, input_shape=self.input_shape)
+                    self.module_ = build_backbone(
+                        self.backbone,
+                        X.shape[1],
+                        N_COMPONENTS,
+                        params={"input_shape": self.input_shape},
+                    )
                 sampler = samplers.MPerClassSampler(
                     y,
                     m=k,

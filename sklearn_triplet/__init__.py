@@ -2,6 +2,7 @@
 
 from ._base import EmbeddingCollapseWarning
 from ._comparison import ComparisonEmbedder
+from ._guard import RawFeaturesKeptWarning
 from ._loading import load
 from ._pair import PairEmbedder
 from ._pointwise import PointwiseTransformer
@@ -14,6 +15,7 @@ __all__ = [
     "EmbeddingCollapseWarning",
     "PairEmbedder",
     "PointwiseTransformer",
+    "RawFeaturesKeptWarning",
     "SiameseEmbedder",
     "TripletEmbedder",
     "__version__",

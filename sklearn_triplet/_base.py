@@ -56,6 +56,7 @@ from . import (
     _docstrings,
     _export,
     _format,
+    _guard,
     _inference,
     _threads,
     _training,
@@ -213,6 +214,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         validate_estimator_params(self)
 
     def _fit(self, X, y, *, n_epochs, incremental, validate):
+        X_given, y_given = X, y
         reset = not (incremental and hasattr(self, "module_"))
         if not reset:
             self._continue_warm_start()
@@ -238,6 +240,12 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         X_val = data_val = None
         if validate and self.early_stopping:
             X, data, X_val, data_val = self._split_validation(X, data)
+        # do_no_harm: the data the trained embedding must beat the raw features on
+        held_out = None
+        if validate and self._guarded():
+            held_out = (X_val, data_val) if X_val is not None else None
+            if held_out is None:
+                X, data, *held_out = self._split_held_out(X, data)
         if reset:
             self._initialise_from_data(X, data)
         seed = int(self._rng.integers(2**31))
@@ -282,6 +290,17 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             scores = None if X_val is None else [row["validation_score"] for row in new_rows]
             self.validation_scores_ = scores
             self.best_validation_score_ = max(scores) if scores else None
+        self._choose_embedding(X, data, held_out)
+        if self._refits(X.shape[0] + len(held_out[1]) if held_out else 0, reset, checkpoint):
+            # A small set trained on three quarters of itself: train again on all of it.
+            scores = self.held_out_scores_
+            self._refitting = True
+            try:
+                self._fit(X_given, y_given, n_epochs=n_epochs, incremental=False, validate=True)
+            finally:
+                del self._refitting
+            self.held_out_scores_ = scores
+            return self
         self._after_training(X, data, X_val, data_val)
         self._warn_after_training(stop_reason, X_val is not None, check_convergence=validate)
         return self
@@ -307,6 +326,19 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             verbose=self.verbose if _distributed.is_writer() else 0,
             score_name=self._validation_score_name,
         )
+
+    # do_no_harm, for the estimators that take it (see _class_labels.ClassLabelEmbedder)
+
+    def _guarded(self):
+        """Whether ``fit`` keeps the raw features when training did not beat them."""
+        return False
+
+    def _choose_embedding(self, X, data, held_out):
+        """Keep the trained network or the raw features; nothing to choose here."""
+
+    def _refits(self, n_samples, reset, checkpoint):
+        """Whether the network is trained again on all the data; never here."""
+        return False
 
     def _continue_warm_start(self):
         """Check that the network may be trained further as it is; move it to today's device.
@@ -586,8 +618,16 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     def _embed(self, X):
         """Embed a validated float32 array with the network, in inference batches."""
         return _inference.embed(
-            self.module_, X, batch_size=_inference.INFERENCE_BATCH_SIZE, device=self.device_
+            self._serving_module(),
+            X,
+            batch_size=_inference.INFERENCE_BATCH_SIZE,
+            device=self.device_,
         )
+
+    def _serving_module(self):
+        """The network ``transform`` runs: the trained one, or the identity when the raw features
+        were kept (``raw_kept_``)."""
+        return _guard.RawFeatures() if getattr(self, "raw_kept_", False) else self.module_
 
     def _thread_limit(self, n_rows):
         """PyTorch's intra-op threads here for passes of ``n_rows`` rows, restored on exit."""
@@ -611,7 +651,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             :func:`torch.export.export`.
         """
         check_is_fitted(self)
-        return copy.deepcopy(self.module_).cpu().eval()
+        return copy.deepcopy(self._serving_module()).cpu().eval()
 
     def export_onnx(self, path, *, opset_version=None):
         """Write the fitted network, its normalisation included, to an ONNX file.

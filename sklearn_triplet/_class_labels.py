@@ -19,6 +19,7 @@ loss's options (``mining``, ``average``...), declares ``_loss`` and writes its `
 """
 
 import inspect
+import warnings
 from collections.abc import Callable
 from numbers import Integral
 
@@ -26,9 +27,9 @@ import numpy as np
 import torch
 from sklearn.utils.multiclass import check_classification_targets
 
-from . import _distributed, _docstrings
+from . import _distributed, _docstrings, _guard
 from . import augment as _augment
-from ._base import BaseEmbedder, _describe, _is_builtin, stratified_split
+from ._base import _USER_FRAME, BaseEmbedder, _describe, _is_builtin, stratified_split
 from ._kernels import CALLABLE_STATISTICS, callable_kernel
 from ._registry import NAMED_LOSSES
 from ._training import TrainingData
@@ -164,6 +165,78 @@ class ClassLabelEmbedder(BaseEmbedder):
                 f"{sorted(counts.tolist(), reverse=True)[:10]}. Use early_stopping=False."
             )
         return X[train], y[train], X[val], y[val]
+
+    def _guarded(self):
+        """Whether ``fit`` keeps the raw features when training did not beat them (``do_no_harm``,
+        a parameter of the estimators that learn from labelled samples)."""
+        return bool(getattr(self, "do_no_harm", False)) and not getattr(self, "_refitting", False)
+
+    def _split_held_out(self, X, y):
+        """``X, y, X_held, y_held``: the training data and the data ``do_no_harm`` scores on.
+
+        A small set (fewer than ``_guard.SMALL_SET`` samples) holds out at least a quarter, and is
+        trained again on all its samples when the network wins (see ``_refits``).
+        """
+        fraction = self.validation_fraction
+        if X.shape[0] < _guard.SMALL_SET and not self.early_stopping:
+            fraction = max(fraction, _guard.SMALL_SET_FRACTION)
+        train_idx, held_idx = _guard.held_out_split(y, fraction, self._rng)
+        return X[train_idx], y[train_idx], X[held_idx], y[held_idx]
+
+    def _refits(self, n_samples, reset, checkpoint):
+        """Whether a fresh fit of a small set whose network beat the raw features is trained
+        again on all its samples (not with early stopping, whose split is its own, nor with a
+        checkpoint, which holds the first fit)."""
+        return (
+            self._guarded()
+            and reset
+            and not checkpoint
+            and not self.early_stopping
+            and 0 < n_samples < _guard.SMALL_SET
+            and not getattr(self, "raw_kept_", True)
+        )
+
+    def _choose_embedding(self, X, y, held_out):
+        """Keep the trained network, or the raw features when it did not beat them on ``held_out``.
+
+        Sets ``raw_kept_``, ``held_out_scores_`` and ``n_components_`` (the features' number when
+        the raw features are kept). Without ``held_out`` (``do_no_harm=False``, ``partial_fit``)
+        the trained network is used.
+        """
+        if not hasattr(self, "do_no_harm"):  # an estimator without the parameter
+            return
+        self.raw_kept_, self.held_out_scores_ = False, None
+        if held_out is not None and held_out[0].shape[0]:
+            X_held, y_held = held_out
+            trained = _guard.held_out_scores(
+                self._embed(X_held), y_held, self._embed(X), y, metric=self.metric
+            )
+            raw = _guard.held_out_scores(X_held, y_held, X, y)
+            self.held_out_scores_ = {"raw": raw, "trained": trained}
+            self.raw_kept_ = not _guard.keeps_trained(trained, raw, X_held.shape[0])
+            if self.raw_kept_:
+                warnings.warn(
+                    f"{type(self).__name__} did not beat the raw features on the held-out samples "
+                    f"(precision@1 / MAP@R {trained['precision_at_1']:.3f} / "
+                    f"{trained['map_at_r']:.3f} trained, {raw['precision_at_1']:.3f} / "
+                    f"{raw['map_at_r']:.3f} raw), so transform returns the features unchanged "
+                    f"({self.n_features_in_} columns) rather than {self.n_components} "
+                    "components; see raw_kept_. A larger max_iter or another backbone may beat "
+                    "them; do_no_harm=False always uses the network.",
+                    _guard.RawFeaturesKeptWarning,
+                    stacklevel=_USER_FRAME,
+                )
+            if self.verbose:
+                kept = "the raw features" if self.raw_kept_ else "the trained embedding"
+                print(
+                    f"do_no_harm: held-out precision@1 / MAP@R {trained['precision_at_1']:.3f} / "
+                    f"{trained['map_at_r']:.3f} trained, {raw['precision_at_1']:.3f} / "
+                    f"{raw['map_at_r']:.3f} raw; keeping {kept}.",
+                    flush=True,
+                )
+        self.n_components_ = (
+            self.n_features_in_ if self.raw_kept_ else int(self._embed(X[:1]).shape[1])
+        )
 
     def _initialise_from_data(self, X, y):
         """Set the linear backbone's weights from the training data, as ``init`` says.

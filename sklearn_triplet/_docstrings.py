@@ -193,6 +193,32 @@ ATTRIBUTES = """\
         Names of features seen during fit, when X has string feature names."""
 
 
+DO_NO_HARM_PARAMETER = """\
+    do_no_harm : bool, default=True
+        Never be worse than the features given, on held-out data: ``fit`` holds out
+        ``validation_fraction`` of each class (a quarter of a set under 500 samples; the
+        fractional sample rounded up or down at random, and at least one sample of the class left
+        in training; with ``early_stopping=True``, its validation split), trains on the rest, and
+        scores on the held-out samples, as queries retrieving among the training samples, both
+        the trained embedding (in ``metric``) and the raw features (Euclidean distance, what a
+        nearest-neighbour search on ``X`` uses). The embedding is kept only when it is at least
+        as good on MAP@R and on precision@1 (1-NN accuracy, up to one held-out query, the noise
+        of the split), and better on one; otherwise ``transform`` returns the features unchanged
+        (as float32 rows, ``n_components_ = n_features_in_``), ``raw_kept_`` is True and a
+        :class:`~sklearn_triplet.RawFeaturesKeptWarning` says so. A small set whose network wins
+        is trained again on all its samples. The network stays trained in ``module_`` either way
+        (``warm_start`` goes on from it). False trains on all the data and always uses the
+        network. ``partial_fit`` always uses the network."""
+
+DO_NO_HARM_ATTRIBUTES = """\
+    raw_kept_ : bool
+        True when ``do_no_harm`` found the trained embedding no better than the raw features on
+        the held-out samples, and ``transform`` returns the features unchanged.
+    held_out_scores_ : dict or None
+        ``{"trained": {...}, "raw": {...}}``, each ``{"precision_at_1": float, "map_at_r": float}``
+        on the held-out samples of the last ``fit`` with ``do_no_harm=True``; None otherwise."""
+
+
 def _every(n):
     return "every batch" if n == 1 else f"every {n}th batch (the first, the {n + 1}th...)"
 
@@ -285,6 +311,8 @@ def fill(doc, statistics, **overrides):
         "training": training_section({"samples_per_class": 4}),
         "loss": loss_section(),
         "attributes": history_attributes(statistics, CALLABLE_STATISTICS),
+        "do_no_harm": DO_NO_HARM_PARAMETER,
+        "do_no_harm_attributes": DO_NO_HARM_ATTRIBUTES,
         **overrides,
     }
     return inspect.cleandoc(doc) % {

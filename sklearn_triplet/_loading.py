@@ -73,7 +73,8 @@ def load(path, *, trusted=None):
     >>> from sklearn.datasets import load_digits
     >>> from sklearn_triplet import SiameseEmbedder, load
     >>> X, y = load_digits(return_X_y=True)
-    >>> embedder = SiameseEmbedder(n_components=4, max_iter=2, random_state=0).fit(X, y)
+    >>> embedder = SiameseEmbedder(n_components=4, max_iter=2, do_no_harm=False, random_state=0)
+    >>> embedder = embedder.fit(X, y)
     >>> path = os.path.join(tempfile.mkdtemp(), "embedder.safetensors")
     >>> embedder.save(path)
     >>> load(path).transform(X[:2]).shape

@@ -30,7 +30,7 @@ TABLE = (
     ("mining", "auto", "all", _, _),
     ("average", "active", "active", "active", "active"),
     ("squared", _, False, False, _),
-    ("do_no_harm", _, _, True, True),
+    ("do_no_harm", True, True, True, True),
     ("points", _, _, None, None),
     ("threshold", _, _, "accuracy", _),
     ("target_far", _, _, None, _),

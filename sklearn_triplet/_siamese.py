@@ -41,10 +41,12 @@ class SiameseEmbedder(ClassLabelEmbedder):
         Square each pair's term (Hadsell et al.). The default takes distances as they are: every
         positive pair is pulled with the same strength, however close, and a negative pair is
         pushed with the same strength until it is ``margin`` away.
+    %(do_no_harm)s
     %(loss)s
     %(training)s
 
     %(attributes)s
+    %(do_no_harm_attributes)s
 
     See Also
     --------
@@ -66,8 +68,8 @@ class SiameseEmbedder(ClassLabelEmbedder):
     >>> from sklearn_triplet import SiameseEmbedder
     >>> X, y = load_digits(return_X_y=True)
     >>> embedder = SiameseEmbedder(n_components=8, max_iter=5, random_state=0).fit(X, y)
-    >>> embedder.transform(X[:3]).shape
-    (3, 8)
+    >>> embedder.transform(X[:3]).shape == (3, embedder.n_components_)  # 64 if raw_kept_
+    True
     """
 
     _loss = CONTRASTIVE
@@ -76,6 +78,7 @@ class SiameseEmbedder(ClassLabelEmbedder):
         "mining": [StrOptions(set(CONTRASTIVE.minings))],
         "average": [StrOptions(set(AVERAGES))],
         "squared": ["boolean"],
+        "do_no_harm": ["boolean"],
     }
 
     def __init__(
@@ -91,6 +94,7 @@ class SiameseEmbedder(ClassLabelEmbedder):
         mining="all",
         average="active",
         squared=False,
+        do_no_harm=True,
         loss=None,
         loss_params=None,
         init="auto",
@@ -125,6 +129,7 @@ class SiameseEmbedder(ClassLabelEmbedder):
         self.mining = mining
         self.average = average
         self.squared = squared
+        self.do_no_harm = do_no_harm
         self.loss = loss
         self.loss_params = loss_params
         self.init = init

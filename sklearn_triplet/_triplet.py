@@ -41,10 +41,12 @@ class TripletEmbedder(ClassLabelEmbedder):
         training turns triplets easy, ``"all"`` shrinks the gradient with the share of active
         ones; ``"active"`` keeps its size, so the last epochs still learn from the triplets left.
         For ``mining="all"``, which mines only active triplets, both are the same.
+    %(do_no_harm)s
     %(loss)s
     %(training)s
 
     %(attributes)s
+    %(do_no_harm_attributes)s
 
     See Also
     --------
@@ -87,6 +89,7 @@ class TripletEmbedder(ClassLabelEmbedder):
         **ClassLabelEmbedder._parameter_constraints,
         "mining": [StrOptions({"auto", *TRIPLET.minings})],
         "average": [StrOptions(set(AVERAGES))],
+        "do_no_harm": ["boolean"],
     }
 
     def __init__(
@@ -101,6 +104,7 @@ class TripletEmbedder(ClassLabelEmbedder):
         margin=0.5,
         mining="auto",
         average="active",
+        do_no_harm=True,
         loss=None,
         loss_params=None,
         init="auto",
@@ -134,6 +138,7 @@ class TripletEmbedder(ClassLabelEmbedder):
         self.margin = margin
         self.mining = mining
         self.average = average
+        self.do_no_harm = do_no_harm
         self.loss = loss
         self.loss_params = loss_params
         self.init = init

@@ -33,7 +33,6 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted, column_or_1d
-from torch import nn
 
 from . import _docstrings
 from ._base import BaseEmbedder, stratified_split
@@ -377,9 +376,10 @@ class TupleEmbedder(BaseEmbedder):
 
         return TrainingData(points_t, None, batches, validation_score)
 
-    def _choose_embedding(self):
+    def _choose_embedding(self, points, data, held_out, /):
         """Keep the trained network, or the raw features when it did not beat them on the held-out
-        tuples (``do_no_harm``).
+        tuples (``do_no_harm``). The tuples are those ``_training_data`` held out (the base's
+        ``held_out`` is for the class-label estimators, and None here).
 
         Both are scored by ``_validation_score`` on the tuples training did not see: the raw
         features in Euclidean distance (what a nearest-neighbour search on the points uses), the
@@ -402,10 +402,6 @@ class TupleEmbedder(BaseEmbedder):
                     flush=True,
                 )
         self.n_components_ = self.n_features_in_ if self.raw_kept_ else self._network_width()
-
-    def _after_training(self, points, data, points_val, data_val):
-        """Choose between the trained network and the raw features (``do_no_harm``)."""
-        self._choose_embedding()
 
     def _batch_loss(self, embeddings, batch_targets, *, taxonomy, spread):
         members, targets = batch_targets
@@ -437,11 +433,6 @@ class TupleEmbedder(BaseEmbedder):
             width = self.module_(probe).shape[1]
             self.module_.train(was_training)
         return int(width)
-
-    def _serving_module(self):
-        """The network ``transform`` runs: the trained one, or the identity when the raw features
-        were kept (``raw_kept_``)."""
-        return RawFeatures() if getattr(self, "raw_kept_", False) else self.module_
 
     def _embed(self, X):
         if getattr(self, "raw_kept_", False):
@@ -558,17 +549,6 @@ class TupleEmbedder(BaseEmbedder):
             f"points, so there is no one X for fit_transform; call fit({self._kind}s, ...) and "
             "then transform(points)."
         )
-
-
-class RawFeatures(nn.Sequential):
-    """The network of an estimator that kept the raw features: the input rows, unchanged.
-
-    It has the children of the estimators' networks (``backbone`` and ``normalize``), both
-    identities, so that :meth:`export_module` and :meth:`export_onnx` work alike.
-    """
-
-    def __init__(self):
-        super().__init__(OrderedDict(backbone=nn.Identity(), normalize=nn.Identity()))
 
 
 def _take(data, rows):

@@ -43,7 +43,8 @@ def transform_dask(estimator, X):
     >>> from sklearn_triplet import TripletEmbedder
     >>> from sklearn_triplet.chunking import transform_dask
     >>> X, y = load_digits(return_X_y=True)
-    >>> est = TripletEmbedder(n_components=8, max_iter=2, random_state=0).fit(X, y)
+    >>> est = TripletEmbedder(n_components=8, max_iter=2, do_no_harm=False, random_state=0)
+    >>> est = est.fit(X, y)
     >>> emb = transform_dask(est, da.from_array(X, chunks=500))
     >>> emb
     dask.array<..., shape=(1797, 8), dtype=float32, chunksize=(500, 8), chunktype=numpy.ndarray>

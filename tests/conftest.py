@@ -17,19 +17,35 @@ else:
 
 
 # The configurations the tests train with: they exercise the code, not the quality of the embedding.
-# (test_common.py keeps its own, smaller one, for scikit-learn's estimator checks.)
+# (test_common.py keeps its own, smaller one, for scikit-learn's estimator checks.) They train the
+# network on all the data and always use it (do_no_harm=False): a three-epoch network seldom beats
+# the raw features, and do_no_harm would then hand the raw features back; test_guard.py tests it.
 
 
 @pytest.fixture(scope="session")
 def fast():
     """A small network and three epochs: seconds per fit on the digits."""
-    return dict(n_components=8, hidden_layer_sizes=(32,), max_iter=3, batch_size=64, random_state=0)
+    return dict(
+        n_components=8,
+        hidden_layer_sizes=(32,),
+        max_iter=3,
+        batch_size=64,
+        random_state=0,
+        do_no_harm=False,
+    )
 
 
 @pytest.fixture(scope="session")
 def tiny():
     """Smaller still, for tests that fit many times (searches, chunking)."""
-    return dict(n_components=4, hidden_layer_sizes=(16,), max_iter=2, batch_size=32, random_state=0)
+    return dict(
+        n_components=4,
+        hidden_layer_sizes=(16,),
+        max_iter=2,
+        batch_size=32,
+        random_state=0,
+        do_no_harm=False,
+    )
 
 
 @pytest.fixture

@@ -147,6 +147,7 @@ def small():
         random_state=0,
         backbone="fcn",
         backbone_params={"width": 0.1, "input_shape": (1, 40)},
+        do_no_harm=False,  # the tests read the network's batches and outputs
     )
 
 

@@ -285,6 +285,7 @@ def test_linear_backbone_starts_from_the_data(n_components, init, expected, smal
         max_iter=1,
         learning_rate_init=1e-12,
         random_state=0,
+        do_no_harm=False,  # the weights start from all of X, y (none held out)
     ).fit(X, y)
     weights = est.module_.backbone.weight.detach().numpy()
     reference = initial_linear_weights(X, y, n_components, init=expected, random_state=0)

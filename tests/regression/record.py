@@ -38,6 +38,7 @@ COMMON = dict(
     weight_decay=0.0,
     mixed_precision=False,
     early_stopping=False,
+    do_no_harm=False,
     device="cpu",
     random_state=0,
 )
