@@ -291,7 +291,9 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             self.validation_scores_ = scores
             self.best_validation_score_ = max(scores) if scores else None
         self._choose_embedding(X, data, held_out)
-        if self._refits(X.shape[0] + len(held_out[1]) if held_out else 0, reset, checkpoint):
+        # 0 when nothing was held out
+        n_samples = X.shape[0] + np.shape(held_out[0])[0] if held_out is not None else 0
+        if self._refits(n_samples, reset, checkpoint):
             # A small set trained on three quarters of itself: train again on all of it.
             scores = self.held_out_scores_
             self._refitting = True
@@ -329,14 +331,18 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
 
     # do_no_harm, for the estimators that take it (see _class_labels.ClassLabelEmbedder)
 
-    def _guarded(self):
-        """Whether ``fit`` keeps the raw features when training did not beat them."""
+    def _guarded(self) -> bool:
+        """Whether ``fit`` holds out data for ``do_no_harm`` (then ``_split_held_out`` splits)."""
         return False
 
-    def _choose_embedding(self, X, data, held_out):
+    def _split_held_out(self, X, data, /):
+        """``X, data, X_held, data_held``: the part ``do_no_harm`` scores on, held out."""
+        raise NotImplementedError  # only called when _guarded() is True
+
+    def _choose_embedding(self, X, data, held_out, /):
         """Keep the trained network or the raw features; nothing to choose here."""
 
-    def _refits(self, n_samples, reset, checkpoint):
+    def _refits(self, n_samples, reset, checkpoint, /) -> bool:
         """Whether the network is trained again on all the data; never here."""
         return False
 

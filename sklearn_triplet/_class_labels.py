@@ -166,12 +166,12 @@ class ClassLabelEmbedder(BaseEmbedder):
             )
         return X[train], y[train], X[val], y[val]
 
-    def _guarded(self):
+    def _guarded(self) -> bool:
         """Whether ``fit`` keeps the raw features when training did not beat them (``do_no_harm``,
         a parameter of the estimators that learn from labelled samples)."""
         return bool(getattr(self, "do_no_harm", False)) and not getattr(self, "_refitting", False)
 
-    def _split_held_out(self, X, y):
+    def _split_held_out(self, X, y, /):
         """``X, y, X_held, y_held``: the training data and the data ``do_no_harm`` scores on.
 
         A small set (fewer than ``_guard.SMALL_SET`` samples) holds out at least a quarter, and is
@@ -183,7 +183,7 @@ class ClassLabelEmbedder(BaseEmbedder):
         train_idx, held_idx = _guard.held_out_split(y, fraction, self._rng)
         return X[train_idx], y[train_idx], X[held_idx], y[held_idx]
 
-    def _refits(self, n_samples, reset, checkpoint):
+    def _refits(self, n_samples, reset, checkpoint, /) -> bool:
         """Whether a fresh fit of a small set whose network beat the raw features is trained
         again on all its samples (not with early stopping, whose split is its own, nor with a
         checkpoint, which holds the first fit)."""
@@ -196,7 +196,7 @@ class ClassLabelEmbedder(BaseEmbedder):
             and not getattr(self, "raw_kept_", True)
         )
 
-    def _choose_embedding(self, X, y, held_out):
+    def _choose_embedding(self, X, y, held_out, /):
         """Keep the trained network, or the raw features when it did not beat them on ``held_out``.
 
         Sets ``raw_kept_``, ``held_out_scores_`` and ``n_components_`` (the features' number when
