@@ -53,6 +53,7 @@ exclude_patterns = [
     "benchmarks_peers_lmnn.rst",
     "benchmarks_sweep.rst",
     "benchmarks_tuples_recipe.rst",
+    "benchmarks_real.rst",
     "benchmarks_persistence.rst",
     "benchmarks_threads.rst",
     "scaling.rst",

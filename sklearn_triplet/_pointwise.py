@@ -60,8 +60,10 @@ class PointwiseTransformer(TransformerMixin, BaseEstimator):
     ...     PointwiseTransformer(StandardScaler()),
     ...     PairEmbedder(n_components=2, max_iter=2, random_state=0),
     ... ).fit(pairs, y)
-    >>> model.transform(pairs[:, 0]).shape  # single points, scaled then embedded
-    (200, 2)
+    >>> # Single points, scaled then embedded. These labels are random, so training cannot beat
+    >>> # the scaled features on held-out pairs, and do_no_harm keeps those 5 features.
+    >>> model.transform(pairs[:, 0]).shape
+    (200, 5)
     """
 
     _parameter_constraints: dict = {"transformer": [HasMethods(["fit", "transform"])]}
