@@ -141,10 +141,10 @@ def checkpointed(out, rank, *, die_at=None):
     except ProcessGroupError as exc:
         with open(os.path.join(out, f"error-{rank}.txt"), "w") as f:
             f.write(str(exc))
-        import torch.distributed as dist
-
-        dist.destroy_process_group()  # gloo may abort at exit when its group is left broken
-        sys.exit(3)
+        # Leave at once: tearing down a gloo group whose peer died (destroy_process_group, or
+        # the interpreter's own exit) may abort the process ("terminate called without an active
+        # exception"), which would hide this exit code.
+        os._exit(3)
     np.savez(
         os.path.join(out, f"resumed-{rank}.npz"),
         epochs=np.array([row["epoch"] for row in est.history_]),
