@@ -32,6 +32,7 @@ seeds, with the spread (max - min). Fit time is process CPU time on one thread
 import argparse
 import dataclasses
 import json
+import shlex
 import statistics
 import sys
 import time
@@ -336,11 +337,11 @@ def acceptance(results):
     """The issue's acceptance checks, each ``(task, check, measured, met)``."""
     checks = []
     for task, by in results.items():
-        raw = by["1-NN (raw)"]
+        raw = by.get("1-NN (raw)")  # None in a run of other contestants only
         recommended = next((name for name in by if name.startswith("TripletEmbedder (")), None)
         pml = next((name for name in by if name.startswith("pml")), None)
         for key, label in (("acc1", "1-NN"), ("acc5", "5-NN"), ("map_at_r", "MAP@R")):
-            if "TripletEmbedder" in by:
+            if "TripletEmbedder" in by and raw is not None:
                 ours, base = _median(by["TripletEmbedder"], key), _median(raw, key)
                 checks.append(
                     (task, f"TripletEmbedder (defaults) {label} >= raw ({base:.3f})",
@@ -384,16 +385,40 @@ def acceptance(results):
     return checks
 
 
+def _header(config, meta):
+    """Where, when and how the figures were measured: one run, or the saved runs merged."""
+    seeds = f"{config.name} mode, {len(config.seeds)} seeds"
+    machine = f"{meta['cpu']} ({meta['cores']} cores), one thread"
+    versions = f"Versions: {', '.join(meta['versions'])}."
+    cells = "Cells: median over the seeds (spread, max - min)."
+    if "runs" not in meta:
+        return [
+            f"Measured on {meta['date']} with ``{meta['command']}`` ({seeds}), on {meta['cpu']} "
+            f"({meta['cores']} cores, load average {meta['load']} at the start), one thread; "
+            f"{meta['total']:.0f} s in all. {versions} {cells}"
+            + (f" {meta['note']}" if meta.get("note") else ""),
+            "",
+        ]
+    lines = [
+        f"Measured on {machine}, {seeds}, in {len(meta['runs'])} runs (one process each; a "
+        f"contestant measured in a later run replaces the earlier one's figures), rendered on "
+        f"{meta['rendered']} with ``{meta['command']}``. {versions} {cells}",
+        "",
+    ]
+    for run_ in meta["runs"]:
+        note = f" {run_['note']}" if run_.get("note") else ""
+        lines.append(
+            f"- {run_['date']}, load average {run_['load']} at the start, "
+            f"{run_['total']:.0f} s: ``{run_['command']}``.{note}"
+        )
+    return [*lines, ""]
+
+
 def rst(results, config, meta):
     lines = [
         ".. This file is written by benchmarks/real.py; edit the script, not this file.",
         "",
-        f"Measured on {meta['date']} with ``{meta['command']}`` ({config.name} mode, "
-        f"{len(config.seeds)} seeds), on {meta['cpu']} ({meta['cores']} cores, load average "
-        f"{meta['load']} at the start), one thread; {meta['total']:.0f} s in all. Versions: "
-        f"{', '.join(meta['versions'])}. Cells: median over the seeds (spread, max - min)."
-        + (f" {meta['note']}" if meta.get("note") else ""),
-        "",
+        *_header(config, meta),
     ]
     header = ["contestant"] + [title for _, title in COLUMNS] + ["raw kept"]
     for task, rows in summarise(results).items():
@@ -458,9 +483,12 @@ def main(argv=None):
                 results.setdefault(task, {}).update(by_contestant)
         results = {task: results[task] for task in TASKS if task in results}
         meta = dict(saved[0]["meta"])
-        meta["command"] = "; ".join(item["meta"]["command"] for item in saved)
-        meta["total"] = max(item["meta"]["total"] for item in saved)
-        meta["load"] = " / ".join(item["meta"]["load"] for item in saved)
+        meta["runs"] = [
+            {key: item["meta"].get(key) for key in ("date", "command", "load", "total", "note")}
+            for item in saved
+        ]
+        meta["command"] = shlex.join(["python", "benchmarks/real.py", *argv])
+        meta["rendered"] = metadata("real.py", argv)["date"]
         config = QUICK if saved[0]["config"] == "quick" else FULL
     else:
         meta = metadata("real.py", argv)

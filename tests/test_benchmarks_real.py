@@ -72,3 +72,32 @@ def test_published_numbers_cover_every_series_set(real):
     assert set(real.PUBLISHED) == {"Coffee", "GunPoint", "PigCVP", "BasicMotions"}
     for numbers in real.PUBLISHED.values():
         assert all(v is None or 0.0 <= v <= 1.0 for v in numbers.values())
+
+
+def test_load_merges_saved_runs_and_lists_each_in_the_header(real, tmp_path):
+    def run_(acc, fit):
+        return {"acc1": acc, "acc5": acc, "map_at_r": acc, "fit_cpu": fit}
+
+    base = {"cpu": "x", "cores": 2, "versions": ["v"]}
+    first = {
+        "config": "full",
+        "meta": {**base, "date": "d1", "command": "c1", "load": "30", "total": 5.0, "note": "n1"},
+        "results": {"Coffee": {"1-NN (raw)": [run_(0.5, 0.0)], "NCA": [run_(0.6, 1.0)] * 3}},
+    }
+    second = {
+        "config": "full",
+        "meta": {**base, "date": "d2", "command": "c2", "load": "2", "total": 7.0},
+        "results": {"Coffee": {"NCA": [run_(0.9, 2.0)] * 3}},
+    }
+    paths = [tmp_path / "1.json", tmp_path / "2.json"]
+    for path, document in zip(paths, (first, second)):
+        path.write_text(real.json.dumps(document))
+    output = tmp_path / "out.rst"
+    results = real.main(["--load", *map(str, paths), "--output", str(output)])
+    # The later file replaces the contestant it measured again; the others stay.
+    assert results["Coffee"]["NCA"] == [run_(0.9, 2.0)] * 3
+    assert results["Coffee"]["1-NN (raw)"] == [run_(0.5, 0.0)]
+    text = output.read_text()
+    assert "- d1, load average 30 at the start, 5 s: ``c1``. n1" in text
+    assert "- d2, load average 2 at the start, 7 s: ``c2``." in text
+    assert "in 2 runs" in text
