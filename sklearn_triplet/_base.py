@@ -654,7 +654,8 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         module : torch.nn.Sequential
             A copy in eval mode with children ``backbone`` and ``normalize``; it maps a float32
             tensor ``(batch, n_features)`` to embeddings and can be scripted or exported with
-            :func:`torch.export.export`.
+            :func:`torch.export.export`. When ``do_no_harm`` kept the raw features, both children
+            are identities.
         """
         check_is_fitted(self)
         return copy.deepcopy(self._serving_module()).cpu().eval()

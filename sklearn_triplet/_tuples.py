@@ -24,7 +24,6 @@ int64 array ``(n_tuples, k)`` of rows of it; everything inside works on that. A 
 embeds each of its distinct points once.
 """
 
-import copy
 import inspect
 from abc import abstractmethod
 from collections import OrderedDict
@@ -433,25 +432,6 @@ class TupleEmbedder(BaseEmbedder):
             width = self.module_(probe).shape[1]
             self.module_.train(was_training)
         return int(width)
-
-    def _embed(self, X):
-        if getattr(self, "raw_kept_", False):
-            return np.array(X, dtype=np.float32)
-        return super()._embed(X)
-
-    def export_module(self):
-        """The fitted network, its normalisation included, as a plain module on the CPU.
-
-        Returns
-        -------
-        module : torch.nn.Sequential
-            A copy in eval mode with children ``backbone`` and ``normalize``; it maps a float32
-            tensor ``(batch, n_features)`` to embeddings and can be scripted or exported with
-            :func:`torch.export.export`. When ``do_no_harm`` kept the raw features, both children
-            are identities.
-        """
-        check_is_fitted(self)
-        return copy.deepcopy(self._serving_module()).cpu().eval()
 
     def pair_distance(self, pairs):
         """Distance between the embeddings of the two points of each pair.
