@@ -265,15 +265,6 @@ class TupleEmbedder(BaseEmbedder):
 
     # -- the steps of fit ------------------------------------------------------------------------
 
-    def _fit(self, X, y, *, n_epochs, incremental, validate):
-        # do_no_harm applies to fit, never to partial_fit (as for the class-label estimators)
-        self._guarding = validate and self.do_no_harm
-        self._held_out = None
-        try:
-            return super()._fit(X, y, n_epochs=n_epochs, incremental=incremental, validate=validate)
-        finally:
-            del self._guarding, self._held_out
-
     def _check_fit_parameters(self):
         """No rule between parameters here (a batch is any number of tuples)."""
 
@@ -342,15 +333,6 @@ class TupleEmbedder(BaseEmbedder):
         return points, _take(data, train), points, _take(data, val)
 
     def _training_data(self, points, data, points_val, data_val):
-        if self._guarding:
-            # The tuples do_no_harm scores on: those early stopping holds out, else a split of its
-            # own, which training does not see (none when there are too few to split).
-            if data_val is None:
-                if self._splittable(data):
-                    points, data, _, held = self._split_tuples(points, data, what="do_no_harm")
-                    self._held_out = (points, held)
-            else:
-                self._held_out = (points_val, data_val)
         device = self.device_
         points_t = torch.from_numpy(points).to(device)
         tuples, targets = data
@@ -375,10 +357,25 @@ class TupleEmbedder(BaseEmbedder):
 
         return TrainingData(points_t, None, batches, validation_score)
 
+    # do_no_harm, on the base's steps: _fit holds out what _split_held_out gives (or early
+    # stopping's validation tuples), trains on the rest and calls _choose_embedding.
+
+    def _guarded(self) -> bool:
+        """Whether ``fit`` holds out tuples for ``do_no_harm`` (``partial_fit`` never does)."""
+        return bool(self.do_no_harm)
+
+    def _split_held_out(self, points, data, /):
+        """``points, data, points, held``: ``validation_fraction`` of the tuples held out for
+        ``do_no_harm`` (of each kind of pair, for pairs); none when there are too few to split.
+        The points stay shared: a held-out tuple's points may also be in training tuples."""
+        if not self._splittable(data):
+            return points, data, points, _take(data, np.zeros(0, dtype=np.int64))
+        return self._split_tuples(points, data, what="do_no_harm")
+
     def _choose_embedding(self, points, data, held_out, /):
-        """Keep the trained network, or the raw features when it did not beat them on the held-out
-        tuples (``do_no_harm``). The tuples are those ``_training_data`` held out (the base's
-        ``held_out`` is for the class-label estimators, and None here).
+        """Keep the trained network, or the raw features when it did not beat them on the
+        held-out tuples (``do_no_harm``); ``held_out`` is ``(points, (tuples, targets))``, or None
+        when nothing was held out (``do_no_harm=False``, ``partial_fit``).
 
         Both are scored by ``_validation_score`` on the tuples training did not see: the raw
         features in Euclidean distance (what a nearest-neighbour search on the points uses), the
@@ -387,8 +384,8 @@ class TupleEmbedder(BaseEmbedder):
         ``n_components_``.
         """
         self.raw_kept_, self.held_out_scores_ = False, None
-        if self._held_out is not None:
-            points, (tuples, targets) = self._held_out
+        if held_out is not None and held_out[1][0].shape[0]:
+            points, (tuples, targets) = held_out
             trained = self._validation_score(self._embed_members(points, tuples), targets)
             raw = self._validation_score(points[tuples], targets, metric="euclidean")
             self.held_out_scores_ = {"trained": float(trained), "raw": float(raw)}
