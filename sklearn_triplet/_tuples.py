@@ -235,6 +235,8 @@ class TupleEmbedder(BaseEmbedder):
         "points": ["array-like", callable, None],
         "average": [StrOptions(set(AVERAGES))],
         "do_no_harm": ["boolean"],
+        # None: as many components as features (the residual backbone starts at the raw geometry)
+        "n_components": [*BaseEmbedder._parameter_constraints["n_components"], None],
     }
 
     @classmethod
@@ -295,12 +297,16 @@ class TupleEmbedder(BaseEmbedder):
             )
         network = ResidualMLP(
             n_features,
-            self.n_components,
+            self._embedding_width(n_features),
             hidden_layer_sizes=tuple(np.atleast_1d(self.hidden_layer_sizes).tolist()),
             generator=generator,
         )
         normalize = L2Normalize() if self.normalize else torch.nn.Identity()
         return torch.nn.Sequential(OrderedDict(backbone=network, normalize=normalize))
+
+    def _embedding_width(self, n_features):
+        """``n_components``, or the number of features when it is None."""
+        return n_features if self.n_components is None else self.n_components
 
     def _check_training_data(self, X, y, *, reset):
         points, tuples = check_tuples(self, X, tuple_size=self._tuple_size, reset=reset)

@@ -712,8 +712,9 @@ def test_the_defaults_are_the_studied_recipe():
     for cls in (PairEmbedder, ComparisonEmbedder):
         params = cls().get_params()
         assert params["backbone"] == "residual" and params["normalize"] is False
-        assert params["learning_rate"] == "cosine" and params["learning_rate_init"] == 1e-3
+        assert params["learning_rate"] == "cosine" and params["learning_rate_init"] == 3e-4
         assert params["average"] == "active" and params["do_no_harm"] is True
+        assert params["n_components"] is None  # as many as the features: the raw geometry
     assert PairEmbedder().squared is False
 
 
