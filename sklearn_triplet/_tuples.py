@@ -220,6 +220,7 @@ class TupleEmbedder(BaseEmbedder):
     points: object
     average: str
     do_no_harm: bool
+    n_components: int | None  # type: ignore[assignment]  # None: as many as the features
 
     # How many points a tuple has, its name, and the steps of _fit only this kind has.
     _tuple_size: int
