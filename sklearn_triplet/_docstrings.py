@@ -335,8 +335,10 @@ _TUPLE_BACKBONE_ENTRIES = {
     n_components : int or None, default=None
         Width of the embedding (for the built-in backbones). None: as many components as the
         points have features, so that the ``"residual"`` backbone starts at the points' raw
-        distances (scaled) rather than at a projection on fewer axes; on the digits at 500 and
-        2,000 pairs, the projection on 32 axes cost KNN up to a point of accuracy.""",
+        distances (scaled) rather than at their projection on fewer axes, which on the digits
+        cost KNN 0.3 to 0.7 points of accuracy from 500 and 2,000 pairs or triplets. With many
+        uninformative features fewer components can do better (32 on the digits with 200 noise
+        features: 0.860 against 0.818 from 500 pairs).""",
     "backbone": """\
     backbone : {"mlp", "linear", "cnn", "fcn", "resnet", "residual"}, torch.nn.Module or \
 callable, default="residual"
@@ -344,7 +346,8 @@ callable, default="residual"
         connected layers of ``hidden_layer_sizes`` with ReLU whose output layer starts at zero,
         the linear map started at the leading principal axes of the points the tuples use, scaled
         so that the root mean square distance between two of them is 1: training starts from the
-        points' own geometry (their raw distances, scaled, when ``n_components >= n_features``).
+        points' own geometry (their raw distances, scaled, when ``n_components`` is None or at
+        least ``n_features``).
         ``"mlp"``: fully connected layers with ReLU, from random weights. ``"linear"``: a learned
         linear map, from random weights. ``"cnn"``: a small convolutional network, ``"fcn"``:
         the fully convolutional network, ``"resnet"``: the residual network (Wang, Yan & Oates
