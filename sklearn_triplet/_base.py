@@ -199,6 +199,10 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     def _batch_loss(self, embeddings, targets, /, *, taxonomy, spread) -> BatchLoss:
         """The loss of a batch and its statistics (a ``BatchLoss``)."""
 
+    def _anchor_loss(self):
+        """The loss split by anchors for a process group (see ``_training.train``), or None."""
+        return None
+
     @property
     @abstractmethod
     def _statistics(self) -> Statistics:
@@ -516,6 +520,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 stopping=stopping,
                 checkpoint=write_checkpoint,
                 ranks=_distributed.current(),
+                anchor_loss=self._anchor_loss(),
             )
         except FloatingPointError:
             keep_optimizer_state = False  # its moments may hold NaN; a warm start begins afresh

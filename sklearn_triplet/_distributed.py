@@ -186,6 +186,60 @@ class Ranks:
         parts[self.rank] = local
         return torch.cat(parts)
 
+    def rows(self, sizes):
+        """This rank's share of a batch as a slice of its rows (``sizes`` from :meth:`share`)."""
+        start = sum(sizes[: self.rank])
+        return slice(start, start + sizes[self.rank])
+
+    def sum_parts(self, gradient, part):
+        """Sum the ranks' parts of a batch's loss: one all-reduce.
+
+        Parameters
+        ----------
+        gradient : torch.Tensor of shape (B, n_components)
+            The gradient of this rank's ``part.total`` in every embedding of the batch.
+        part : sklearn_triplet._kernels.PartialLoss
+            The terms of this rank's anchors, the number they are divided by, their counts and
+            negative distances.
+
+        Returns
+        -------
+        gradient : torch.Tensor of shape (B, n_components)
+            The gradient of the batch's loss, ``sum(total) / max(sum(denominator), 1)``.
+        loss : torch.Tensor of shape ()
+        counts : int64 torch.Tensor or None
+        negative_distances : tuple of two torch.Tensor of shape (), or None
+        """
+        # float64: the counts stay exact (below 2**53), and float32 gradients sum as they would
+        scalars = [part.total.detach().reshape(1), part.denominator.reshape(1)]
+        if part.counts is not None:
+            scalars.append(part.counts)
+        if part.negative_distances is not None:
+            scalars += [t.reshape(1) for t in part.negative_distances]
+        flat = torch.cat(
+            [gradient.reshape(-1).to(self.device, torch.float64)]
+            + [t.to(self.device, torch.float64) for t in scalars]
+        )
+        with self._collective("summing the parts of the batch's loss"):
+            dist.all_reduce(flat)
+        flat = flat.to(gradient.device)
+        n = gradient.numel()
+        total, denominator = flat[n], flat[n + 1].clamp_min(1)
+        gradient = (flat[:n] / denominator).to(gradient.dtype).view_as(gradient)
+        loss = (total / denominator).to(gradient.dtype)
+        counts = negatives = None
+        end = n + 2
+        if part.counts is not None:
+            counts = flat[end : end + len(part.counts)].round().to(part.counts.dtype)
+            end += len(part.counts)
+        if part.negative_distances is not None:
+            distance_sum, count = part.negative_distances
+            negatives = (
+                flat[end].to(distance_sum.dtype),
+                flat[end + 1].round().to(count.dtype),
+            )
+        return gradient, loss, counts, negatives
+
     def sum_gradients(self, module):
         """Sum the gradients of ``module``'s trainable parameters over the ranks (one all-reduce).
 

@@ -91,17 +91,21 @@ def step_and_fit(tmp_path_factory):
     return out
 
 
-def test_one_step_equals_one_process_on_the_global_batch(step_and_fit):
-    # A batch of 101 rows, split 51 + 50: the loss, its counts and every gradient on each rank
-    # equal those of this process alone on the whole batch.
+@pytest.mark.parametrize("way", ["group", "split"])
+def test_one_step_equals_one_process_on_the_global_batch(step_and_fit, way):
+    # A batch of 101 rows, split 51 + 50: the loss, its counts, the negative distances and every
+    # gradient on each rank equal those of this process alone on the whole batch, whether every
+    # rank computes the whole loss (group) or the terms of its share's anchors (split).
     for rank in range(2):
         result = np.load(step_and_fit / f"step-{rank}.npz")
-        np.testing.assert_allclose(result["group_loss"], result["alone_loss"], rtol=0, atol=1e-6)
-        np.testing.assert_array_equal(result["group_counts"], result["alone_counts"])
-        gradients = [name for name in result.files if name.startswith("group_grad")]
+        np.testing.assert_allclose(result[f"{way}_loss"], result["alone_loss"], rtol=0, atol=1e-6)
+        np.testing.assert_array_equal(result[f"{way}_counts"], result["alone_counts"])
+        assert result["alone_counts"][0] > 0  # the taxonomy was counted
+        np.testing.assert_allclose(result[f"{way}_spread"], result["alone_spread"], rtol=1e-6)
+        gradients = [name for name in result.files if name.startswith(f"{way}_grad")]
         assert len(gradients) == 4  # two linear layers: weights and biases
         for name in gradients:
-            alone = result[name.replace("group", "alone")]
+            alone = result[name.replace(way, "alone")]
             assert np.abs(alone).max() > 1e-3  # a gradient that could differ
             np.testing.assert_allclose(result[name], alone, rtol=0, atol=1e-6)
 
