@@ -488,13 +488,20 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
 
     def _train(self, data, settings, *, start_time, callbacks, checkpoint=None, stopping=None):
         module = self.module_
+        # foreach: one kernel per operation for all the parameters (the same numbers as Adam's
+        # default loop over them on the CPU, several times faster for large networks)
         optimizer = torch.optim.Adam(
-            module.parameters(), lr=self.learning_rate_init, weight_decay=self.weight_decay
+            module.parameters(),
+            lr=self.learning_rate_init,
+            weight_decay=self.weight_decay,
+            foreach=True,
         )
         if self._optimizer_state is not None:
             optimizer.load_state_dict(self._optimizer_state)
             for group in optimizer.param_groups:  # the moments carry over, the settings are today's
-                group.update(lr=self.learning_rate_init, weight_decay=self.weight_decay)
+                group.update(
+                    lr=self.learning_rate_init, weight_decay=self.weight_decay, foreach=True
+                )
 
         def on_epoch_end(epoch, logs):
             self.n_iter_ = epoch

@@ -53,6 +53,9 @@ from sklearn.utils import check_consistent_length, column_or_1d
 
 from ._validation import check_array, validate_data
 
+# torch >= 2.10 names it all_gather_single, and deprecates all_gather_into_tensor
+_all_gather_single = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+
 
 class ProcessGroupError(RuntimeError):
     """Raised when a collective of a fit fails: another rank stopped, or timed out."""
@@ -177,12 +180,14 @@ class Ranks:
             backward pass sends the loss's gradient through it alone.
         """
         n_max = max(sizes)
-        padded = local.new_zeros((n_max, *local.shape[1:]))
-        padded[: local.shape[0]] = local.detach()
-        parts = [torch.empty_like(padded) for _ in range(self.world_size)]
+        padded = local.detach()
+        if local.shape[0] < n_max:
+            padded = local.new_zeros((n_max, *local.shape[1:]))
+            padded[: local.shape[0]] = local.detach()
+        gathered = local.new_empty((self.world_size * n_max, *local.shape[1:]))
         with self._collective("gathering the batch's embeddings"):
-            dist.all_gather(parts, padded)
-        parts = [part[:n] for part, n in zip(parts, sizes)]
+            _all_gather_single(gathered, padded.contiguous())
+        parts = [gathered[r * n_max : r * n_max + n] for r, n in enumerate(sizes)]
         parts[self.rank] = local
         return torch.cat(parts)
 

@@ -154,6 +154,14 @@ def _finite(value):
     return value is not None and math.isfinite(value)
 
 
+# In a process group, the fewest rows of a batch for which the ranks split its loss by anchors
+# (``anchor_loss``): the split saves half the mining of a batch and costs one more collective a
+# step. On one thread, the triplet loss (semi-hard) costs about 1.1 ms at 128 rows whether one
+# rank computes all of its anchors or half (a fixed cost of its ~40 operations), 2.2 against
+# 1.8 ms at 256 rows and 10 against 5.5 ms at 512; a gloo collective between two processes on one
+# machine costs 0.3 ms or more (benchmarks/distributed_training.py).
+SPLIT_LOSS_ROWS = 256
+
 # Why training stopped; the estimators turn these into warnings and attributes.
 STOP_MAX_ITER = "max_iter"
 STOP_NO_CHANGE = "n_iter_no_change"
@@ -480,7 +488,7 @@ def _train_epoch(
         yb = y[indices].to(device, non_blocking=True) if targets is None else targets
         taxonomy = i % statistics.taxonomy_every == 0
         last = i == len(batches) - 1  # the spread: the embeddings of the epoch's last batch
-        if ranks is not None and anchor_loss is not None:
+        if ranks is not None and anchor_loss is not None and len(indices) >= SPLIT_LOSS_ROWS:
             optimizer.zero_grad(set_to_none=True)
             loss, counts, spread, embeddings = _split_loss_backward(
                 module, X, indices, yb, device, autocast, ranks, augment, anchor_loss,
