@@ -175,6 +175,46 @@ def test_a_dead_rank_stops_the_others_and_a_restart_resumes(tmp_path):
     assert not (tmp_path / "fit.ckpt").exists()  # removed once, at the end
 
 
+@pytest.mark.parametrize("mining", ["semi-hard", "all", "hard", "easy-positive"])
+@pytest.mark.parametrize(("metric", "average"), [("euclidean", "active"), ("cosine", "all")])
+def test_the_triplet_loss_split_by_anchors_adds_up_to_the_whole(mining, metric, average):
+    # What the ranks of a group compute for their anchors: three uneven parts of one batch (an
+    # empty one, duplicated rows at distance 0, a class of one) add up to the loss of the whole
+    # batch, its counts, its negative distances and its gradient.
+    from sklearn_triplet._kernels import triplet_kernel
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(37, 4, generator=generator)
+    x[5] = x[6]
+    labels = torch.randint(0, 5, (37,), generator=generator)
+    labels[0] = 7
+    options = dict(margin=0.3, mining=mining, metric=metric, average=average, counts=True)
+    whole_x = x.clone().requires_grad_()
+    whole = triplet_kernel(whole_x, labels, **options, spread=True)
+    whole.loss.backward()
+    assert whole_x.grad is not None and whole_x.grad.abs().max() > 1e-3
+    parts, gradient = [], torch.zeros_like(x)
+    for anchors in [slice(0, 0), slice(0, 11), slice(11, 37)]:
+        part_x = x.clone().requires_grad_()
+        part = triplet_kernel(part_x, labels, **options, spread=True, anchors=anchors)
+        part.total.backward()
+        assert part_x.grad is not None
+        gradient += part_x.grad
+        parts.append(part)
+    denominator = sum(int(part.denominator) for part in parts)
+    assert denominator > 0
+    total = sum(float(part.total.detach()) for part in parts)
+    assert total / denominator == pytest.approx(float(whole.loss), rel=1e-6)
+    np.testing.assert_allclose(gradient / denominator, whole_x.grad, rtol=0, atol=1e-6)
+    torch.testing.assert_close(sum(part.counts for part in parts), whole.counts, rtol=0, atol=0)
+    assert whole.counts[0] > 0 and whole.negative_distances is not None
+    distance_sum, n_negatives = whole.negative_distances
+    assert sum(int(part.negative_distances[1]) for part in parts) == int(n_negatives)
+    assert sum(float(part.negative_distances[0]) for part in parts) == pytest.approx(
+        float(distance_sum), rel=1e-6
+    )
+
+
 def test_outside_a_process_group_a_fit_trains_alone(tmp_path):
     assert _distributed.current() is None
     assert _distributed.is_writer()
