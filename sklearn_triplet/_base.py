@@ -61,7 +61,7 @@ from . import (
     _threads,
     _training,
 )
-from ._kernels import METRICS, BatchLoss, LossDeclaration, Statistics
+from ._kernels import METRICS, BatchLoss, LossDeclaration, PartialLoss, Statistics
 from ._training import TrainingData
 from ._validation import (
     Interval,
@@ -199,7 +199,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     def _batch_loss(self, embeddings, targets, /, *, taxonomy, spread) -> BatchLoss:
         """The loss of a batch and its statistics (a ``BatchLoss``)."""
 
-    def _anchor_loss(self):
+    def _anchor_loss(self) -> "Callable[..., PartialLoss] | None":
         """The loss split by anchors for a process group (see ``_training.train``), or None."""
         return None
 

@@ -836,7 +836,6 @@ def triplet_kernel(
     counts=False,
     taxonomy=True,
     spread=False,
-    anchors=None,
 ):
     """The triplet loss of :func:`sklearn_triplet.losses.triplet_loss`, unvalidated.
 
@@ -856,22 +855,62 @@ def triplet_kernel(
         Count the taxonomy (else its entries are 0).
     spread : bool, default=False
         Return the sum and number of the distances between different classes.
-    anchors : slice, default=None
-        The terms of these anchors of the batch alone, undivided: a :class:`PartialLoss` (every
-        mining rule and count is a sum over anchors, each decided on its anchor's row).
 
     Returns
     -------
-    BatchLoss, or PartialLoss with ``anchors``
+    BatchLoss
     """
+    loss, vector, negatives, _ = _triplet_terms(
+        embeddings, labels, None, margin, mining, metric, average, counts, taxonomy, spread
+    )
+    return BatchLoss(loss, vector, negatives)
+
+
+def triplet_part_kernel(
+    embeddings,
+    labels,
+    anchors,
+    *,
+    margin,
+    mining,
+    metric,
+    average="all",
+    counts=False,
+    taxonomy=True,
+    spread=False,
+):
+    """The terms of the anchors ``anchors`` (a slice of the batch) of :func:`triplet_kernel`.
+
+    Every mining rule and count of the triplet loss is a sum over anchors, each decided on its
+    anchor's row of the batch's distance matrix, so the ranks of a process group split a batch's
+    anchors between them; the parts add up to the whole (see :class:`PartialLoss`). The distance
+    matrix is the whole batch's, computed as :func:`triplet_kernel` computes it, so that every
+    mining decision is the one of one process.
+
+    Parameters as :func:`triplet_kernel`'s.
+
+    Returns
+    -------
+    PartialLoss
+    """
+    total, vector, negatives, denominator = _triplet_terms(
+        embeddings, labels, anchors, margin, mining, metric, average, counts, taxonomy, spread
+    )
+    return PartialLoss(total, denominator, vector, negatives)
+
+
+def _triplet_terms(
+    embeddings, labels, anchors, margin, mining, metric, average, counts, taxonomy, spread
+):
+    """``(loss, counts, negative distances, denominator)`` of the whole batch, divided, or of the
+    anchors ``anchors``, undivided."""
     if len(labels) < 2:
-        if anchors is not None:
-            nothing = nothing_to_train_on(embeddings, TRIPLET_STATISTICS, counts, spread)
-            return PartialLoss(nothing.loss, labels.new_zeros((), dtype=torch.int64), *nothing[1:])
-        return nothing_to_train_on(embeddings, TRIPLET_STATISTICS, counts, spread)
+        nothing = nothing_to_train_on(embeddings, TRIPLET_STATISTICS, counts, spread)
+        zero = labels.new_zeros((), dtype=torch.int64)
+        return nothing.loss, nothing.counts, nothing.negative_distances, zero
     with torch.no_grad():
         distances = distance_matrix(embeddings.detach(), None, metric)
-        if anchors is not None:  # the rows of the whole matrix: the same numbers as one process
+        if anchors is not None:  # their rows of the whole matrix: the numbers of one process
             distances = distances[anchors]
         index = TripletIndex(distances, labels, anchors)
         # Counted first: batch-all then reuses the sorted negatives' memory.
@@ -893,9 +932,7 @@ def triplet_kernel(
         vector = TRIPLET_STATISTICS.vector(
             type_counts, n_mined=n_mined, n_mined_active=n_mined_active
         )
-    if anchors is not None:
-        return PartialLoss(loss, denominator, vector, negatives)
-    return BatchLoss(loss, vector, negatives)
+    return loss, vector, negatives, denominator
 
 
 def contrastive_kernel(

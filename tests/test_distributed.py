@@ -181,7 +181,7 @@ def test_the_triplet_loss_split_by_anchors_adds_up_to_the_whole(mining, metric, 
     # What the ranks of a group compute for their anchors: three uneven parts of one batch (an
     # empty one, duplicated rows at distance 0, a class of one) add up to the loss of the whole
     # batch, its counts, its negative distances and its gradient.
-    from sklearn_triplet._kernels import triplet_kernel
+    from sklearn_triplet._kernels import triplet_kernel, triplet_part_kernel
 
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(37, 4, generator=generator)
@@ -196,7 +196,7 @@ def test_the_triplet_loss_split_by_anchors_adds_up_to_the_whole(mining, metric, 
     parts, gradient = [], torch.zeros_like(x)
     for anchors in [slice(0, 0), slice(0, 11), slice(11, 37)]:
         part_x = x.clone().requires_grad_()
-        part = triplet_kernel(part_x, labels, **options, spread=True, anchors=anchors)
+        part = triplet_part_kernel(part_x, labels, anchors, **options, spread=True)
         part.total.backward()
         assert part_x.grad is not None
         gradient += part_x.grad
