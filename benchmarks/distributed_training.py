@@ -2,22 +2,32 @@
 
 The task: 20,000 training samples of 64 features in 20 classes (``make_classification``, 5,000
 more held out). The models: ``TripletEmbedder(max_iter=20, random_state=0)`` with its other
-defaults (``default``: an MLP 64-256-32, batches of 128), with ``hidden_layer_sizes=(1024, 1024)``
-(``wide``), and the wide one with ``batch_size=1024`` (``wide-batch-1024``). Each fit is timed in
-a fresh process, or in two started by ``torchrun``, every process on one PyTorch thread. Reported:
-the fit's wall time, its samples per second (samples x epochs / wall time), the speed-up of two
-processes over one, the CPU time of each process and the KNN accuracy (k=5) of the held-out
-samples in the embedding of the training ones.
+defaults (``default``: an MLP 64-256-32, batches of 128), with ``batch_size=1024``
+(``default-batch-1024``), with ``hidden_layer_sizes=(1024, 1024)`` (``wide``), and the wide one
+with ``batch_size=1024`` (``wide-batch-1024``). Each fit is timed in a fresh process, or in two
+started by ``torchrun``, every process on one PyTorch thread. Reported: the fit's wall time, its
+samples per second (samples x epochs / wall time), the speed-up of two processes over one, the CPU
+time of each process and the KNN accuracy (k=5) of the held-out samples in the embedding of the
+training ones.
 
-On paper: what one step moves between the ranks (the gathered embeddings and the ring all-reduce of
-the gradients) against its compute, measured here on one thread as the backbone's forward and
-backward pass (split over the ranks) and the rest of a step (sampling, the loss on the global
-batch, the optimiser: repeated on every rank), and the speed-up that predicts for 2 processes here
-and for 8 and 64 GPUs under the assumptions in ``GPU``.
+Phases: the CPU time of each part of a training step (``PhaseTimer``: the backbone's forward and
+backward pass on the rank's share, the loss and its mining on the whole batch or on the rank's
+anchors, each collective, the optimiser, the rest of the loop), in a fit of ``PHASE_EPOCHS`` epochs
+by one process and by two (each rank's): what the ranks split, what each repeats, and what the
+collectives add. CPU time counts every thread of a process (gloo's too) and survives a busy
+machine better than wall time.
+
+On paper: what one step moves between the ranks (the gathered embeddings, the parts of a split
+loss and the ring all-reduce of the gradients) against its compute, measured here on one thread as
+the backbone's forward and backward pass and the loss (what the ranks split) and the rest of a
+step (sampling, the optimiser: repeated on every rank), and the speed-up that predicts for 2
+processes here and for 8 and 64 GPUs under the assumptions in ``GPU``.
 
 Run from the repository root::
 
-    PYTHONPATH=. python benchmarks/distributed_training.py          # all: runs, profile, report
+    # all (about 4 minutes on two free cores): runs, phases, profile, report; the figures of
+    # docs/distributed.rst, also written to benchmarks/results/distributed_training.json
+    PYTHONPATH=. python benchmarks/distributed_training.py
     PYTHONPATH=. python benchmarks/distributed_training.py --models wide  # one model
     # one run by hand: one process, then two
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/distributed_training.py run --model default
@@ -232,7 +242,7 @@ class PhaseTimer:
 # -- profile: the costs of one step on one thread --------------------------------------------------
 
 
-def profile(model, repeats=50):
+def profile(model, repeats=20):
     """Seconds per step of a whole training step, of the backbone's forward and backward pass on
     the global batch and of the loss's, on one thread; the parameters and the batch size."""
     import torch
@@ -243,7 +253,7 @@ def profile(model, repeats=50):
     torch.set_num_threads(1)
     warm_up()
     X, y, _, _ = data()
-    est = estimator(model, max_iter=2)
+    est = estimator(model, max_iter=1)
     start = time.process_time()
     est.fit(X, y)
     n_steps = est.n_iter_ * -(-N_TRAIN // est.batch_size)
@@ -275,19 +285,34 @@ def profile(model, repeats=50):
     }
 
 
+def _splits(batch_size):
+    from sklearn_triplet import _training
+
+    return batch_size >= _training.SPLIT_LOSS_ROWS
+
+
 def bytes_per_step(*, batch_size, n_components, parameters, n_ranks, dtype_bytes=4):
     """Bytes each rank sends per step: a ring all-gather of the global batch's embeddings
-    ((n - 1) / n of them) and a ring all-reduce of the gradients (2 (n - 1) / n of them)."""
+    ((n - 1) / n of them), a ring all-reduce of the gradients (2 (n - 1) / n of them) and, when
+    the ranks split the loss (batches of ``SPLIT_LOSS_ROWS`` rows or more), a ring all-reduce of
+    the gradient in the batch's embeddings (in float64)."""
     share = (n_ranks - 1) / n_ranks
-    return (batch_size * n_components + 2 * parameters) * dtype_bytes * share
+    floats = batch_size * n_components + 2 * parameters
+    if _splits(batch_size):
+        floats += 2 * 2 * batch_size * n_components
+    return floats * dtype_bytes * share
 
 
-def predicted_speedup(*, parallel_s, serial_s, n_bytes, bandwidth, latency_s, n_ranks):
+def predicted_speedup(*, parallel_s, serial_s, n_bytes, bandwidth, latency_s, n_ranks, n_calls):
     """One process's step (``parallel_s + serial_s``) over that of ``n_ranks``:
-    ``parallel_s / n + serial_s + 2 latency + bytes / bandwidth`` (two collectives a step, the
-    all-reduce not overlapped with the backward pass)."""
-    step = parallel_s / n_ranks + serial_s + 2 * latency_s + n_bytes / bandwidth
+    ``parallel_s / n + serial_s + n_calls latency + bytes / bandwidth`` (``n_calls`` collectives a
+    step, the all-reduce not overlapped with the backward pass)."""
+    step = parallel_s / n_ranks + serial_s + n_calls * latency_s + n_bytes / bandwidth
     return (parallel_s + serial_s) / step
+
+
+# A gloo collective between two processes of this machine (the phases of a step, measured).
+CPU_COLLECTIVE_S = 0.3e-3
 
 
 def on_paper(profiles):
@@ -295,7 +320,10 @@ def on_paper(profiles):
     and a ResNet-50-sized backbone on 8 and 64 GPUs."""
     rows = []
     for p in profiles:
-        serial = p["step_s"] - p["backbone_s"]
+        split = _splits(p["batch_size"])
+        # what the ranks split: the backbone, and the loss when it is split by anchors
+        parallel = p["backbone_s"] + (p["loss_s"] if split else 0.0)
+        serial = p["step_s"] - parallel
         n_bytes = bytes_per_step(
             batch_size=p["batch_size"],
             n_components=p["n_components"],
@@ -307,15 +335,16 @@ def on_paper(profiles):
                 "case": f"{p['model']} MLP, 2 CPU processes (measured costs, loopback 1 GB/s)",
                 "parameters": p["parameters"],
                 "bytes_per_step": n_bytes,
-                "compute_s": p["backbone_s"],
+                "compute_s": parallel,
                 "serial_s": serial,
                 "speedup": predicted_speedup(
-                    parallel_s=p["backbone_s"],
+                    parallel_s=parallel,
                     serial_s=serial,
                     n_bytes=n_bytes,
                     bandwidth=1e9,
-                    latency_s=50e-6,
+                    latency_s=CPU_COLLECTIVE_S,
                     n_ranks=2,
+                    n_calls=3 if split else 2,
                 ),
             }
         )
@@ -355,6 +384,7 @@ def on_paper(profiles):
                             bandwidth=GPU["bandwidth"][n],
                             latency_s=GPU["latency_s"][n],
                             n_ranks=n,
+                            n_calls=3 if _splits(batch_size) else 2,
                         ),
                     }
                 )
