@@ -254,10 +254,10 @@ def profile(model, repeats=20):
     warm_up()
     X, y, _, _ = data()
     est = estimator(model, max_iter=1)
-    start = time.process_time()
+    timer = PhaseTimer()
     est.fit(X, y)
-    n_steps = est.n_iter_ * -(-N_TRAIN // est.batch_size)
-    step_s = (time.process_time() - start) / n_steps  # a whole step, fit's overhead included
+    timer.remove()
+    step_s = timer.per_step(est)["whole step"] / 1e3  # the training loop's, per step
     module = est.module_.train()
     X_t = torch.from_numpy(X)
     batch = torch.as_tensor(np.random.default_rng(0).choice(N_TRAIN, est.batch_size, False))
