@@ -221,28 +221,28 @@ class Ranks:
             scalars.append(part.counts)
         if part.negative_distances is not None:
             scalars += [t.reshape(1) for t in part.negative_distances]
-        flat = torch.cat(
-            [gradient.reshape(-1).to(self.device, torch.float64)]
-            + [t.to(self.device, torch.float64) for t in scalars]
+        flat = torch.cat(  # to the group's device first: a device may have no float64 (MPS)
+            [gradient.reshape(-1).to(self.device).double()]
+            + [t.to(self.device).double() for t in scalars]
         )
         with self._collective("summing the parts of the batch's loss"):
             dist.all_reduce(flat)
-        flat = flat.to(gradient.device)
         n = gradient.numel()
         total, denominator = flat[n], flat[n + 1].clamp_min(1)
-        gradient = (flat[:n] / denominator).to(gradient.dtype).view_as(gradient)
-        loss = (total / denominator).to(gradient.dtype)
+
+        def back(tensor, like):  # the dtype first: a device may have no float64 (MPS)
+            return tensor.to(like.dtype).to(like.device)
+
+        loss = back(total / denominator, gradient)
+        gradient = back(flat[:n] / denominator, gradient).view_as(gradient)
         counts = negatives = None
         end = n + 2
         if part.counts is not None:
-            counts = flat[end : end + len(part.counts)].round().to(part.counts.dtype)
+            counts = back(flat[end : end + len(part.counts)].round(), part.counts)
             end += len(part.counts)
         if part.negative_distances is not None:
             distance_sum, count = part.negative_distances
-            negatives = (
-                flat[end].to(distance_sum.dtype),
-                flat[end + 1].round().to(count.dtype),
-            )
+            negatives = (back(flat[end], distance_sum), back(flat[end + 1].round(), count))
         return gradient, loss, counts, negatives
 
     def sum_gradients(self, module):
