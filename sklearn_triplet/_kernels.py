@@ -64,6 +64,39 @@ def _cosine(x, y):
     return torch.where(both_zero, 1.0, out)
 
 
+def distance_rows(x, metric, anchors):
+    """Rows ``anchors`` (a slice) of ``distance_matrix(x, None, metric)``, the same numbers.
+
+    The expansion and its matrix product are the whole batch's, as in the whole matrix; the
+    symmetrisation, the diagonal, the clamps and the square root, elementwise, are done on these
+    rows alone (``a + b == b + a`` exactly, so each entry equals the whole matrix's).
+    """
+    if metric == "cosine":
+        points = _unit_rows(x)
+        out = _expanded_rows(points, anchors, squared=True, scale=0.5, upper=2.0)
+        zero = points[:, -1]
+        both_zero = torch.outer(zero[anchors], zero) > 0
+        _fill_self_(both_zero, anchors, False)
+        return torch.where(both_zero, 1.0, out)
+    return _expanded_rows(x, anchors, squared=metric == "sqeuclidean", scale=1.0, upper=None)
+
+
+def _expanded_rows(x, anchors, *, squared, scale, upper):
+    """The rows ``anchors`` of ``_ExpandedDistances.forward(x, None, ...)``, no gradient."""
+    x_sq = (x * x).sum(dim=1)
+    whole = (x_sq[:, None] + x_sq[None, :]).addmm_(x, x.mT, alpha=-2)
+    out = torch.add(whole[anchors], whole[:, anchors].mT).mul_(0.5)
+    _fill_self_(out, anchors, 0)
+    out.clamp_min_(0)
+    if not squared:
+        out.sqrt_()
+    if scale != 1:
+        out.mul_(scale)
+    if upper is not None:
+        out.clamp_max_(upper)
+    return out
+
+
 def _unit_rows(x):
     """(n, d) -> (n, d + 1): rows scaled to norm 1, and a column of zero-row flags."""
     norm = torch.linalg.vector_norm(x, dim=1, keepdim=True)
@@ -909,9 +942,10 @@ def _triplet_terms(
         zero = labels.new_zeros((), dtype=torch.int64)
         return nothing.loss, nothing.counts, nothing.negative_distances, zero
     with torch.no_grad():
-        distances = distance_matrix(embeddings.detach(), None, metric)
-        if anchors is not None:  # their rows of the whole matrix: the numbers of one process
-            distances = distances[anchors]
+        if anchors is None:
+            distances = distance_matrix(embeddings.detach(), None, metric)
+        else:  # their rows of the whole matrix: the numbers of one process
+            distances = distance_rows(embeddings.detach(), metric, anchors)
         index = TripletIndex(distances, labels, anchors)
         # Counted first: batch-all then reuses the sorted negatives' memory.
         type_counts = index.type_counts(margin) if counts and taxonomy else None

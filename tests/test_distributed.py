@@ -215,6 +215,22 @@ def test_the_triplet_loss_split_by_anchors_adds_up_to_the_whole(mining, metric, 
     )
 
 
+@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "cosine"])
+def test_a_ranks_rows_of_the_distance_matrix_are_the_whole_matrixs(metric):
+    # A rank computes its anchors' rows alone; they are the whole matrix's to the bit (so that
+    # its mining decisions are one process's): zero rows (cosine), duplicates, several blocks of
+    # the symmetrisation (300 rows).
+    from sklearn_triplet._kernels import distance_matrix, distance_rows
+
+    x = torch.randn(300, 6, generator=torch.Generator().manual_seed(0))
+    x[2], x[3], x[4] = 0.0, 0.0, x[1]
+    whole = distance_matrix(x, None, metric)
+    for anchors in [slice(0, 0), slice(0, 3), slice(1, 150), slice(150, 300), slice(0, 300)]:
+        torch.testing.assert_close(
+            distance_rows(x, metric, anchors), whole[anchors], rtol=0, atol=0
+        )
+
+
 def test_outside_a_process_group_a_fit_trains_alone(tmp_path):
     assert _distributed.current() is None
     assert _distributed.is_writer()
