@@ -204,7 +204,7 @@ def test_the_triplet_loss_split_by_anchors_adds_up_to_the_whole(mining, metric, 
     denominator = sum(int(part.denominator) for part in parts)
     assert denominator > 0
     total = sum(float(part.total.detach()) for part in parts)
-    assert total / denominator == pytest.approx(float(whole.loss), rel=1e-6)
+    assert total / denominator == pytest.approx(float(whole.loss.detach()), rel=1e-6)
     np.testing.assert_allclose(gradient / denominator, whole_x.grad, rtol=0, atol=1e-6)
     torch.testing.assert_close(sum(part.counts for part in parts), whole.counts, rtol=0, atol=0)
     assert whole.counts[0] > 0 and whole.negative_distances is not None
