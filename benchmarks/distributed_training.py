@@ -315,15 +315,23 @@ def predicted_speedup(*, parallel_s, serial_s, n_bytes, bandwidth, latency_s, n_
 CPU_COLLECTIVE_S = 0.3e-3
 
 
-def on_paper(profiles):
-    """Rows of the paper analysis: the measured models on 2 CPU processes, and the measured MLPs
-    and a ResNet-50-sized backbone on 8 and 64 GPUs."""
+def on_paper(profiles, phases=()):
+    """Rows of the paper analysis: the measured models on 2 CPU processes (their step's parts
+    measured in one process by ``phases``, else by ``profile``), and the measured MLPs and a
+    ResNet-50-sized backbone on 8 and 64 GPUs."""
+    alone = {r["model"]: r["phases_ms_per_step"][0] for r in phases if r["processes"] == 1}
     rows = []
     for p in profiles:
         split = _splits(p["batch_size"])
+        backbone, loss, step = p["backbone_s"], p["loss_s"], p["step_s"]
+        if p["model"] in alone:
+            parts = {name: ms / 1e3 for name, ms in alone[p["model"]].items()}
+            backbone = parts["backbone forward (own share)"] + parts["backward"]
+            loss = parts["loss + mining (whole batch)"]
+            step = parts["whole step"]
         # what the ranks split: the backbone, and the loss when it is split by anchors
-        parallel = p["backbone_s"] + (p["loss_s"] if split else 0.0)
-        serial = p["step_s"] - parallel
+        parallel = backbone + (loss if split else 0.0)
+        serial = step - parallel
         n_bytes = bytes_per_step(
             batch_size=p["batch_size"],
             n_components=p["n_components"],
@@ -433,7 +441,7 @@ def main():
                 results[key].append(_launch(model, processes, path, phases=phases))
                 os.remove(path)
         results["profiles"].append(profile(model))
-    results["paper"] = on_paper(results["profiles"])
+    results["paper"] = on_paper(results["profiles"], results["phases"])
     output = args.output or os.path.join(
         scratch, "distributed_training-quick.json" if args.quick else "distributed_training.json"
     )
