@@ -12,6 +12,12 @@ train one model together, and the script that calls ``fit`` is the same as for o
   embeddings of the whole batch in the order one process would compute them; only the rank's own
   share carries gradients. Mining, the loss and its statistics see the global batch and are the
   same on every rank.
+- **The loss split by anchors.** For the triplet loss and batches of at least
+  ``_training.SPLIT_LOSS_ROWS`` rows, each rank computes only the terms of its own share's anchors
+  against the whole batch (``_kernels.triplet_part_kernel``) and their gradient in every
+  embedding of the batch; one all-reduce (:meth:`Ranks.sum_parts`) sums the parts, the divisor,
+  the statistics and those gradients, so that every rank holds one process's loss, statistics and
+  gradient in the embeddings, and passes its share's back through the network.
 - **One gradient.** Each rank's backward pass gives the global loss's gradient through its own
   share; the ranks sum these (one all-reduce of a flat buffer per step), which is the gradient of
   one process on the global batch, and take identical optimiser steps.
