@@ -376,9 +376,9 @@ _TUPLE_TRAINING_ENTRIES = {
     "learning_rate_init": """\
     learning_rate_init : float, default=3e-4
         Learning rate (the peak, with ``"cosine"``) of the Adam optimiser. Low by default: the
-        residual backbone starts at the points' geometry, and a faster rate moved it away from
-        there further than the %(kind)ss could justify (KNN on the digits at 500 and 2,000
-        %(kind)ss fell below KNN on the raw features at 1e-3).""",
+        residual backbone starts at the points' geometry, and 3e-4 keeps it from moving further
+        than the %(kind)ss justify (from 2,000 pairs of the digits, KNN accuracy 0.980 against
+        0.973 at 1e-3, where the raw pixels score 0.973).""",
     "batch_size": """\
     batch_size : int, default=128
         Number of %(kind)ss per batch; each distinct point of a batch is embedded once.""",
