@@ -487,13 +487,17 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         backbone = build_backbone(
             self.backbone,
             n_features,
-            self.n_components,
+            self._embedding_width(n_features),
             hidden_layer_sizes=tuple(np.atleast_1d(self.hidden_layer_sizes).tolist()),
             params=params,
             generator=generator,
         )
         normalize = L2Normalize() if self.normalize else torch.nn.Identity()
         return torch.nn.Sequential(OrderedDict(backbone=backbone, normalize=normalize))
+
+    def _embedding_width(self, n_features):
+        """The output width asked of the built-in backbones: ``n_components``."""
+        return self.n_components
 
     def _train(self, data, settings, *, start_time, callbacks, checkpoint=None, stopping=None):
         module = self.module_

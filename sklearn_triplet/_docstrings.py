@@ -331,6 +331,14 @@ def fill(doc, statistics, **overrides):
 
 # Their entries of the backbone section that differ from those of the embedders of labelled samples.
 _TUPLE_BACKBONE_ENTRIES = {
+    "n_components": """\
+    n_components : int or None, default=None
+        Width of the embedding (for the built-in backbones). None: as many components as the
+        points have features, so that the ``"residual"`` backbone starts at the points' raw
+        distances (scaled) rather than at their projection on fewer axes, which on the digits
+        cost KNN 0.3 to 0.7 points of accuracy from 500 and 2,000 pairs or triplets. With many
+        uninformative features fewer components can do better (32 on the digits with 200 noise
+        features: 0.860 against 0.818 from 500 pairs).""",
     "backbone": """\
     backbone : {"mlp", "linear", "cnn", "fcn", "resnet", "residual"}, torch.nn.Module or \
 callable, default="residual"
@@ -338,7 +346,8 @@ callable, default="residual"
         connected layers of ``hidden_layer_sizes`` with ReLU whose output layer starts at zero,
         the linear map started at the leading principal axes of the points the tuples use, scaled
         so that the root mean square distance between two of them is 1: training starts from the
-        points' own geometry (their raw distances, scaled, when ``n_components >= n_features``).
+        points' own geometry (their raw distances, scaled, when ``n_components`` is None or at
+        least ``n_features``).
         ``"mlp"``: fully connected layers with ReLU, from random weights. ``"linear"``: a learned
         linear map, from random weights. ``"cnn"``: a small convolutional network, ``"fcn"``:
         the fully convolutional network, ``"resnet"``: the residual network (Wang, Yan & Oates
@@ -365,8 +374,11 @@ _TUPLE_TRAINING_ENTRIES = {
         at the last step, run anew by each ``fit``. ``"constant"``: ``learning_rate_init``
         throughout. ``partial_fit`` trains at ``learning_rate_init``.""",
     "learning_rate_init": """\
-    learning_rate_init : float, default=1e-3
-        Learning rate (the peak, with ``"cosine"``) of the Adam optimiser.""",
+    learning_rate_init : float, default=3e-4
+        Learning rate (the peak, with ``"cosine"``) of the Adam optimiser. Low by default: the
+        residual backbone starts at the points' geometry, and 3e-4 keeps it from moving further
+        than the %(kind)ss justify (from 2,000 pairs of the digits, KNN accuracy 0.980 against
+        0.973 at 1e-3, where the raw pixels score 0.973).""",
     "batch_size": """\
     batch_size : int, default=128
         Number of %(kind)ss per batch; each distinct point of a batch is embedded once.""",

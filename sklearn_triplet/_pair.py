@@ -167,7 +167,7 @@ class PairEmbedder(ThresholdClassifierMixin, ClassifierMixin, TupleEmbedder):
     # The defaults: the recipe studied on the tasks of benchmarks/pairs.py (tuples_recipe.py).
     def __init__(
         self,
-        n_components=32,
+        n_components=None,
         *,
         backbone: str | torch.nn.Module | Callable[..., torch.nn.Module] = "residual",
         hidden_layer_sizes: int | Sequence[int] = (256,),
@@ -184,7 +184,7 @@ class PairEmbedder(ThresholdClassifierMixin, ClassifierMixin, TupleEmbedder):
         batch_size=128,
         max_iter=50,
         learning_rate="cosine",
-        learning_rate_init=1e-3,
+        learning_rate_init=3e-4,
         weight_decay=0.0,
         mixed_precision=False,
         early_stopping=False,

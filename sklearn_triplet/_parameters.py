@@ -20,7 +20,7 @@ _ = _Absent()
 # name, then its default in TripletEmbedder, SiameseEmbedder, PairEmbedder, ComparisonEmbedder
 # (``_``: the estimator does not take it).
 TABLE = (
-    ("n_components", 32, 32, 32, 32),
+    ("n_components", 32, 32, None, None),
     ("backbone", "mlp", "mlp", "residual", "residual"),
     ("hidden_layer_sizes", (256,), (256,), (256,), (256,)),
     ("backbone_params", None, None, None, None),
@@ -42,7 +42,7 @@ TABLE = (
     ("augment", None, None, _, _),
     ("max_iter", 50, 50, 50, 50),
     ("learning_rate", "cosine", "cosine", "cosine", "cosine"),
-    ("learning_rate_init", 3e-3, 3e-3, 1e-3, 1e-3),
+    ("learning_rate_init", 3e-3, 3e-3, 3e-4, 3e-4),
     ("weight_decay", 0.0, 0.0, 0.0, 0.0),
     ("mixed_precision", False, False, False, False),
     ("early_stopping", False, False, False, False),

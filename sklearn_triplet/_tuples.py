@@ -220,6 +220,7 @@ class TupleEmbedder(BaseEmbedder):
     points: object
     average: str
     do_no_harm: bool
+    n_components: int | None  # type: ignore[assignment]  # None: as many as the features
 
     # How many points a tuple has, its name, and the steps of _fit only this kind has.
     _tuple_size: int
@@ -235,6 +236,8 @@ class TupleEmbedder(BaseEmbedder):
         "points": ["array-like", callable, None],
         "average": [StrOptions(set(AVERAGES))],
         "do_no_harm": ["boolean"],
+        # None: as many components as features (the residual backbone starts at the raw geometry)
+        "n_components": [*BaseEmbedder._parameter_constraints["n_components"], None],
     }
 
     @classmethod
@@ -264,15 +267,6 @@ class TupleEmbedder(BaseEmbedder):
         estimator's)."""
 
     # -- the steps of fit ------------------------------------------------------------------------
-
-    def _fit(self, X, y, *, n_epochs, incremental, validate):
-        # do_no_harm applies to fit, never to partial_fit (as for the class-label estimators)
-        self._guarding = validate and self.do_no_harm
-        self._held_out = None
-        try:
-            return super()._fit(X, y, n_epochs=n_epochs, incremental=incremental, validate=validate)
-        finally:
-            del self._guarding, self._held_out
 
     def _check_fit_parameters(self):
         """No rule between parameters here (a batch is any number of tuples)."""
@@ -304,12 +298,16 @@ class TupleEmbedder(BaseEmbedder):
             )
         network = ResidualMLP(
             n_features,
-            self.n_components,
+            self._embedding_width(n_features),
             hidden_layer_sizes=tuple(np.atleast_1d(self.hidden_layer_sizes).tolist()),
             generator=generator,
         )
         normalize = L2Normalize() if self.normalize else torch.nn.Identity()
         return torch.nn.Sequential(OrderedDict(backbone=network, normalize=normalize))
+
+    def _embedding_width(self, n_features):
+        """``n_components``, or the number of features when it is None."""
+        return n_features if self.n_components is None else self.n_components
 
     def _check_training_data(self, X, y, *, reset):
         points, tuples = check_tuples(self, X, tuple_size=self._tuple_size, reset=reset)
@@ -342,15 +340,6 @@ class TupleEmbedder(BaseEmbedder):
         return points, _take(data, train), points, _take(data, val)
 
     def _training_data(self, points, data, points_val, data_val):
-        if self._guarding:
-            # The tuples do_no_harm scores on: those early stopping holds out, else a split of its
-            # own, which training does not see (none when there are too few to split).
-            if data_val is None:
-                if self._splittable(data):
-                    points, data, _, held = self._split_tuples(points, data, what="do_no_harm")
-                    self._held_out = (points, held)
-            else:
-                self._held_out = (points_val, data_val)
         device = self.device_
         points_t = torch.from_numpy(points).to(device)
         tuples, targets = data
@@ -375,10 +364,25 @@ class TupleEmbedder(BaseEmbedder):
 
         return TrainingData(points_t, None, batches, validation_score)
 
+    # do_no_harm, on the base's steps: _fit holds out what _split_held_out gives (or early
+    # stopping's validation tuples), trains on the rest and calls _choose_embedding.
+
+    def _guarded(self) -> bool:
+        """Whether ``fit`` holds out tuples for ``do_no_harm`` (``partial_fit`` never does)."""
+        return bool(self.do_no_harm)
+
+    def _split_held_out(self, points, data, /):
+        """``points, data, points, held``: ``validation_fraction`` of the tuples held out for
+        ``do_no_harm`` (of each kind of pair, for pairs); none when there are too few to split.
+        The points stay shared: a held-out tuple's points may also be in training tuples."""
+        if not self._splittable(data):
+            return points, data, points, _take(data, np.zeros(0, dtype=np.int64))
+        return self._split_tuples(points, data, what="do_no_harm")
+
     def _choose_embedding(self, points, data, held_out, /):
-        """Keep the trained network, or the raw features when it did not beat them on the held-out
-        tuples (``do_no_harm``). The tuples are those ``_training_data`` held out (the base's
-        ``held_out`` is for the class-label estimators, and None here).
+        """Keep the trained network, or the raw features when it did not beat them on the
+        held-out tuples (``do_no_harm``); ``held_out`` is ``(points, (tuples, targets))``, or None
+        when nothing was held out (``do_no_harm=False``, ``partial_fit``).
 
         Both are scored by ``_validation_score`` on the tuples training did not see: the raw
         features in Euclidean distance (what a nearest-neighbour search on the points uses), the
@@ -387,8 +391,8 @@ class TupleEmbedder(BaseEmbedder):
         ``n_components_``.
         """
         self.raw_kept_, self.held_out_scores_ = False, None
-        if self._held_out is not None:
-            points, (tuples, targets) = self._held_out
+        if held_out is not None and held_out[1][0].shape[0]:
+            points, (tuples, targets) = held_out
             trained = self._validation_score(self._embed_members(points, tuples), targets)
             raw = self._validation_score(points[tuples], targets, metric="euclidean")
             self.held_out_scores_ = {"trained": float(trained), "raw": float(raw)}
