@@ -174,8 +174,8 @@ class ClassLabelEmbedder(BaseEmbedder):
     def _split_held_out(self, X, y, /):
         """``X, y, X_held, y_held``: the training data and the data ``do_no_harm`` scores on.
 
-        A small set (fewer than ``_guard.SMALL_SET`` samples) holds out at least a quarter, and is
-        trained again on all its samples when the network wins (see ``_refits``).
+        A small set (fewer than ``_guard.SMALL_SET`` samples) holds out at least a quarter, and its
+        network, when it wins, trains further on all the samples (see ``_refit_plan``).
         """
         fraction = self.validation_fraction
         if X.shape[0] < _guard.SMALL_SET and not self.early_stopping:
@@ -184,8 +184,8 @@ class ClassLabelEmbedder(BaseEmbedder):
         return X[train_idx], y[train_idx], X[held_idx], y[held_idx]
 
     def _refits(self, n_samples, reset, checkpoint, /) -> bool:
-        """Whether a fresh fit of a small set whose network beat the raw features is trained
-        again on all its samples (not with early stopping, whose split is its own, nor with a
+        """Whether a fresh fit of a small set whose network beat the raw features trains further
+        on all its samples (not with early stopping, whose split is its own, nor with a
         checkpoint, which holds the first fit)."""
         return (
             self._guarded()
@@ -195,6 +195,11 @@ class ClassLabelEmbedder(BaseEmbedder):
             and 0 < n_samples < _guard.SMALL_SET
             and not getattr(self, "raw_kept_", True)
         )
+
+    def _refit_plan(self, n_epochs, /):
+        """The checked network trains ``_guard.SMALL_SET_MORE_EPOCHS`` of the epochs more, on all
+        the samples (a new cosine schedule from ``learning_rate_init``, Adam's moments kept)."""
+        return max(1, int(n_epochs * _guard.SMALL_SET_MORE_EPOCHS)), True
 
     def _choose_embedding(self, X, y, held_out, /):
         """Keep the trained network, or the raw features when it did not beat them on ``held_out``.
