@@ -58,6 +58,7 @@ shown too.
 import argparse
 import contextlib
 import dataclasses
+import json
 import statistics
 import sys
 import time
@@ -293,9 +294,10 @@ def _pml(loss, *, cnn=False):
     return build
 
 
-def _ours(cls, *, tuned=False, backbone=None):
+def _ours(cls, *, tuned=False, backbone=None, **options):
     def build(config, seed, task):
         params = {} if config.max_iter is None else {"max_iter": config.max_iter}
+        params.update(options)
         if backbone == "cnn":
             params.update(backbone="cnn", backbone_params={"input_shape": task.input_shape})
         elif backbone is not None:
@@ -328,6 +330,7 @@ CONTESTANTS = {
     "TripletEmbedder": _ours(TripletEmbedder),
     "TripletEmbedder (linear)": _ours(TripletEmbedder, backbone="linear"),
     "TripletEmbedder (tuned)": _ours(TripletEmbedder, tuned=True),
+    "TripletEmbedder (unseen-classes)": _ours(TripletEmbedder, do_no_harm="unseen-classes"),
     "SiameseEmbedder": _ours(SiameseEmbedder),
     "SiameseEmbedder (tuned)": _ours(SiameseEmbedder, tuned=True),
     "pml triplet (cnn)": _pml("triplet", cnn=True),
@@ -403,6 +406,9 @@ def evaluate(name, build, task, config, seed):
     }
     if isinstance(model, GridSearchCV):
         result["best_params"] = {k.split("__", 1)[1]: v for k, v in model.best_params_.items()}
+    fitted = model.best_estimator_ if isinstance(model, GridSearchCV) else model
+    if hasattr(fitted[-1], "raw_kept_"):  # do_no_harm handed the features back
+        result["raw_kept"] = bool(fitted[-1].raw_kept_)
     return result
 
 
@@ -552,6 +558,11 @@ def summarise(results):
                 value = statistics.median(values)
                 cells.append(fmt.format(1e3 * value if key == "transform_cpu" else value))
             rows.append([name] + cells)
+            if "raw_kept" in ok[0]:
+                kept = sum(r["raw_kept"] for r in ok)
+                notes.append(
+                    (f"{name}: do_no_harm kept the raw features in", f"{kept} of {len(ok)} seeds")
+                )
             if "best_params" in ok[0]:
                 chosen = Counter(
                     ", ".join(f"{k}={v!r}" for k, v in sorted(r["best_params"].items())) for r in ok
@@ -591,6 +602,9 @@ def rst(results, config, meta):
         if any(key == "fit_wall_default" for key, _, _ in columns(results))
         else ""
     )
+    later = []
+    if isinstance(meta, list):  # runs merged by --load: the first, then those that replaced rows
+        meta, later = meta[0], meta[1:]
     measured = (
         f"Measured on {meta['date']} with ``{meta['command']}`` ({config.name} mode: "
         f"{_count(len(config.seeds), 'seed')}, {epochs}, "
@@ -600,6 +614,13 @@ def rst(results, config, meta):
         f"(task, seed) jobs side by side; {meta['total']:.0f} s in all. Versions: "
         f"{', '.join(meta['versions'])}.{default_threads}"
     )
+    for run_meta in later:
+        measured += (
+            f" The rows of {', '.join(run_meta['contestants'])} on "
+            f"{', '.join(run_meta['tasks'])} come from a run on {run_meta['date']} with "
+            f"``{run_meta['command']}`` (load average {run_meta['load']} at the start, "
+            f"{run_meta['total']:.0f} s in all)."
+        )
     protocol = (
         "Every contestant standardises the features (``StandardScaler`` fitted on the training "
         f"split) and embeds in {N_COMPONENTS} dimensions. KNN accuracy (k={N_NEIGHBORS}), "
@@ -664,6 +685,13 @@ def main(argv=None):
     parser.add_argument(
         "--n-jobs", type=int, default=2, help="(task, seed) jobs run side by side, one thread each"
     )
+    parser.add_argument("--save", default=None, help="also write the results to this JSON file")
+    parser.add_argument(
+        "--load",
+        nargs="+",
+        default=None,
+        help="render saved runs instead of running: later files replace the rows they hold",
+    )
     parser.add_argument(
         "--default-threads",
         action="store_true",
@@ -683,6 +711,14 @@ def main(argv=None):
         if unknown:
             parser.error(f"unknown contestants {unknown}; expected some of {list(CONTESTANTS)}")
     config = QUICK if args.quick else FULL
+    if args.load:
+        results, metas = load_runs(args.load)
+        print(markdown(results))
+        if args.output:
+            with open(args.output, "w", encoding="utf-8") as f:
+                f.write(rst(results, config, metas))
+            print(f"wrote {args.output}")
+        return
     meta = metadata("peers.py", argv)
     meta["n_jobs"] = args.n_jobs
     print(
@@ -702,10 +738,30 @@ def main(argv=None):
     meta["total"] = time.perf_counter() - start
     print(f"# total {meta['total']:.0f} s\n")
     print(markdown(results))
+    if args.save:
+        meta["tasks"] = list(results)
+        meta["contestants"] = sorted({c for by_c in results.values() for c in by_c})
+        with open(args.save, "w", encoding="utf-8") as f:
+            json.dump({"meta": meta, "results": results}, f, indent=1)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:
             f.write(rst(results, config, meta))
         print(f"wrote {args.output}")
+
+
+def load_runs(paths):
+    """Merge saved runs: ``(results, metas)``; a later file's rows replace the earlier ones, and
+    the tasks and contestants keep the order of the benchmark."""
+    merged, metas = {}, []
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+        metas.append(saved["meta"])
+        for task, by_contestant in saved["results"].items():
+            merged.setdefault(task, {}).update(by_contestant)
+    tasks = [t for t in TASKS if t in merged]
+    results = {t: {c: merged[t][c] for c in CONTESTANTS if c in merged[t]} for t in tasks}
+    return results, metas
 
 
 if __name__ == "__main__":

@@ -237,15 +237,18 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             ranks.agree_generator(self._rng)
         if checkpoint:
             checkpoint.begin(self)
+        # do_no_harm: the data the trained embedding must beat the raw features on (early
+        # stopping's validation split, when it is on and the kind scores on it)
+        guarded = validate and self._guarded()
+        reuses_validation = self.early_stopping and self._guard_uses_validation_split()
+        held_out = None
+        if guarded and not reuses_validation:
+            X, data, *held_out = self._split_held_out(X, data)
         X_val = data_val = None
         if validate and self.early_stopping:
             X, data, X_val, data_val = self._split_validation(X, data)
-        # do_no_harm: the data the trained embedding must beat the raw features on
-        held_out = None
-        if validate and self._guarded():
-            held_out = (X_val, data_val) if X_val is not None else None
-            if held_out is None:
-                X, data, *held_out = self._split_held_out(X, data)
+            if guarded and reuses_validation:
+                held_out = (X_val, data_val)
         if reset:
             self._initialise_from_data(X, data)
         seed = int(self._rng.integers(2**31))
@@ -294,7 +297,8 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         # 0 when nothing was held out
         n_samples = X.shape[0] + np.shape(held_out[0])[0] if held_out is not None else 0
         if self._refits(n_samples, reset, checkpoint):
-            # Trained on part of the data for the check: train on all of it, as _refit_plan says.
+            # Trained on part of the data for the check (a small set, held-out classes): train on
+            # all of it, as _refit_plan says.
             n_more, from_checked = self._refit_plan(n_epochs)
             scores = self.held_out_scores_
             self._refitting = True
@@ -341,6 +345,11 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     def _split_held_out(self, X, data, /):
         """``X, data, X_held, data_held``: the part ``do_no_harm`` scores on, held out."""
         raise NotImplementedError  # only called when _guarded() is True
+
+    def _guard_uses_validation_split(self) -> bool:
+        """Whether early stopping's validation split, when it is on, is what ``do_no_harm``
+        scores on (else ``_split_held_out`` splits first, and validation from the rest)."""
+        return True
 
     def _choose_embedding(self, X, data, held_out, /):
         """Keep the trained network or the raw features; nothing to choose here."""

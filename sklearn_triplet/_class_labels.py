@@ -171,34 +171,51 @@ class ClassLabelEmbedder(BaseEmbedder):
         a parameter of the estimators that learn from labelled samples)."""
         return bool(getattr(self, "do_no_harm", False)) and not getattr(self, "_refitting", False)
 
+    def _unseen_classes(self) -> bool:
+        """Whether ``do_no_harm`` holds out whole classes (``"unseen-classes"``)."""
+        return getattr(self, "do_no_harm", False) == "unseen-classes"
+
+    def _guard_uses_validation_split(self) -> bool:
+        """Held-out samples of the training classes are early stopping's validation split when it
+        is on; held-out classes are split before it."""
+        return not self._unseen_classes()
+
     def _split_held_out(self, X, y, /):
         """``X, y, X_held, y_held``: the training data and the data ``do_no_harm`` scores on.
 
         A small set (fewer than ``_guard.SMALL_SET`` samples) holds out at least a quarter, and its
-        network, when it wins, trains further on all the samples (see ``_refit_plan``).
+        network, when it wins, trains further on all the samples (see ``_refit_plan``). With
+        ``"unseen-classes"``, ``validation_fraction`` of the classes are held out whole.
         """
         fraction = self.validation_fraction
+        if self._unseen_classes():
+            train_idx, held_idx = _guard.held_out_classes_split(y, fraction, self._rng)
+            return X[train_idx], y[train_idx], X[held_idx], y[held_idx]
         if X.shape[0] < _guard.SMALL_SET and not self.early_stopping:
             fraction = max(fraction, _guard.SMALL_SET_FRACTION)
         train_idx, held_idx = _guard.held_out_split(y, fraction, self._rng)
         return X[train_idx], y[train_idx], X[held_idx], y[held_idx]
 
     def _refits(self, n_samples, reset, checkpoint, /) -> bool:
-        """Whether a fresh fit of a small set whose network beat the raw features trains further
-        on all its samples (not with early stopping, whose split is its own, nor with a
-        checkpoint, which holds the first fit)."""
-        return (
-            self._guarded()
-            and reset
-            and not checkpoint
-            and not self.early_stopping
-            and 0 < n_samples < _guard.SMALL_SET
-            and not getattr(self, "raw_kept_", True)
-        )
+        """Whether a fresh fit whose network beat the raw features trains on all the data too:
+        always after held-out classes (the network must learn them too); a small set's (not with
+        early stopping, whose split is its own). Never with a checkpoint, which holds the first
+        fit. How: ``_refit_plan``."""
+        if not (self._guarded() and reset and not checkpoint):
+            return False
+        if getattr(self, "raw_kept_", True):
+            return False
+        if self._unseen_classes():
+            return True
+        return not self.early_stopping and 0 < n_samples < _guard.SMALL_SET
 
     def _refit_plan(self, n_epochs, /):
-        """The checked network trains ``_guard.SMALL_SET_MORE_EPOCHS`` of the epochs more, on all
-        the samples (a new cosine schedule from ``learning_rate_init``, Adam's moments kept)."""
+        """After held-out classes, a new network on all the classes (the whole schedule); on a
+        small set, the checked network trains ``_guard.SMALL_SET_MORE_EPOCHS`` of the epochs more
+        on all the samples (a new cosine schedule from ``learning_rate_init``, Adam's moments
+        kept)."""
+        if self._unseen_classes():
+            return n_epochs, False
         return max(1, int(n_epochs * _guard.SMALL_SET_MORE_EPOCHS)), True
 
     def _choose_embedding(self, X, y, held_out, /):
@@ -213,15 +230,19 @@ class ClassLabelEmbedder(BaseEmbedder):
         self.raw_kept_, self.held_out_scores_ = False, None
         if held_out is not None and held_out[0].shape[0]:
             X_held, y_held = held_out
+            # held-out classes retrieve among each other; held-out samples among all the others
+            X_train, y_train = (None, None) if self._unseen_classes() else (X, y)
+            E_train = None if X_train is None else self._embed(X_train)
             trained = _guard.held_out_scores(
-                self._embed(X_held), y_held, self._embed(X), y, metric=self.metric
+                self._embed(X_held), y_held, E_train, y_train, metric=self.metric
             )
-            raw = _guard.held_out_scores(X_held, y_held, X, y)
+            raw = _guard.held_out_scores(X_held, y_held, X_train, y_train)
             self.held_out_scores_ = {"raw": raw, "trained": trained}
             self.raw_kept_ = not _guard.keeps_trained(trained, raw, X_held.shape[0])
             if self.raw_kept_:
                 warnings.warn(
-                    f"{type(self).__name__} did not beat the raw features on the held-out samples "
+                    f"{type(self).__name__} did not beat the raw features on the held-out "
+                    f"{'classes' if self._unseen_classes() else 'samples'} "
                     f"(precision@1 / MAP@R {trained['precision_at_1']:.3f} / "
                     f"{trained['map_at_r']:.3f} trained, {raw['precision_at_1']:.3f} / "
                     f"{raw['map_at_r']:.3f} raw), so transform returns the features unchanged "

@@ -194,27 +194,34 @@ ATTRIBUTES = """\
 
 
 DO_NO_HARM_PARAMETER = """\
-    do_no_harm : bool, default=True
+    do_no_harm : bool or "unseen-classes", default=True
         Never be worse than the features given, on held-out data: ``fit`` holds out
         ``validation_fraction`` of each class (a quarter of a set under 500 samples; the
         fractional sample rounded up or down at random, and at least one sample of the class left
         in training; with ``early_stopping=True``, its validation split), trains on the rest, and
-        scores on the held-out samples, as queries retrieving among the training samples, both
-        the trained embedding (in ``metric``) and the raw features (Euclidean distance, what a
-        nearest-neighbour search on ``X`` uses). The embedding is kept only when it is at least
-        as good on MAP@R and on precision@1 (1-NN accuracy, up to one held-out query, the noise
-        of the split), and better on one; otherwise ``transform`` returns the features unchanged
-        (as float32 rows, ``n_components_ = n_features_in_``), ``raw_kept_`` is True and a
-        :class:`~sklearn_triplet.RawFeaturesKeptWarning` says so. On a small set (under 500
-        samples) the network that wins, the one checked, then trains a quarter of ``max_iter``
-        more epochs on all the samples (``n_iter_`` counts both). The network stays trained in
-        ``module_`` either way (``warm_start`` goes on from it). False trains on all the data
-        and always uses the network. ``partial_fit`` always uses the network."""
+        scores on the held-out samples, as queries retrieving among all the other samples given
+        to ``fit``, both the trained embedding (in ``metric``) and the raw features (Euclidean
+        distance, what a nearest-neighbour search on ``X`` uses). The embedding is kept only when
+        it is at least as good on MAP@R and on precision@1 (1-NN accuracy, up to one held-out
+        query, the noise of the split), and better on one; otherwise ``transform`` returns the
+        features unchanged (as float32 rows, ``n_components_ = n_features_in_``), ``raw_kept_`` is
+        True and a :class:`~sklearn_triplet.RawFeaturesKeptWarning` says so. On a small set (under
+        500 samples) the network that wins, the one checked, then trains a quarter of
+        ``max_iter`` more epochs on all the samples (``n_iter_`` counts both). The network stays
+        trained in ``module_`` either way (``warm_start`` goes on from it).
+
+        ``"unseen-classes"`` guards retrieval among classes that training never saw (open-set
+        search, new identities): ``validation_fraction`` of the classes (two at least; four
+        classes are needed) are held out whole, the held-out samples retrieve among each other,
+        and a network that wins is trained again on all the classes. Held-out samples of the
+        training classes cannot tell this: a network may be far better than the raw features on
+        the classes it learned and worse on new ones. False trains on all the data and always
+        uses the network. ``partial_fit`` always uses the network."""
 
 DO_NO_HARM_ATTRIBUTES = """\
     raw_kept_ : bool
         True when ``do_no_harm`` found the trained embedding no better than the raw features on
-        the held-out samples, and ``transform`` returns the features unchanged.
+        the held-out samples (or classes), and ``transform`` returns the features unchanged.
     held_out_scores_ : dict or None
         ``{"trained": {...}, "raw": {...}}``, each ``{"precision_at_1": float, "map_at_r": float}``
         on the held-out samples of the last ``fit`` with ``do_no_harm=True``; None otherwise."""

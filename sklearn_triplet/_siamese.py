@@ -78,7 +78,7 @@ class SiameseEmbedder(ClassLabelEmbedder):
         "mining": [StrOptions(set(CONTRASTIVE.minings))],
         "average": [StrOptions(set(AVERAGES))],
         "squared": ["boolean"],
-        "do_no_harm": ["boolean"],
+        "do_no_harm": ["boolean", StrOptions({"unseen-classes"})],
     }
 
     def __init__(
@@ -94,7 +94,7 @@ class SiameseEmbedder(ClassLabelEmbedder):
         mining="all",
         average="active",
         squared=False,
-        do_no_harm=True,
+        do_no_harm: bool | str = True,
         loss=None,
         loss_params=None,
         init="auto",

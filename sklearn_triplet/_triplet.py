@@ -89,7 +89,7 @@ class TripletEmbedder(ClassLabelEmbedder):
         **ClassLabelEmbedder._parameter_constraints,
         "mining": [StrOptions({"auto", *TRIPLET.minings})],
         "average": [StrOptions(set(AVERAGES))],
-        "do_no_harm": ["boolean"],
+        "do_no_harm": ["boolean", StrOptions({"unseen-classes"})],
     }
 
     def __init__(
@@ -104,7 +104,7 @@ class TripletEmbedder(ClassLabelEmbedder):
         margin=0.5,
         mining="auto",
         average="active",
-        do_no_harm=True,
+        do_no_harm: bool | str = True,
         loss=None,
         loss_params=None,
         init="auto",

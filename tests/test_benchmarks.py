@@ -143,6 +143,39 @@ def test_quick_configuration_runs_on_a_tiny_subset(peers, monkeypatch):
     assert table.count("| TripletEmbedder (cnn) |") == 1
 
 
+def test_saved_runs_merge_later_rows_over_earlier_ones(peers, tmp_path):
+    def result(accuracy, **extra):
+        figures = dict.fromkeys(("precision_at_1", "map_at_r", "fit_cpu", "fit_wall"), 0.5)
+        return {"status": "ok", "knn_accuracy": accuracy, "transform_cpu": 1e-3, **figures, **extra}
+
+    def save(name, results, command):
+        meta = {**peers.metadata("peers.py", command.split()), "n_jobs": 1, "total": 2.0}
+        meta["tasks"] = list(results)
+        meta["contestants"] = sorted({c for by_c in results.values() for c in by_c})
+        path = tmp_path / name
+        path.write_text(peers.json.dumps({"meta": meta, "results": results}))
+        return str(path)
+
+    first = save(
+        "first.json",
+        {"digits": {"KNN (raw)": [result(0.9)], "TripletEmbedder": [result(0.8)]}},
+        "--tasks digits",
+    )
+    again = save(
+        "again.json",
+        {"digits": {"TripletEmbedder": [result(0.95, raw_kept=True)]}},
+        "--contestants TripletEmbedder",
+    )
+    results, metas = peers.load_runs([first, again])
+    assert results["digits"]["KNN (raw)"][0]["knn_accuracy"] == 0.9
+    assert results["digits"]["TripletEmbedder"][0]["knn_accuracy"] == 0.95
+    fragment = peers.rst(results, peers.FULL, metas)
+    assert "python benchmarks/peers.py --tasks digits" in fragment
+    assert "The rows of TripletEmbedder on digits come from a run" in fragment
+    assert "python benchmarks/peers.py --contestants TripletEmbedder" in fragment
+    assert "TripletEmbedder: do_no_harm kept the raw features in ``1 of 1 seeds``" in fragment
+
+
 # -- benchmarks/pairs.py ---------------------------------------------------------------------------
 
 

@@ -6,25 +6,38 @@ import torch
 from sklearn.datasets import load_digits, make_blobs
 
 from sklearn_triplet import RawFeaturesKeptWarning, SiameseEmbedder, TripletEmbedder, load
-from sklearn_triplet._guard import held_out_scores, held_out_split, keeps_trained
+from sklearn_triplet._guard import (
+    held_out_classes_split,
+    held_out_scores,
+    held_out_split,
+    keeps_trained,
+)
+from sklearn_triplet.metrics import retrieval_scores
 
 ESTIMATORS = [TripletEmbedder, SiameseEmbedder]
 
 
-def _brute_force_scores(E_held, y_held, E_train, y_train):
-    """Precision@1 and MAP@R of each held-out query among the training samples, by loops."""
+def _brute_force_scores(E_held, y_held, E_train=None, y_train=None):
+    """Precision@1 and MAP@R of each held-out query among all the other samples (the training
+    samples and the other held-out ones; the other held-out ones alone without training samples),
+    by loops."""
     p1, maps = [], []
-    for e, label in zip(E_held, y_held):
-        d = np.sqrt(((E_train - e) ** 2).sum(axis=1))
-        order = np.argsort(d, kind="stable")
-        relevant = y_train[order] == label
-        r = int((y_train == label).sum())
+    for i, (e, label) in enumerate(zip(E_held, y_held)):
+        others = [j for j in range(len(y_held)) if j != i]
+        E_ref, y_ref = E_held[others], y_held[others]
+        if E_train is not None:
+            E_ref, y_ref = np.vstack([E_ref, E_train]), np.concatenate([y_ref, y_train])
+        r = int((y_ref == label).sum())
+        if r == 0:
+            continue  # no sample of its class to find: not a query
+        d = np.sqrt(((E_ref - e) ** 2).sum(axis=1))
+        relevant = y_ref[np.argsort(d, kind="stable")] == label
         p1.append(float(relevant[0]))
         hits, precisions = 0, []
-        for i in range(r):
-            if relevant[i]:
+        for k in range(r):
+            if relevant[k]:
                 hits += 1
-                precisions.append(hits / (i + 1))
+                precisions.append(hits / (k + 1))
         maps.append(sum(precisions) / r)
     return {"precision_at_1": np.mean(p1), "map_at_r": np.mean(maps)}
 
@@ -57,12 +70,39 @@ def test_held_out_split_is_deterministic():
 
 
 def test_held_out_scores_match_a_brute_force_loop():
+    # Each held-out query retrieves among the training samples and the other held-out samples.
     rng = np.random.default_rng(1)
     E_train, y_train = rng.normal(size=(30, 3)), rng.integers(3, size=30)
     E_held, y_held = rng.normal(size=(10, 3)), rng.integers(3, size=10)
     got = held_out_scores(E_held, y_held, E_train, y_train)
     expected = _brute_force_scores(E_held, y_held, E_train, y_train)
     assert got == pytest.approx(expected)
+    # Not among the training samples alone: the other held-out samples are references too.
+    among_training_only = {"precision_at_1": 0.2, "map_at_r": 0.17103996}
+    assert got != pytest.approx(among_training_only)
+
+
+def test_held_out_scores_of_held_out_classes_retrieve_among_each_other():
+    rng = np.random.default_rng(2)
+    E_held, y_held = rng.normal(size=(12, 3)), rng.integers(3, size=12)
+    got = held_out_scores(E_held, y_held)
+    assert got == pytest.approx(_brute_force_scores(E_held, y_held))
+
+
+def test_the_raw_features_are_judged_with_as_many_references_as_a_test_sample_meets():
+    # Two shapes per class, each shape a tight pair: a held-out sample finds its twin only when
+    # the other held-out samples are references too. Among the training samples alone the raw
+    # features would look worse than they are once fitted on all the data.
+    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])
+    labels = np.array([0, 1, 1, 0])  # each class has two distant shapes
+    E = np.vstack([centres, centres + 0.01, centres + 20.0 * np.array([1.0, 1.0])])
+    y = np.concatenate([labels, labels, labels])
+    held = np.arange(8)  # both twins held out
+    train = np.arange(8, 12)
+    got = held_out_scores(E[held], y[held], E[train], y[train])
+    assert got["precision_at_1"] == 1.0  # every held-out sample finds its twin
+    among_training = retrieval_scores(E[held], y[held], X_reference=E[train], y_reference=y[train])
+    assert among_training["precision_at_1"] == 0.5
 
 
 @pytest.mark.parametrize(
@@ -124,8 +164,8 @@ def test_a_fit_that_beats_the_raw_features_keeps_the_network(Estimator):
 
 
 def test_the_raw_candidate_is_scored_on_the_held_out_split(monkeypatch):
-    # The raw scores are those of the held-out samples among the training ones, recomputed here by
-    # a loop from the split that fit drew (recorded on its way out of held_out_split).
+    # The raw scores are those of the held-out samples among all the others, recomputed here by a
+    # loop from the split that fit drew (recorded on its way out of held_out_split).
     from sklearn_triplet import _guard
 
     drawn = []
@@ -217,3 +257,81 @@ def test_a_small_set_keeps_the_checked_network_and_trains_it_on_all_the_samples(
     assert guarded.held_out_scores_ == checked.held_out_scores_  # the check judged this network
     checked.set_params(warm_start=True, max_iter=2, do_no_harm=False).fit(X, y)
     assert np.array_equal(guarded.transform(X), checked.transform(X))
+
+
+# -- do_no_harm="unseen-classes" -------------------------------------------------------------------
+
+
+def test_held_out_classes_split_holds_out_whole_classes():
+    y = np.concatenate([np.repeat(np.arange(20), 5), [20]])  # twenty classes of 5, one singleton
+    train, held = held_out_classes_split(y, 0.1, np.random.default_rng(0))
+    assert np.union1d(train, held).tolist() == list(range(y.shape[0]))
+    held_classes, train_classes = set(y[held]), set(y[train])
+    assert not held_classes & train_classes  # whole classes
+    assert len(held_classes) == 2  # a tenth of 21 classes, rounded
+    assert 20 not in held_classes  # a singleton cannot be a query
+    again = held_out_classes_split(y, 0.1, np.random.default_rng(0))
+    assert all(np.array_equal(u, v) for u, v in zip((train, held), again))
+
+
+def test_held_out_classes_split_holds_out_two_classes_at_least_and_leaves_two():
+    y = np.repeat(np.arange(4), 3)
+    train, held = held_out_classes_split(y, 0.01, np.random.default_rng(0))
+    assert len(set(y[held])) == 2 and len(set(y[train])) == 2
+    train, held = held_out_classes_split(y, 0.9, np.random.default_rng(0))
+    assert len(set(y[held])) == 2 and len(set(y[train])) == 2
+
+
+def test_unseen_classes_needs_four_classes():
+    X, y = make_blobs(n_samples=30, centers=3, n_features=4, random_state=0)
+    with pytest.raises(ValueError, match=r"needs at least four classes.*y has 3 classes"):
+        TripletEmbedder(max_iter=1, do_no_harm="unseen-classes").fit(X, y)
+
+
+def test_an_unknown_do_no_harm_option_is_refused():
+    X, y = _separated_blobs()
+    with pytest.raises(ValueError, match="do_no_harm"):
+        TripletEmbedder(max_iter=1, do_no_harm="classes").fit(X, y)
+
+
+def test_held_out_classes_see_what_held_out_samples_cannot():
+    # Digits 0-6: a network trained on some of them beats the raw pixels on held-out samples of
+    # its classes, and loses to them on classes it never saw (as digits 7-9 later are).
+    X, y = load_digits(return_X_y=True)
+    X, y = X[y < 7] / 16, y[y < 7]
+    params = dict(n_components=8, max_iter=5, random_state=0)
+    samples = TripletEmbedder(**params).fit(X, y)
+    assert not samples.raw_kept_
+    with pytest.warns(RawFeaturesKeptWarning, match="on the held-out classes"):
+        classes = TripletEmbedder(**params, do_no_harm="unseen-classes").fit(X, y)
+    assert classes.raw_kept_
+    scores = classes.held_out_scores_
+    assert scores["trained"]["map_at_r"] < scores["raw"]["map_at_r"]
+    assert np.array_equal(classes.transform(X), X.astype(np.float32))
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_a_network_that_wins_on_held_out_classes_is_trained_again_on_all_classes(Estimator):
+    # Digits buried in noise features: a network that learns to ignore the noise helps on any
+    # digit, seen in training or not. It is then trained on every class: the network a fit
+    # without do_no_harm trains.
+    X, y = load_digits(return_X_y=True)
+    X = np.hstack([X / 16, np.random.default_rng(0).normal(size=(X.shape[0], 300))])[:600]
+    y = y[:600]
+    params = dict(n_components=8, max_iter=8, random_state=0)
+    guarded = Estimator(**params, do_no_harm="unseen-classes").fit(X, y)
+    plain = Estimator(**params, do_no_harm=False).fit(X, y)
+    assert not guarded.raw_kept_
+    held = guarded.held_out_scores_
+    assert held["trained"]["map_at_r"] > held["raw"]["map_at_r"]
+    assert np.array_equal(guarded.transform(X), plain.transform(X))
+
+
+def test_unseen_classes_with_early_stopping_validates_on_the_training_classes():
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:500] / 16, y[:500]
+    embedder = TripletEmbedder(
+        max_iter=3, early_stopping=True, do_no_harm="unseen-classes", random_state=0
+    )
+    embedder.fit(X, y)
+    assert embedder.validation_scores_ is not None and embedder.held_out_scores_ is not None
