@@ -59,6 +59,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import shlex
 import statistics
 import sys
 import time
@@ -585,8 +586,11 @@ def markdown(results):
     return "\n".join(lines)
 
 
-def rst(results, config, meta):
-    """The rst fragment: how it was measured, then one table per task with its notes."""
+def rst(results, config, meta, *, rendered=None):
+    """The rst fragment: how it was measured, then one table per task with its notes.
+
+    ``meta`` is one run's, or a list of runs' merged by ``--load`` (``rendered``: that command).
+    """
 
     def grid(g):
         return ", ".join(f"``{k}`` in {v}" for k, v in g.items())
@@ -621,6 +625,8 @@ def rst(results, config, meta):
             f"``{run_meta['command']}`` (load average {run_meta['load']} at the start, "
             f"{run_meta['total']:.0f} s in all)."
         )
+    if rendered:
+        measured += f" The table was rendered from the saved runs with ``{rendered}``."
     protocol = (
         "Every contestant standardises the features (``StandardScaler`` fitted on the training "
         f"split) and embeds in {N_COMPONENTS} dimensions. KNN accuracy (k={N_NEIGHBORS}), "
@@ -716,7 +722,8 @@ def main(argv=None):
         print(markdown(results))
         if args.output:
             with open(args.output, "w", encoding="utf-8") as f:
-                f.write(rst(results, config, metas))
+                rendered = shlex.join(["python", "benchmarks/peers.py", *argv])
+                f.write(rst(results, config, metas, rendered=rendered))
             print(f"wrote {args.output}")
         return
     meta = metadata("peers.py", argv)

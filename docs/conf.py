@@ -50,7 +50,6 @@ exclude_patterns = [
     "benchmarks_mining.rst",
     "benchmarks_pairs.rst",
     "benchmarks_peers.rst",
-    "benchmarks_peers_lmnn.rst",
     "benchmarks_sweep.rst",
     "benchmarks_tuples_recipe.rst",
     "benchmarks_real.rst",
