@@ -382,7 +382,8 @@ def acceptance(results):
             checks.append((task, f"{recommended} 1-NN spread <= 0.02", "one seed", None))
         else:
             checks.append(
-                (task, f"{recommended} 1-NN spread <= 0.02", f"{spread:.3f}", spread <= 0.02)
+                # 1.000 - 0.980 is 0.020000000000000018 in floating point: 3 of 150 is 0.02
+                (task, f"{recommended} 1-NN spread <= 0.02", f"{spread:.3f}", spread <= 0.02 + 1e-9)
             )
     return checks
 
@@ -427,9 +428,9 @@ def rst(results, config, meta):
         for kind, (_, params) in RECOMMENDED.items()
     )
     lines += [
-        f"``TripletEmbedder (fcn)`` is the recommended settings for the kind of data: {settings}. "
-        "``pml triplet (fcn)`` trains the same backbone, with its defaults, in a plain "
-        "pytorch-metric-learning loop.",
+        "``TripletEmbedder (fcn)`` uses the recommended settings for the kind of data: "
+        f"{settings}. ``pml triplet (fcn)`` trains the same backbone, with its defaults, in a "
+        "plain pytorch-metric-learning loop.",
         "",
     ]
     header = ["contestant"] + [title for _, title in COLUMNS] + ["raw kept"]

@@ -358,7 +358,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         """Whether the network is trained again on all the data; never here."""
         return False
 
-    def _refit_plan(self, n_epochs, /):
+    def _refit_plan(self, n_epochs, /) -> tuple[int, bool]:
         """``(epochs, from_checked)`` of the training on all the data after the check: here the
         whole schedule again, from new weights."""
         return n_epochs, False

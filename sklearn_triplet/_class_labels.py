@@ -209,7 +209,7 @@ class ClassLabelEmbedder(BaseEmbedder):
             return True
         return not self.early_stopping and 0 < n_samples < _guard.SMALL_SET
 
-    def _refit_plan(self, n_epochs, /):
+    def _refit_plan(self, n_epochs, /) -> tuple[int, bool]:
         """After held-out classes, a new network on all the classes (the whole schedule); on a
         small set, the checked network trains ``_guard.SMALL_SET_MORE_EPOCHS`` of the epochs more
         on all the samples (a new cosine schedule from ``learning_rate_init``, Adam's moments
