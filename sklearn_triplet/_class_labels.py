@@ -30,7 +30,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from . import _distributed, _docstrings, _guard
 from . import augment as _augment
 from ._base import _USER_FRAME, BaseEmbedder, _describe, _is_builtin, stratified_split
-from ._kernels import CALLABLE_STATISTICS, callable_kernel
+from ._kernels import CALLABLE_STATISTICS, callable_kernel, triplet_kernel, triplet_part_kernel
 from ._registry import NAMED_LOSSES
 from ._training import TrainingData
 from ._validation import Interval, StrOptions, fit_context, invalid, plain, validate_data
@@ -420,6 +420,38 @@ class ClassLabelEmbedder(BaseEmbedder):
             **self._resolve_loss_options(),
             **options,
         )
+
+    def _anchor_loss(self):
+        """The triplet loss in use, split by anchors (``_kernels.triplet_part_kernel``), or None.
+
+        In a process group the ranks then split each batch's anchors between them rather than
+        every rank computing the whole loss (see :mod:`sklearn_triplet._distributed`). The other
+        losses, and a user's, are computed whole on every rank.
+        """
+        if isinstance(self.loss, str):
+            declaration, options = NAMED_LOSSES[self.loss], self._named_loss_options()
+        elif self.loss is None:
+            assert self._loss is not None  # every concrete estimator declares its loss
+            declaration, options = self._loss, self._resolve_loss_options()
+        else:
+            return None
+        if declaration.kernel is not triplet_kernel:
+            return None
+
+        def anchor_loss(embeddings, labels, anchors, *, taxonomy, spread):
+            return triplet_part_kernel(
+                embeddings,
+                labels,
+                anchors,
+                margin=self.margin,
+                metric=self.metric,
+                **options,
+                counts=True,
+                taxonomy=taxonomy,
+                spread=spread,
+            )
+
+        return anchor_loss
 
     # -- using a fitted estimator ------------------------------------------------------------------
 

@@ -12,6 +12,12 @@ train one model together, and the script that calls ``fit`` is the same as for o
   embeddings of the whole batch in the order one process would compute them; only the rank's own
   share carries gradients. Mining, the loss and its statistics see the global batch and are the
   same on every rank.
+- **The loss split by anchors.** For the triplet loss and batches of at least
+  ``_training.SPLIT_LOSS_ROWS`` rows, each rank computes only the terms of its own share's anchors
+  against the whole batch (``_kernels.triplet_part_kernel``) and their gradient in every
+  embedding of the batch; one all-reduce (:meth:`Ranks.sum_parts`) sums the parts, the divisor,
+  the statistics and those gradients, so that every rank holds one process's loss, statistics and
+  gradient in the embeddings, and passes its share's back through the network.
 - **One gradient.** Each rank's backward pass gives the global loss's gradient through its own
   share; the ranks sum these (one all-reduce of a flat buffer per step), which is the gradient of
   one process on the global batch, and take identical optimiser steps.
@@ -52,6 +58,9 @@ import torch.distributed as dist
 from sklearn.utils import check_consistent_length, column_or_1d
 
 from ._validation import check_array, validate_data
+
+# torch >= 2.10 names it all_gather_single, and deprecates all_gather_into_tensor
+_all_gather_single = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
 
 
 class ProcessGroupError(RuntimeError):
@@ -177,14 +186,70 @@ class Ranks:
             backward pass sends the loss's gradient through it alone.
         """
         n_max = max(sizes)
-        padded = local.new_zeros((n_max, *local.shape[1:]))
-        padded[: local.shape[0]] = local.detach()
-        parts = [torch.empty_like(padded) for _ in range(self.world_size)]
+        padded = local.detach()
+        if local.shape[0] < n_max:
+            padded = local.new_zeros((n_max, *local.shape[1:]))
+            padded[: local.shape[0]] = local.detach()
+        gathered = local.new_empty((self.world_size * n_max, *local.shape[1:]))
         with self._collective("gathering the batch's embeddings"):
-            dist.all_gather(parts, padded)
-        parts = [part[:n] for part, n in zip(parts, sizes)]
+            _all_gather_single(gathered, padded.contiguous())
+        parts = [gathered[r * n_max : r * n_max + n] for r, n in enumerate(sizes)]
         parts[self.rank] = local
         return torch.cat(parts)
+
+    def rows(self, sizes):
+        """This rank's share of a batch as a slice of its rows (``sizes`` from :meth:`share`)."""
+        start = sum(sizes[: self.rank])
+        return slice(start, start + sizes[self.rank])
+
+    def sum_parts(self, gradient, part):
+        """Sum the ranks' parts of a batch's loss: one all-reduce.
+
+        Parameters
+        ----------
+        gradient : torch.Tensor of shape (B, n_components)
+            The gradient of this rank's ``part.total`` in every embedding of the batch.
+        part : sklearn_triplet._kernels.PartialLoss
+            The terms of this rank's anchors, the number they are divided by, their counts and
+            negative distances.
+
+        Returns
+        -------
+        gradient : torch.Tensor of shape (B, n_components)
+            The gradient of the batch's loss, ``sum(total) / max(sum(denominator), 1)``.
+        loss : torch.Tensor of shape ()
+        counts : int64 torch.Tensor or None
+        negative_distances : tuple of two torch.Tensor of shape (), or None
+        """
+        # float64: the counts stay exact (below 2**53), and float32 gradients sum as they would
+        scalars = [part.total.detach().reshape(1), part.denominator.reshape(1)]
+        if part.counts is not None:
+            scalars.append(part.counts)
+        if part.negative_distances is not None:
+            scalars += [t.reshape(1) for t in part.negative_distances]
+        flat = torch.cat(  # to the group's device first: a device may have no float64 (MPS)
+            [gradient.reshape(-1).to(self.device).double()]
+            + [t.to(self.device).double() for t in scalars]
+        )
+        with self._collective("summing the parts of the batch's loss"):
+            dist.all_reduce(flat)
+        n = gradient.numel()
+        total, denominator = flat[n], flat[n + 1].clamp_min(1)
+
+        def back(tensor, like):  # the dtype first: a device may have no float64 (MPS)
+            return tensor.to(like.dtype).to(like.device)
+
+        loss = back(total / denominator, gradient)
+        gradient = back(flat[:n] / denominator, gradient).view_as(gradient)
+        counts = negatives = None
+        end = n + 2
+        if part.counts is not None:
+            counts = back(flat[end : end + len(part.counts)].round(), part.counts)
+            end += len(part.counts)
+        if part.negative_distances is not None:
+            distance_sum, count = part.negative_distances
+            negatives = (back(flat[end], distance_sum), back(flat[end + 1].round(), count))
+        return gradient, loss, counts, negatives
 
     def sum_gradients(self, module):
         """Sum the gradients of ``module``'s trainable parameters over the ranks (one all-reduce).

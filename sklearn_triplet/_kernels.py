@@ -64,6 +64,39 @@ def _cosine(x, y):
     return torch.where(both_zero, 1.0, out)
 
 
+def distance_rows(x, metric, anchors):
+    """Rows ``anchors`` (a slice) of ``distance_matrix(x, None, metric)``, the same numbers.
+
+    The expansion and its matrix product are the whole batch's, as in the whole matrix; the
+    symmetrisation, the diagonal, the clamps and the square root, elementwise, are done on these
+    rows alone (``a + b == b + a`` exactly, so each entry equals the whole matrix's).
+    """
+    if metric == "cosine":
+        points = _unit_rows(x)
+        out = _expanded_rows(points, anchors, squared=True, scale=0.5, upper=2.0)
+        zero = points[:, -1]
+        both_zero = torch.outer(zero[anchors], zero) > 0
+        _fill_self_(both_zero, anchors, False)
+        return torch.where(both_zero, 1.0, out)
+    return _expanded_rows(x, anchors, squared=metric == "sqeuclidean", scale=1.0, upper=None)
+
+
+def _expanded_rows(x, anchors, *, squared, scale, upper):
+    """The rows ``anchors`` of ``_ExpandedDistances.forward(x, None, ...)``, no gradient."""
+    x_sq = (x * x).sum(dim=1)
+    whole = (x_sq[:, None] + x_sq[None, :]).addmm_(x, x.mT, alpha=-2)
+    out = torch.add(whole[anchors], whole[:, anchors].mT).mul_(0.5)
+    _fill_self_(out, anchors, 0)
+    out.clamp_min_(0)
+    if not squared:
+        out.sqrt_()
+    if scale != 1:
+        out.mul_(scale)
+    if upper is not None:
+        out.clamp_max_(upper)
+    return out
+
+
 def _unit_rows(x):
     """(n, d) -> (n, d + 1): rows scaled to norm 1, and a column of zero-row flags."""
     norm = torch.linalg.vector_norm(x, dim=1, keepdim=True)
@@ -206,6 +239,47 @@ class _DistanceGradient(torch.autograd.Function):
         return grad_points * (grad * ctx.factor), None, None, None, None
 
 
+def _with_anchor_distance_gradient(x, distances, weights, value, *, metric, anchors):
+    """:func:`_with_distance_gradient` for the rows ``anchors`` (a slice) of the batch's matrix.
+
+    ``distances`` and ``weights`` are (A, B): the rows of those anchors. The gradient reaches
+    every embedding of the batch: the anchors' through their rows, every other through its column.
+    """
+    if metric == "cosine":
+        points, factor = _unit_rows(x), 1.0
+    elif metric == "sqeuclidean":
+        points, factor = x, 2.0
+    else:
+        points, factor = x, 1.0
+        weights.div_(distances).masked_fill_(distances == 0, 0)
+    _fill_self_(weights, anchors, 0)
+    return _AnchorDistanceGradient.apply(points, weights, value.to(x.dtype), factor, anchors)
+
+
+class _AnchorDistanceGradient(torch.autograd.Function):
+    """Returns ``value``; backward gives ``sum_{a, j} W_aj (p_a - p_j)``'s gradient: for the
+    anchors' rows ``rowsum(W) * p_a - W @ p``, and to every point ``colsum(W) * p - W.T @ p_A``."""
+
+    @staticmethod
+    def forward(points, weights, value, factor, anchors):
+        return value.clone()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        points, weights, _, factor, anchors = inputs
+        ctx.factor, ctx.anchors = factor, anchors
+        ctx.save_for_backward(points, weights)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):  # pyright: ignore[reportIncompatibleMethodOverride]
+        points, weights = ctx.saved_tensors
+        rows = points[ctx.anchors]
+        grad_points = weights.sum(dim=0)[:, None] * points - weights.mT @ rows
+        grad_points[ctx.anchors] += weights.sum(dim=1)[:, None] * rows - weights @ points
+        return grad_points * (grad * ctx.factor), None, None, None, None
+
+
 def _symmetrize_(square, block_size=256):
     """Replace a square matrix by the mean of itself and its transpose, in place.
 
@@ -260,12 +334,17 @@ class TripletIndex:
     Built once per batch and shared by the mining rules and the counts, so
     that a loss that also reports its statistics sorts only once.
 
+    With ``anchors`` (a slice of the batch), ``distances`` holds those rows of the batch's
+    distance matrix, and the index answers for those anchors alone (``A`` of them; ``A = B``
+    otherwise): each anchor's terms depend on its row alone, so a process group splits the
+    anchors of a batch between its ranks.
+
     Attributes
     ----------
-    distances : Tensor of shape (B, B)
+    distances : Tensor of shape (A, B)
         Detached distances.
-    same : Tensor of shape (B, B), bool
-        ``labels[a] == labels[b]`` (True on the diagonal).
+    same : Tensor of shape (A, B), bool
+        ``labels[a] == labels[b]`` (True on each anchor's own entry).
     class_sizes, n_negatives : Tensors of shape (B,), int64
         Size of the class of each anchor, and its number of negatives.
     positive_columns, positive_mask : Tensors of shape (B, K)
@@ -274,12 +353,20 @@ class TripletIndex:
         and ``B`` on other devices, so that no host synchronisation happens.
     """
 
-    def __init__(self, distances, labels):
+    def __init__(self, distances, labels, anchors=None):
         self.distances = distances.detach()
-        self.same = labels[:, None] == labels[None, :]
-        self.class_sizes, self.positive_columns, self.positive_mask = _positive_layout(labels)
+        layout = _positive_layout(labels)
+        if anchors is not None:  # rows ``anchors`` of the batch's matrix: their anchors alone
+            layout = tuple(part[anchors] for part in layout)
+        self.same = labels[anchors if anchors is not None else slice(None), None] == labels[None, :]
+        self.class_sizes, self.positive_columns, self.positive_mask = layout
         self.n_negatives = len(labels) - self.class_sizes
+        self.anchors = anchors
         self._counts = {}
+
+    def fill_self_(self, square, value):
+        """Set each anchor's entry of itself (the diagonal of the batch's matrix) to ``value``."""
+        return _fill_self_(square, self.anchors, value)
 
     @cached_property
     def positive_distances(self):
@@ -355,10 +442,10 @@ class TripletIndex:
         closest_negative = masked.min(dim=1).indices
         if farthest:
             torch.where(self.same, self.distances, masked.new_tensor(-torch.inf), out=masked)
-            positive = masked.fill_diagonal_(-torch.inf).max(dim=1).indices
+            positive = self.fill_self_(masked, -torch.inf).max(dim=1).indices
         else:
             torch.where(self.same, self.distances, masked.new_tensor(torch.inf), out=masked)
-            positive = masked.fill_diagonal_(torch.inf).min(dim=1).indices
+            positive = self.fill_self_(masked, torch.inf).min(dim=1).indices
         return positive, closest_negative, has_both
 
     def batch_all(self, margin):
@@ -426,6 +513,16 @@ class TripletIndex:
                 n_active,
             ]
         )
+
+
+def _fill_self_(square, anchors, value):
+    """Fill the diagonal of a (B, B) matrix, or each row's own column when the matrix holds the
+    rows ``anchors`` (a slice) of one."""
+    if anchors is None:
+        return square.fill_diagonal_(value)
+    rows = torch.arange(square.shape[0], device=square.device)
+    square[rows, rows + anchors.start] = value
+    return square
 
 
 def _positive_layout(labels):
@@ -526,7 +623,7 @@ class _PackedSortedRows(_SortedRows):
         if keys.numel() and keys.min() < 0:  # negatives or -0.0: the slower, general map
             keys = _ordered_bits(distances.view(torch.int32)).to(torch.int64)
         keys.masked_fill_(same, _INF_BITS)
-        keys.bitwise_left_shift_(32).bitwise_or_(torch.arange(len(keys)))
+        keys.bitwise_left_shift_(32).bitwise_or_(torch.arange(keys.shape[1]))
         keys.numpy().sort(axis=1)
         self._keys = keys
 
@@ -737,6 +834,30 @@ class BatchLoss(NamedTuple):
     negative_distances: "tuple | None" = None
 
 
+class PartialLoss(NamedTuple):
+    """What a loss kernel returns for some anchors of a batch (``anchors=``), for a process group
+    whose ranks split the anchors between them.
+
+    The loss of the batch is ``sum(total) / max(sum(denominator), 1)`` over the parts, and its
+    gradient the sum of the parts' divided by the same; the counts and negative distances of the
+    batch are the sums of the parts'.
+
+    Attributes
+    ----------
+    total : Tensor of shape ()
+        The sum of these anchors' terms, differentiable (attached to every embedding of the batch).
+    denominator : int64 Tensor of shape ()
+        These anchors' share of the number the loss divides by.
+    counts, negative_distances
+        As :class:`BatchLoss`'s, over these anchors' rows.
+    """
+
+    total: torch.Tensor
+    denominator: torch.Tensor
+    counts: "torch.Tensor | None" = None
+    negative_distances: "tuple | None" = None
+
+
 def triplet_kernel(
     embeddings,
     labels,
@@ -772,22 +893,80 @@ def triplet_kernel(
     -------
     BatchLoss
     """
+    loss, vector, negatives, _ = _triplet_terms(
+        embeddings, labels, None, margin, mining, metric, average, counts, taxonomy, spread
+    )
+    return BatchLoss(loss, vector, negatives)
+
+
+def triplet_part_kernel(
+    embeddings,
+    labels,
+    anchors,
+    *,
+    margin,
+    mining,
+    metric,
+    average="all",
+    counts=False,
+    taxonomy=True,
+    spread=False,
+):
+    """The terms of the anchors ``anchors`` (a slice of the batch) of :func:`triplet_kernel`.
+
+    Every mining rule and count of the triplet loss is a sum over anchors, each decided on its
+    anchor's row of the batch's distance matrix, so the ranks of a process group split a batch's
+    anchors between them; the parts add up to the whole (see :class:`PartialLoss`). The distance
+    matrix is the whole batch's, computed as :func:`triplet_kernel` computes it, so that every
+    mining decision is the one of one process.
+
+    Parameters as :func:`triplet_kernel`'s.
+
+    Returns
+    -------
+    PartialLoss
+    """
+    total, vector, negatives, denominator = _triplet_terms(
+        embeddings, labels, anchors, margin, mining, metric, average, counts, taxonomy, spread
+    )
+    return PartialLoss(total, denominator, vector, negatives)
+
+
+def _triplet_terms(
+    embeddings, labels, anchors, margin, mining, metric, average, counts, taxonomy, spread
+):
+    """``(loss, counts, negative distances, denominator)`` of the whole batch, divided, or of the
+    anchors ``anchors``, undivided."""
     if len(labels) < 2:
-        return nothing_to_train_on(embeddings, TRIPLET_STATISTICS, counts, spread)
+        nothing = nothing_to_train_on(embeddings, TRIPLET_STATISTICS, counts, spread)
+        zero = labels.new_zeros((), dtype=torch.int64)
+        return nothing.loss, nothing.counts, nothing.negative_distances, zero
     with torch.no_grad():
-        distances = distance_matrix(embeddings.detach(), None, metric)
-        index = TripletIndex(distances, labels)
+        if anchors is None:
+            distances = distance_matrix(embeddings.detach(), None, metric)
+        else:  # their rows of the whole matrix: the numbers of one process
+            distances = distance_rows(embeddings.detach(), metric, anchors)
+        index = TripletIndex(distances, labels, anchors)
         # Counted first: batch-all then reuses the sorted negatives' memory.
         type_counts = index.type_counts(margin) if counts and taxonomy else None
-        value, weights, n_mined, n_mined_active = _TRIPLET_MINING[mining](index, margin, average)
+        value, weights, n_mined, n_mined_active, denominator = _TRIPLET_MINING[mining](
+            index, margin, average, divide=anchors is None
+        )
         negatives = negative_distances(distances, index.same) if spread else None
-    loss = _with_distance_gradient(embeddings, distances, weights, value, metric=metric)
-    if not counts:
-        return BatchLoss(loss, None, negatives)
-    if type_counts is None:
-        type_counts = n_mined.new_zeros(len(TAXONOMY))
-    vector = TRIPLET_STATISTICS.vector(type_counts, n_mined=n_mined, n_mined_active=n_mined_active)
-    return BatchLoss(loss, vector, negatives)
+    if anchors is None:
+        loss = _with_distance_gradient(embeddings, distances, weights, value, metric=metric)
+    else:
+        loss = _with_anchor_distance_gradient(
+            embeddings, distances, weights, value, metric=metric, anchors=anchors
+        )
+    vector = None
+    if counts:
+        if type_counts is None:
+            type_counts = n_mined.new_zeros(len(TAXONOMY))
+        vector = TRIPLET_STATISTICS.vector(
+            type_counts, n_mined=n_mined, n_mined_active=n_mined_active
+        )
+    return loss, vector, negatives, denominator
 
 
 def contrastive_kernel(
@@ -938,39 +1117,43 @@ def nothing_to_train_on(embeddings, statistics, counts, spread):
     )
 
 
-def _batch_all(index, margin, average):
+def _batch_all(index, margin, average, divide=True):
     """Mean hinge loss over the active triplets; see :func:`sklearn_triplet.losses.triplet_loss`.
 
-    The triplets mined are the active ones, so both ``average`` rules give that mean.
+    The triplets mined are the active ones, so both ``average`` rules give that mean. The mining
+    rules return ``(value, weights, n_mined, n_mined_active, denominator)``: the value and its
+    derivative in each distance divided by ``max(denominator, 1)``, or, without ``divide``, not.
     """
     total, weights, n_active = index.batch_all(margin)
+    if not divide:
+        return total, weights, n_active, n_active, n_active
     count = n_active.clamp_min(1)
-    return total / count, weights.div_(count), n_active, n_active
+    return total / count, weights.div_(count), n_active, n_active, n_active
 
 
-def _batch_hard(index, margin, average):
+def _batch_hard(index, margin, average, divide=True):
     """Mean over anchors of the hardest positive and negative's hinge loss."""
     positives, negatives, selected = index.hardest()
     return _mean_hinge(
-        index, positives[:, None], negatives[:, None], selected[:, None], margin, average
+        index, positives[:, None], negatives[:, None], selected[:, None], margin, average, divide
     )
 
 
-def _easy_positive(index, margin, average):
+def _easy_positive(index, margin, average, divide=True):
     """Mean over anchors of the closest positive and closest negative's hinge loss."""
     positives, negatives, selected = index.easiest()
     return _mean_hinge(
-        index, positives[:, None], negatives[:, None], selected[:, None], margin, average
+        index, positives[:, None], negatives[:, None], selected[:, None], margin, average, divide
     )
 
 
-def _semi_hard(index, margin, average):
+def _semi_hard(index, margin, average, divide=True):
     """Mean over positive pairs of the semi-hard negative's hinge loss."""
     negatives, selected = index.semi_hard_negatives()
-    return _mean_hinge(index, index.positive_columns, negatives, selected, margin, average)
+    return _mean_hinge(index, index.positive_columns, negatives, selected, margin, average, divide)
 
 
-def _mean_hinge(index, positives, negatives, selected, margin, average):
+def _mean_hinge(index, positives, negatives, selected, margin, average, divide=True):
     """Mean of ``max(0, d(a, p) + margin - d(a, n))`` over the selected triplets.
 
     Parameters
@@ -983,12 +1166,15 @@ def _mean_hinge(index, positives, negatives, selected, margin, average):
     average : {"all", "active"}
         Divide the sum by the number of selected triplets, or by the number of them whose hinge
         loss is above 0.
+    divide : bool, default=True
+        Divide; else return the sum and its derivative, undivided.
 
     Returns
     -------
     value : Tensor of shape (), 0 when nothing is selected (or nothing is active)
     weights : Tensor of shape (B, B), the derivative of ``value`` in each distance
     n_selected, n_active : int64 Tensors of shape ()
+    denominator : int64 Tensor of shape (), what ``value`` is divided by (at least 1)
     """
     distances = index.distances
     positive_distances = distances.gather(1, positives)
@@ -996,12 +1182,13 @@ def _mean_hinge(index, positives, negatives, selected, margin, average):
     negative_distances = distances.gather(1, negatives)
     active = selected & (negative_distances < threshold)
     n_selected, n_active = selected.sum(), active.sum()
-    count = (n_active if average == "active" else n_selected).clamp_min(1).to(distances.dtype)
+    denominator = n_active if average == "active" else n_selected
+    count = denominator.clamp_min(1).to(distances.dtype) if divide else 1.0
     value = torch.where(active, threshold - negative_distances, 0).sum() / count
     slopes = active.to(distances.dtype) / count
     weights = torch.zeros_like(distances).scatter_add_(1, positives, slopes)
     weights.scatter_add_(1, negatives, slopes.neg_())
-    return value, weights, n_selected, n_active
+    return value, weights, n_selected, n_active, denominator
 
 
 def _all_pairs(distances, labels, same):

@@ -49,26 +49,44 @@ def step(out, rank):
     X_t, y_t = torch.from_numpy(X), torch.from_numpy(y)
     batch = np.random.default_rng(1).choice(len(X), size=101, replace=False)  # uneven shares
     results = {}
-    for name, ranks in [("group", _distributed.current()), ("alone", None)]:
+    # group: every rank computes the whole loss; split: each rank its share's anchors (the
+    # training loop's way for the triplet loss); alone: this process on the whole batch
+    ranks = _distributed.current()
+    for name in ["group", "split", "alone"]:
         module = est.module_
         module.zero_grad()
-        embeddings = _training.embed_batch(module, X_t, torch.as_tensor(batch), "cpu", None, ranks)
-        loss, counts, _ = est._batch_loss(embeddings, y_t[batch], taxonomy=True, spread=False)
-        loss.backward()
-        if ranks is not None:
+        indices, labels = torch.as_tensor(batch), y_t[batch]
+        if name == "split":
+            loss, counts, spread, _ = _training._split_loss_backward(
+                module, X_t, indices, labels, "cpu", None, ranks, None, est._anchor_loss(),
+                taxonomy=True, spread=True,
+            )  # fmt: skip
+        else:
+            group = ranks if name == "group" else None
+            embeddings = _training.embed_batch(module, X_t, indices, "cpu", None, group)
+            loss, counts, spread = est._batch_loss(embeddings, labels, taxonomy=True, spread=True)
+            loss.backward()
+        if name != "alone":
             ranks.sum_gradients(module)
         results[f"{name}_loss"] = loss.detach().numpy()
         results[f"{name}_counts"] = counts.detach().numpy()
+        results[f"{name}_spread"] = np.array([float(t) for t in spread])
         for i, p in enumerate(module.parameters()):
             results[f"{name}_grad{i}"] = p.grad.detach().numpy().copy()
     np.savez(os.path.join(out, f"step-{rank}.npz"), **results)
 
 
 def fit(out, rank):
-    """A short fit with early stopping; every rank saves the model to the same path and reads it."""
+    """A short fit with early stopping; every rank saves the model to the same path and reads it.
+
+    Every batch's loss split by anchors between the ranks (``SPLIT_LOSS_ROWS`` lowered from 256
+    to the batch of 96 rows).
+    """
     import numpy as np
 
-    from sklearn_triplet import _format, load
+    from sklearn_triplet import _format, _training, load
+
+    _training.SPLIT_LOSS_ROWS = 0
 
     written = []
     write_file = _format.write_file

@@ -91,17 +91,21 @@ def step_and_fit(tmp_path_factory):
     return out
 
 
-def test_one_step_equals_one_process_on_the_global_batch(step_and_fit):
-    # A batch of 101 rows, split 51 + 50: the loss, its counts and every gradient on each rank
-    # equal those of this process alone on the whole batch.
+@pytest.mark.parametrize("way", ["group", "split"])
+def test_one_step_equals_one_process_on_the_global_batch(step_and_fit, way):
+    # A batch of 101 rows, split 51 + 50: the loss, its counts, the negative distances and every
+    # gradient on each rank equal those of this process alone on the whole batch, whether every
+    # rank computes the whole loss (group) or the terms of its share's anchors (split).
     for rank in range(2):
         result = np.load(step_and_fit / f"step-{rank}.npz")
-        np.testing.assert_allclose(result["group_loss"], result["alone_loss"], rtol=0, atol=1e-6)
-        np.testing.assert_array_equal(result["group_counts"], result["alone_counts"])
-        gradients = [name for name in result.files if name.startswith("group_grad")]
+        np.testing.assert_allclose(result[f"{way}_loss"], result["alone_loss"], rtol=0, atol=1e-6)
+        np.testing.assert_array_equal(result[f"{way}_counts"], result["alone_counts"])
+        assert result["alone_counts"][0] > 0  # the taxonomy was counted
+        np.testing.assert_allclose(result[f"{way}_spread"], result["alone_spread"], rtol=1e-6)
+        gradients = [name for name in result.files if name.startswith(f"{way}_grad")]
         assert len(gradients) == 4  # two linear layers: weights and biases
         for name in gradients:
-            alone = result[name.replace("group", "alone")]
+            alone = result[name.replace(way, "alone")]
             assert np.abs(alone).max() > 1e-3  # a gradient that could differ
             np.testing.assert_allclose(result[name], alone, rtol=0, atol=1e-6)
 
@@ -169,6 +173,62 @@ def test_a_dead_rank_stops_the_others_and_a_restart_resumes(tmp_path):
         assert result["epochs"].tolist() == list(range(1, 9))
     np.testing.assert_array_equal(resumed[0]["weights"], resumed[1]["weights"])
     assert not (tmp_path / "fit.ckpt").exists()  # removed once, at the end
+
+
+@pytest.mark.parametrize("mining", ["semi-hard", "all", "hard", "easy-positive"])
+@pytest.mark.parametrize(("metric", "average"), [("euclidean", "active"), ("cosine", "all")])
+def test_the_triplet_loss_split_by_anchors_adds_up_to_the_whole(mining, metric, average):
+    # What the ranks of a group compute for their anchors: three uneven parts of one batch (an
+    # empty one, duplicated rows at distance 0, a class of one) add up to the loss of the whole
+    # batch, its counts, its negative distances and its gradient.
+    from sklearn_triplet._kernels import triplet_kernel, triplet_part_kernel
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(37, 4, generator=generator)
+    x[5] = x[6]
+    labels = torch.randint(0, 5, (37,), generator=generator)
+    labels[0] = 7
+    options = dict(margin=0.3, mining=mining, metric=metric, average=average, counts=True)
+    whole_x = x.clone().requires_grad_()
+    whole = triplet_kernel(whole_x, labels, **options, spread=True)
+    whole.loss.backward()
+    assert whole_x.grad is not None and whole_x.grad.abs().max() > 1e-3
+    parts, gradient = [], torch.zeros_like(x)
+    for anchors in [slice(0, 0), slice(0, 11), slice(11, 37)]:
+        part_x = x.clone().requires_grad_()
+        part = triplet_part_kernel(part_x, labels, anchors, **options, spread=True)
+        part.total.backward()
+        assert part_x.grad is not None
+        gradient += part_x.grad
+        parts.append(part)
+    denominator = sum(int(part.denominator) for part in parts)
+    assert denominator > 0
+    total = sum(float(part.total.detach()) for part in parts)
+    assert total / denominator == pytest.approx(float(whole.loss.detach()), rel=1e-6)
+    np.testing.assert_allclose(gradient / denominator, whole_x.grad, rtol=0, atol=1e-6)
+    torch.testing.assert_close(sum(part.counts for part in parts), whole.counts, rtol=0, atol=0)
+    assert whole.counts[0] > 0 and whole.negative_distances is not None
+    distance_sum, n_negatives = whole.negative_distances
+    assert sum(int(part.negative_distances[1]) for part in parts) == int(n_negatives)
+    assert sum(float(part.negative_distances[0]) for part in parts) == pytest.approx(
+        float(distance_sum), rel=1e-6
+    )
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "cosine"])
+def test_a_ranks_rows_of_the_distance_matrix_are_the_whole_matrixs(metric):
+    # A rank computes its anchors' rows alone; they are the whole matrix's to the bit (so that
+    # its mining decisions are one process's): zero rows (cosine), duplicates, several blocks of
+    # the symmetrisation (300 rows).
+    from sklearn_triplet._kernels import distance_matrix, distance_rows
+
+    x = torch.randn(300, 6, generator=torch.Generator().manual_seed(0))
+    x[2], x[3], x[4] = 0.0, 0.0, x[1]
+    whole = distance_matrix(x, None, metric)
+    for anchors in [slice(0, 0), slice(0, 3), slice(1, 150), slice(150, 300), slice(0, 300)]:
+        torch.testing.assert_close(
+            distance_rows(x, metric, anchors), whole[anchors], rtol=0, atol=0
+        )
 
 
 def test_outside_a_process_group_a_fit_trains_alone(tmp_path):
