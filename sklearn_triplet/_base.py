@@ -301,12 +301,15 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         # 0 when nothing was held out
         n_samples = X.shape[0] + np.shape(held_out[0])[0] if held_out is not None else 0
         if self._refits(n_samples, reset, checkpoint):
-            # Trained on part of the data for the check (a small set, held-out classes): train
-            # again on all of it.
+            # Trained on part of the data for the check (a small set, held-out classes): train on
+            # all of it, as _refit_plan says.
+            n_more, from_checked = self._refit_plan(n_epochs)
             scores = self.held_out_scores_
             self._refitting = True
             try:
-                self._fit(X_given, y_given, n_epochs=n_epochs, incremental=False, validate=True)
+                self._fit(
+                    X_given, y_given, n_epochs=n_more, incremental=from_checked, validate=True
+                )
             finally:
                 del self._refitting
             self.held_out_scores_ = scores
@@ -358,6 +361,11 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     def _refits(self, n_samples, reset, checkpoint, /) -> bool:
         """Whether the network is trained again on all the data; never here."""
         return False
+
+    def _refit_plan(self, n_epochs, /) -> tuple[int, bool]:
+        """``(epochs, from_checked)`` of the training on all the data after the check: here the
+        whole schedule again, from new weights."""
+        return n_epochs, False
 
     def _continue_warm_start(self):
         """Check that the network may be trained further as it is; move it to today's device.

@@ -205,9 +205,10 @@ DO_NO_HARM_PARAMETER = """\
         it is at least as good on MAP@R and on precision@1 (1-NN accuracy, up to one held-out
         query, the noise of the split), and better on one; otherwise ``transform`` returns the
         features unchanged (as float32 rows, ``n_components_ = n_features_in_``), ``raw_kept_`` is
-        True and a :class:`~sklearn_triplet.RawFeaturesKeptWarning` says so. A small set whose
-        network wins is trained again on all its samples. The network stays trained in
-        ``module_`` either way (``warm_start`` goes on from it).
+        True and a :class:`~sklearn_triplet.RawFeaturesKeptWarning` says so. On a small set (under
+        500 samples) the network that wins, the one checked, then trains a quarter of
+        ``max_iter`` more epochs on all the samples (``n_iter_`` counts both). The network stays
+        trained in ``module_`` either way (``warm_start`` goes on from it).
 
         ``"unseen-classes"`` guards retrieval among classes that training never saw (open-set
         search, new identities): ``validation_fraction`` of the classes (two at least; four

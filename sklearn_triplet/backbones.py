@@ -44,6 +44,10 @@ from ._threads import seeded_global_generator
 # by measurement on a CPU (user guide, "Choosing a backbone").
 FCN_DEFAULT_WIDTH = 0.25
 RESNET_DEFAULT_WIDTH = 0.25
+# The FCN's for images: a 2-D convolution does k times the work of a 1-D one of the same kernel
+# width k, so images take half the filters (on 4,000 MNIST digits, 5-NN 0.980 in 38 s of CPU time
+# against 0.984 in 95 s at 0.25).
+FCN_IMAGE_WIDTH = 0.125
 
 
 class L2Normalize(nn.Module):
@@ -368,7 +372,7 @@ def make_fcn(
     n_components,
     *,
     input_shape,
-    width=FCN_DEFAULT_WIDTH,
+    width=None,
     kernel_sizes=None,
     pool=True,
     generator=None,
@@ -391,9 +395,10 @@ def make_fcn(
     input_shape : tuple of int
         ``(channels, length)`` of a signal or ``(channels, height, width)`` of an image; rows of X
         are reshaped to it (C order).
-    width : float, default=0.25
+    width : float, default=None
         Multiplies the paper's filter counts (rounded, at least 1); ``width=1`` is the paper's
-        network, the default is sized for a CPU (see the user guide's measurements).
+        network. None means 0.25 for signals (32, 64, 32 filters) and 0.125 for images (16, 32,
+        16), sized for a CPU (see the user guide's measurements).
     kernel_sizes : tuple of int, default=None
         Kernel width of each block (its length sets the number of blocks). None means the
         paper's (8, 5, 3) for signals and (5, 3, 3) for images: on 28 x 28 digits, 8 x 8 kernels
@@ -430,6 +435,8 @@ def make_fcn(
     on = _where(generator)
     if kernel_sizes is None:
         kernel_sizes = FCN_KERNELS if dims == 1 else IMAGE_KERNELS
+    if width is None:
+        width = FCN_DEFAULT_WIDTH if dims == 1 else FCN_IMAGE_WIDTH
     filters = _scaled(FCN_FILTERS if len(kernel_sizes) == 3 else [128] * len(kernel_sizes), width)
     pool = bool(pool)
     layers: list[nn.Module] = [nn.Unflatten(1, shape), *([ChannelsLast()] if dims == 2 else [])]

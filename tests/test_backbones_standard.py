@@ -112,6 +112,15 @@ def test_width_scales_the_filters():
         make_fcn(50, 4, input_shape=(1, 50), width=0)
 
 
+def test_images_take_half_the_filters_of_signals_by_default():
+    signal = make_fcn(50, 4, input_shape=(1, 50))
+    image = make_fcn(28 * 28, 4, input_shape=(1, 28, 28))
+    assert [m.out_channels for m in signal if isinstance(m, nn.Conv1d)] == [32, 64, 32]
+    assert [m.out_channels for m in image if isinstance(m, nn.Conv2d)] == [16, 32, 16]
+    wide = make_fcn(28 * 28, 4, input_shape=(1, 28, 28), width=0.25)
+    assert [m.out_channels for m in wide if isinstance(m, nn.Conv2d)] == [32, 64, 32]
+
+
 @pytest.mark.parametrize("kernel_size", [8, 5])
 def test_convolutions_keep_the_length_as_same_padding_does(kernel_size):
     net = make_fcn(

@@ -101,3 +101,15 @@ def test_load_merges_saved_runs_and_lists_each_in_the_header(real, tmp_path):
     assert "- d1, load average 30 at the start, 5 s: ``c1``. n1" in text
     assert "- d2, load average 2 at the start, 7 s: ``c2``." in text
     assert "in 2 runs" in text
+
+
+def test_acceptance_counts_a_spread_of_exactly_0_02_as_met(real):
+    def runs(*accs):
+        return [{"acc1": a, "acc5": a, "map_at_r": a, "fit_cpu": 3.0} for a in accs]
+
+    results = {
+        "GunPoint": {"TripletEmbedder (fcn)": runs(0.98, 1.0, 1.0)},  # 3 of 150 test series
+        "Coffee": {"TripletEmbedder (fcn)": runs(0.964, 1.0, 1.0)},
+    }
+    spread = {task: met for task, check, _, met in real.acceptance(results) if "spread" in check}
+    assert spread == {"GunPoint": True, "Coffee": False}

@@ -237,18 +237,26 @@ def test_early_stopping_shares_its_split_with_do_no_harm():
 
 
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
-def test_a_small_set_whose_network_wins_is_trained_again_on_all_of_it(Estimator):
-    # Below _guard.SMALL_SET samples a quarter is held out to judge, then the winning network is
-    # trained again on every sample: the very network a fit without do_no_harm trains.
+def test_a_small_set_keeps_the_checked_network_and_trains_it_on_all_the_samples(
+    Estimator, monkeypatch
+):
+    # Below _guard.SMALL_SET samples a quarter is held out to judge; the winning network, the one
+    # checked, then trains a quarter of max_iter more epochs on every sample (not a new network).
     X, y = load_digits(return_X_y=True)
     X = np.hstack([X / 16, np.random.default_rng(0).normal(size=(X.shape[0], 300))])[:400]
     y = y[:400]
     params = dict(n_components=8, max_iter=10, random_state=0)
     guarded = Estimator(**params).fit(X, y)
-    plain = Estimator(**params, do_no_harm=False).fit(X, y)
     assert not guarded.raw_kept_ and guarded.held_out_scores_ is not None
-    assert np.array_equal(guarded.transform(X), plain.transform(X))
-    assert len(guarded.history_) == 10
+    assert guarded.n_iter_ == len(guarded.history_) == 10 + 2
+    # The same by hand: the check alone, then two more epochs on all the samples from it.
+    monkeypatch.setattr(Estimator, "_refits", lambda self, *args: False)
+    checked = Estimator(**params).fit(X, y)
+    assert checked.n_iter_ == 10 and not checked.raw_kept_
+    assert not np.array_equal(checked.transform(X), guarded.transform(X))
+    assert guarded.held_out_scores_ == checked.held_out_scores_  # the check judged this network
+    checked.set_params(warm_start=True, max_iter=2, do_no_harm=False).fit(X, y)
+    assert np.array_equal(guarded.transform(X), checked.transform(X))
 
 
 # -- do_no_harm="unseen-classes" -------------------------------------------------------------------
