@@ -119,7 +119,6 @@ def run(model, output, *, phases=False):
     import torch
     import torch.distributed as dist
     from environment import warm_up
-    from sklearn.neighbors import KNeighborsClassifier
 
     from sklearn_triplet import _distributed
 
@@ -143,8 +142,32 @@ def run(model, output, *, phases=False):
         gathered = [None] * world_size
         dist.all_gather_object(gathered, per_rank[0])
         per_rank = gathered
-    if ranks is not None and ranks.rank != 0:
-        return
+    if ranks is None or ranks.rank == 0:
+        _write_result(
+            model,
+            est,
+            X,
+            y,
+            X_test,
+            y_test,
+            world_size,
+            wall,
+            per_rank,
+            load_before,
+            output,
+            phases,
+        )
+    if ranks is not None:  # leave the group together: a rank that exits inside it aborts
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def _write_result(
+    model, est, X, y, X_test, y_test, world_size, wall, per_rank, load_before, output, phases
+):
+    """Rank 0's part of :func:`run`: the figures, as JSON to ``output`` and to the console."""
+    from sklearn.neighbors import KNeighborsClassifier
+
     result = {
         "model": model,
         "processes": world_size,
