@@ -232,27 +232,11 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         if reset:
             self._initialise(X.shape[1], input_shape)
         ranks = _distributed.current()
-        if ranks is not None:  # one model: every rank draws rank 0's plan, on the same data
-            ranks.check_same(
-                "data (the shape of X, and y)",
-                _checkpoint.fingerprint(np.asarray(np.shape(X)), data),
-                "Pass the whole X and y on every rank: each rank reads the rows of its share.",
-            )
-            ranks.agree_generator(self._rng)
+        if ranks is not None:
+            self._join_ranks(ranks, X, data)
         if checkpoint:
             checkpoint.begin(self)
-        # do_no_harm: the data the trained embedding must beat the raw features on (early
-        # stopping's validation split, when it is on and the kind scores on it)
-        guarded = validate and self._guarded()
-        reuses_validation = self.early_stopping and self._guard_uses_validation_split()
-        held_out = None
-        if guarded and not reuses_validation:
-            X, data, *held_out = self._split_held_out(X, data)
-        X_val = data_val = None
-        if validate and self.early_stopping:
-            X, data, X_val, data_val = self._split_validation(X, data)
-            if guarded and reuses_validation:
-                held_out = (X_val, data_val)
+        X, data, X_val, data_val, held_out = self._split_off(X, data, validate=validate)
         if reset:
             self._initialise_from_data(X, data)
         seed = int(self._rng.integers(2**31))
@@ -293,29 +277,60 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         if checkpoint:
             checkpoint.finish()
         if validate or reset:  # partial_fit keeps the scores of the last fit
-            new_rows = self.history_[first_row:]
-            scores = None if X_val is None else [row["validation_score"] for row in new_rows]
-            self.validation_scores_ = scores
-            self.best_validation_score_ = max(scores) if scores else None
+            self._record_validation_scores(first_row, with_validation=X_val is not None)
         self._choose_embedding(X, data, held_out)
         # 0 when nothing was held out
         n_samples = X.shape[0] + np.shape(held_out[0])[0] if held_out is not None else 0
         if self._refits(n_samples, reset, checkpoint):
-            # Trained on part of the data for the check (a small set, held-out classes): train on
-            # all of it, as _refit_plan says.
-            n_more, from_checked = self._refit_plan(n_epochs)
-            scores = self.held_out_scores_
-            self._refitting = True
-            try:
-                self._fit(
-                    X_given, y_given, n_epochs=n_more, incremental=from_checked, validate=True
-                )
-            finally:
-                del self._refitting
-            self.held_out_scores_ = scores
-            return self
+            return self._refit(X_given, y_given, n_epochs)
         self._after_training(X, data, X_val, data_val)
         self._warn_after_training(stop_reason, X_val is not None, check_convergence=validate)
+        return self
+
+    def _join_ranks(self, ranks, X, data):
+        """One model on several processes: every rank holds the same data, and draws rank 0's
+        plan from a generator they agree on."""
+        ranks.check_same(
+            "data (the shape of X, and y)",
+            _checkpoint.fingerprint(np.asarray(np.shape(X)), data),
+            "Pass the whole X and y on every rank: each rank reads the rows of its share.",
+        )
+        ranks.agree_generator(self._rng)
+
+    def _split_off(self, X, data, *, validate):
+        """``X, data, X_val, data_val, held_out``: the training data, early stopping's validation
+        split (None when it is off) and the data ``do_no_harm`` scores on (None when it is off):
+        early stopping's split when the kind scores on it, else a split of its own, drawn first."""
+        guarded = validate and self._guarded()
+        reuses_validation = self.early_stopping and self._guard_uses_validation_split()
+        held_out = None
+        if guarded and not reuses_validation:
+            X, data, *held_out = self._split_held_out(X, data)
+        X_val = data_val = None
+        if validate and self.early_stopping:
+            X, data, X_val, data_val = self._split_validation(X, data)
+            if guarded and reuses_validation:
+                held_out = (X_val, data_val)
+        return X, data, X_val, data_val, held_out
+
+    def _record_validation_scores(self, first_row, *, with_validation):
+        """``validation_scores_`` and ``best_validation_score_``: the epochs from ``first_row``."""
+        new_rows = self.history_[first_row:]
+        scores = [row["validation_score"] for row in new_rows] if with_validation else None
+        self.validation_scores_ = scores
+        self.best_validation_score_ = max(scores) if scores else None
+
+    def _refit(self, X, y, n_epochs):
+        """Trained on part of the data for ``do_no_harm``'s check (a small set, held-out classes):
+        train on all of it, as ``_refit_plan`` says, keeping the check's scores."""
+        n_more, from_checked = self._refit_plan(n_epochs)
+        scores = self.held_out_scores_
+        self._refitting = True
+        try:
+            self._fit(X, y, n_epochs=n_more, incremental=from_checked, validate=True)
+        finally:
+            del self._refitting
+        self.held_out_scores_ = scores
         return self
 
     def _schedule(self, n_epochs):
