@@ -57,6 +57,16 @@ def metadata(script, argv):
     }
 
 
+def merge_saved_results(documents):
+    """The ``results`` (``{task: {contestant: runs}}``) of saved runs, merged in order: a later
+    document's runs of a contestant on a task replace the earlier ones."""
+    merged = {}
+    for document in documents:
+        for task, by_contestant in document["results"].items():
+            merged.setdefault(task, {}).update(by_contestant)
+    return merged
+
+
 def warm_up():
     """Pay the one-time costs of a process before any clock starts.
 

@@ -82,7 +82,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import environment  # noqa: E402
 import tasks as benchmark_tasks  # noqa: E402
-from environment import metadata, torch_threads, warm_up  # noqa: E402
+from environment import merge_saved_results, metadata, torch_threads, warm_up  # noqa: E402
 
 from sklearn_triplet import SiameseEmbedder, TripletEmbedder  # noqa: E402
 from sklearn_triplet.backbones import build_backbone, make_mlp  # noqa: E402
@@ -720,11 +720,8 @@ def main(argv=None):
     if args.load:
         results, metas = load_runs(args.load)
         print(markdown(results))
-        if args.output:
-            with open(args.output, "w", encoding="utf-8") as f:
-                rendered = shlex.join(["python", "benchmarks/peers.py", *argv])
-                f.write(rst(results, config, metas, rendered=rendered))
-            print(f"wrote {args.output}")
+        rendered = shlex.join(["python", "benchmarks/peers.py", *argv])
+        _write(args.output, lambda: rst(results, config, metas, rendered=rendered))
         return
     meta = metadata("peers.py", argv)
     meta["n_jobs"] = args.n_jobs
@@ -750,25 +747,28 @@ def main(argv=None):
         meta["contestants"] = sorted({c for by_c in results.values() for c in by_c})
         with open(args.save, "w", encoding="utf-8") as f:
             json.dump({"meta": meta, "results": results}, f, indent=1)
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(rst(results, config, meta))
-        print(f"wrote {args.output}")
+    _write(args.output, lambda: rst(results, config, meta))
+
+
+def _write(output, fragment):
+    """Write the rst ``fragment()`` to ``output``, when one is given."""
+    if output:
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(fragment())
+        print(f"wrote {output}")
 
 
 def load_runs(paths):
     """Merge saved runs: ``(results, metas)``; a later file's rows replace the earlier ones, and
     the tasks and contestants keep the order of the benchmark."""
-    merged, metas = {}, []
+    saved = []
     for path in paths:
         with open(path, encoding="utf-8") as f:
-            saved = json.load(f)
-        metas.append(saved["meta"])
-        for task, by_contestant in saved["results"].items():
-            merged.setdefault(task, {}).update(by_contestant)
+            saved.append(json.load(f))
+    merged = merge_saved_results(saved)
     tasks = [t for t in TASKS if t in merged]
     results = {t: {c: merged[t][c] for c in CONTESTANTS if c in merged[t]} for t in tasks}
-    return results, metas
+    return results, [document["meta"] for document in saved]
 
 
 if __name__ == "__main__":

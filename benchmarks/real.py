@@ -47,7 +47,7 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from environment import metadata, torch_threads, warm_up  # noqa: E402
+from environment import merge_saved_results, metadata, torch_threads, warm_up  # noqa: E402
 from peers import PMLEmbedder  # noqa: E402
 
 from sklearn_triplet import TripletEmbedder  # noqa: E402
@@ -490,10 +490,7 @@ def main(argv=None):
     config = QUICK if args.quick else FULL
     if args.load:
         saved = [json.loads(Path(path).read_text()) for path in args.load]
-        results = {}  # later files replace a contestant's runs, in the order of its first file
-        for item in saved:
-            for task, by_contestant in item["results"].items():
-                results.setdefault(task, {}).update(by_contestant)
+        results = merge_saved_results(saved)  # contestants in the order of their first file
         results = {task: results[task] for task in TASKS if task in results}
         meta = dict(saved[0]["meta"])
         meta["runs"] = [
