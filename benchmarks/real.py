@@ -18,8 +18,8 @@ Contestants, each followed by the same nearest-neighbour evaluation:
   pytorch-metric-learning's ``TripletMarginLoss`` with its semi-hard miner (``peers.PMLEmbedder``);
 - ``TripletEmbedder``: our defaults, on the flattened features;
 - ``TripletEmbedder (<backbone>)``: our recommended settings for the kind of data (see
-  ``RECOMMENDED``: signals ``backbone="fcn"``; images ``backbone="fcn", augment="images"``),
-  otherwise defaults.
+  ``RECOMMENDED``: signals ``backbone="fcn", augment="signals"``; images ``backbone="fcn",
+  augment="images"``), otherwise defaults.
 
 Figures: 1-NN accuracy of the test split against the training split (the archive's measure), 5-NN
 accuracy, and MAP@R of the test queries retrieving among the training samples; medians over the
@@ -140,7 +140,7 @@ TASKS = {
 #: The recommended backbone per kind of data: (name in the tables, TripletEmbedder parameters),
 #: as the user guide's "Which backbone for which data" gives them.
 RECOMMENDED = {
-    "signal": ("fcn", {"backbone": "fcn"}),
+    "signal": ("fcn", {"backbone": "fcn", "augment": "signals"}),
     "image": ("fcn", {"backbone": "fcn", "augment": "images"}),
 }
 

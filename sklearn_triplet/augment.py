@@ -297,8 +297,10 @@ def compose(*augmentations):
 
 #: The recipes ``augment=`` takes by name, chosen by measurement (see the user guide):
 #: ``"signals"`` for series ``(channels, length)``, ``"images"`` for ``(channels, height, width)``.
+#: Window slicing is left out of ``"signals"``: it cost Coffee, whose spectra are aligned, as
+#: much as it gave GunPoint.
 RECIPES = {
-    "signals": compose(jitter(0.03), scaling(0.1), window_slice(0.9)),
+    "signals": compose(jitter(0.03), scaling(0.1)),
     "images": crop(2),
 }
 
