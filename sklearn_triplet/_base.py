@@ -237,6 +237,13 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         if checkpoint:
             checkpoint.begin(self)
         X, data, X_val, data_val, held_out = self._split_off(X, data, validate=validate)
+        # 0 when nothing was held out
+        n_samples = X.shape[0] + np.shape(held_out[0])[0] if held_out is not None else 0
+        # a network that wins the check is trained again on all the data: the check may be shorter
+        refits = self._refits(n_samples, reset, checkpoint)
+        n_epochs_asked = n_epochs
+        if refits:
+            n_epochs = self._check_epochs(n_epochs, n_samples)
         if reset:
             self._initialise_from_data(X, data)
         seed = int(self._rng.integers(2**31))
@@ -279,10 +286,8 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         if validate or reset:  # partial_fit keeps the scores of the last fit
             self._record_validation_scores(first_row, with_validation=X_val is not None)
         self._choose_embedding(X, data, held_out)
-        # 0 when nothing was held out
-        n_samples = X.shape[0] + np.shape(held_out[0])[0] if held_out is not None else 0
-        if self._refits(n_samples, reset, checkpoint):
-            return self._refit(X_given, y_given, n_epochs)
+        if refits and not getattr(self, "raw_kept_", True):
+            return self._refit(X_given, y_given, n_epochs_asked)
         self._after_training(X, data, X_val, data_val)
         self._warn_after_training(stop_reason, X_val is not None, check_convergence=validate)
         return self
@@ -321,13 +326,13 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         self.best_validation_score_ = max(scores) if scores else None
 
     def _refit(self, X, y, n_epochs):
-        """Trained on part of the data for ``do_no_harm``'s check (a small set, held-out classes):
-        train on all of it, as ``_refit_plan`` says, keeping the check's scores."""
-        n_more, from_checked = self._refit_plan(n_epochs)
+        """Trained on part of the data for ``do_no_harm``'s check (a small set, held-out classes),
+        and better than the raw features: a new network on all of it for ``n_epochs``, the one
+        ``do_no_harm=False`` trains, keeping the check's scores."""
         scores = self.held_out_scores_
         self._refitting = True
         try:
-            self._fit(X, y, n_epochs=n_more, incremental=from_checked, validate=True)
+            self._fit(X, y, n_epochs=n_epochs, incremental=False, validate=True)
         finally:
             del self._refitting
         self.held_out_scores_ = scores
@@ -374,13 +379,14 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         """Keep the trained network or the raw features; nothing to choose here."""
 
     def _refits(self, n_samples, reset, checkpoint, /) -> bool:
-        """Whether the network is trained again on all the data; never here."""
+        """Whether a network that beats the raw features on the held-out data is then trained
+        again, from new weights, on all the data (``_refit``); never here."""
         return False
 
-    def _refit_plan(self, n_epochs, /) -> tuple[int, bool]:
-        """``(epochs, from_checked)`` of the training on all the data after the check: here the
-        whole schedule again, from new weights."""
-        return n_epochs, False
+    def _check_epochs(self, n_epochs, n_samples, /) -> int:
+        """Epochs of the network ``do_no_harm`` checks, when a new one trains on all the data
+        after it (``_refits``); here all ``n_epochs``."""
+        return n_epochs
 
     def _continue_warm_start(self):
         """Check that the network may be trained further as it is; move it to today's device.

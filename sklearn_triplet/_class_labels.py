@@ -183,8 +183,8 @@ class ClassLabelEmbedder(BaseEmbedder):
     def _split_held_out(self, X, y, /):
         """``X, y, X_held, y_held``: the training data and the data ``do_no_harm`` scores on.
 
-        A small set (fewer than ``_guard.SMALL_SET`` samples) holds out at least a quarter, and its
-        network, when it wins, trains further on all the samples (see ``_refit_plan``). With
+        A small set (fewer than ``_guard.SMALL_SET`` samples) holds out at least a quarter, and
+        when its network wins, a new one trains on all the samples (see ``_refits``). With
         ``"unseen-classes"``, ``validation_fraction`` of the classes are held out whole.
         """
         fraction = self.validation_fraction
@@ -197,26 +197,23 @@ class ClassLabelEmbedder(BaseEmbedder):
         return X[train_idx], y[train_idx], X[held_idx], y[held_idx]
 
     def _refits(self, n_samples, reset, checkpoint, /) -> bool:
-        """Whether a fresh fit whose network beat the raw features trains on all the data too:
-        always after held-out classes (the network must learn them too); a small set's (not with
-        early stopping, whose split is its own). Never with a checkpoint, which holds the first
-        fit. How: ``_refit_plan``."""
+        """Whether a fresh fit whose network beats the raw features trains a new one on all the
+        data: always after held-out classes (the network must learn them too); a small set's
+        (not with early stopping, whose split is its own). Never with a checkpoint, which holds
+        the first fit."""
         if not (self._guarded() and reset and not checkpoint):
-            return False
-        if getattr(self, "raw_kept_", True):
             return False
         if self._unseen_classes():
             return True
         return not self.early_stopping and 0 < n_samples < _guard.SMALL_SET
 
-    def _refit_plan(self, n_epochs, /) -> tuple[int, bool]:
-        """After held-out classes, a new network on all the classes (the whole schedule); on a
-        small set, the checked network trains ``_guard.SMALL_SET_MORE_EPOCHS`` of the epochs more
-        on all the samples (a new cosine schedule from ``learning_rate_init``, Adam's moments
-        kept)."""
+    def _check_epochs(self, n_epochs, n_samples, /) -> int:
+        """A small set's check trains ``_guard.SMALL_SET_CHECK_EPOCHS`` of the epochs: it judges
+        the recipe, and the network used is the new one trained on all the samples. Held-out
+        classes are checked with the whole schedule."""
         if self._unseen_classes():
-            return n_epochs, False
-        return max(1, int(n_epochs * _guard.SMALL_SET_MORE_EPOCHS)), True
+            return n_epochs
+        return max(1, round(n_epochs * _guard.SMALL_SET_CHECK_EPOCHS))
 
     def _choose_embedding(self, X, y, held_out, /):
         """Keep the trained network, or the raw features when it did not beat them on ``held_out``.

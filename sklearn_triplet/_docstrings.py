@@ -89,8 +89,8 @@ TRAINING_PARAMETERS = """\
         callable is called as ``augment(batch, generator) -> batch`` on a float tensor of the
         samples in their shape, ``(B, channels, length)`` or ``(B, channels, height, width)``
         with the convolutional backbones, else ``(B, n_features)``, and returns the same shape.
-        ``"signals"``: jitter, scaling and window slicing; ``"images"``: random translations by
-        up to 2 pixels (:mod:`sklearn_triplet.augment`). None: no augmentation.
+        ``"signals"``: jitter and scaling; ``"images"``: random translations by up to 2 pixels
+        (:mod:`sklearn_triplet.augment`). None: no augmentation.
     max_iter : int, default=50
         Number of epochs; an epoch is ``ceil(n_samples / batch_size)`` batches, and at least 4,
         so that a small data set still trains for ``4 * max_iter`` steps.
@@ -206,9 +206,10 @@ DO_NO_HARM_PARAMETER = """\
         query, the noise of the split), and better on one; otherwise ``transform`` returns the
         features unchanged (as float32 rows, ``n_components_ = n_features_in_``), ``raw_kept_`` is
         True and a :class:`~sklearn_triplet.RawFeaturesKeptWarning` says so. On a small set (under
-        500 samples) the network that wins, the one checked, then trains a quarter of
-        ``max_iter`` more epochs on all the samples (``n_iter_`` counts both). The network stays
-        trained in ``module_`` either way (``warm_start`` goes on from it).
+        500 samples) the network checked trains half of ``max_iter``; when it wins, a new
+        network trains ``max_iter`` epochs on all the samples, the network ``do_no_harm=False``
+        gives. The network (when the raw features are kept, the one checked) stays in
+        ``module_`` either way (``warm_start`` goes on from it).
 
         ``"unseen-classes"`` guards retrieval among classes that training never saw (open-set
         search, new identities): ``validation_fraction`` of the classes (two at least; four
