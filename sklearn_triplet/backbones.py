@@ -51,7 +51,7 @@ FCN_IMAGE_WIDTH = 0.125
 #: Signals longer than this many steps are averaged over windows (``downsample=None``) so that
 #: the FCN and the ResNet see at most this many: their receptive field is a few dozen steps,
 #: and on series of 2,000 steps (PigCVP) averaging over 4 lifted 1-NN from 0.76 to 0.85 in a
-#: third of the time (user guide, "Choosing a backbone").
+#: third of the time (user guide, "The standard networks").
 MAX_SIGNAL_LENGTH = 512
 
 
