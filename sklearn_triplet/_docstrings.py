@@ -18,10 +18,10 @@ _BACKBONE_PARAMETERS = """\
         Hidden widths of the ``"mlp"`` backbone.
     backbone_params : dict, default=None
         Extra settings of the backbone builder, searchable by grid search as whole dicts (for
-        ``"fcn"`` and ``"resnet"``: ``input_shape``, ``width``, ``kernel_sizes``, ``pool``; for
-        ``"cnn"``: ``input_shape``, ``channels``, ``hidden_size``, ``kernel_size``; for
-        ``"mlp"``: ``activation``; for a classifier given as a module: ``input_shape`` and
-        ``freeze``).
+        ``"fcn"`` and ``"resnet"``: ``input_shape``, ``width``, ``kernel_sizes``, ``pool``,
+        ``downsample``; for ``"cnn"``: ``input_shape``, ``channels``, ``hidden_size``,
+        ``kernel_size``; for ``"mlp"``: ``activation``; for a classifier given as a module:
+        ``input_shape`` and ``freeze``).
     normalize : bool, default=True
         Scale each embedding to unit Euclidean norm (as in FaceNet), in training and in
         ``transform``.

@@ -149,6 +149,50 @@ def test_blocks_but_the_last_are_pooled_by_default():
 
 
 @pytest.mark.parametrize("name", list(BUILDERS))
+@pytest.mark.parametrize(
+    ("shape", "factor"), [((1, 512), 1), ((2, 513), 2), ((1, 2000), 4), ((3, 28, 28), 1)]
+)
+def test_long_signals_are_averaged_down_to_at_most_512_steps(name, shape, factor):
+    net = BUILDERS[name](math.prod(shape), 4, input_shape=shape)
+    pools = [m for m in net if isinstance(m, (nn.AvgPool1d, nn.AvgPool2d))]
+    assert [p.kernel_size for p in pools] == ([(factor,)] if factor > 1 else [])
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+@pytest.mark.parametrize("shape", [(2, 1003), (1, 10, 7)])
+def test_downsample_averages_the_input_over_windows(name, shape):
+    factor = 3
+    net = BUILDERS[name](
+        math.prod(shape), 4, input_shape=shape, downsample=factor, width=0.1
+    ).eval()
+    x = torch.randn(2, *shape)
+    # by hand: the mean of each window of `factor` steps (pixels), a last partial one alone
+    coarse = x
+    for axis in range(2, x.ndim):
+        windows = torch.split(coarse, factor, dim=axis)
+        coarse = torch.cat([w.mean(dim=axis, keepdim=True) for w in windows], dim=axis)
+    reading = (nn.Unflatten, nn.AvgPool1d, nn.AvgPool2d)
+    rest = nn.Sequential(*[m for m in net if not isinstance(m, reading)])
+    torch.testing.assert_close(net(x.flatten(1)), rest(coarse), rtol=1e-4, atol=1e-5)
+    assert [m.kernel_size for m in net if isinstance(m, (nn.AvgPool1d, nn.AvgPool2d))] == [
+        (factor,) if len(shape) == 2 else factor
+    ]
+
+
+@pytest.mark.parametrize(
+    ("downsample", "error", "message"),
+    [
+        (0, ValueError, "downsample must be at least 1; got 0."),
+        (2.5, TypeError, "downsample must be an int or None; got 2.5."),
+        (True, TypeError, "downsample must be an int or None; got True."),
+    ],
+)
+def test_downsample_must_be_a_positive_int(downsample, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        make_fcn(100, 4, input_shape=(1, 100), downsample=downsample)
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
 def test_no_warning_when_building_and_running(name):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
