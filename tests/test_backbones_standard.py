@@ -112,10 +112,10 @@ def test_width_scales_the_filters():
         make_fcn(50, 4, input_shape=(1, 50), width=0)
 
 
-def test_images_take_half_the_filters_of_signals_by_default():
+def test_images_take_a_quarter_of_the_filters_of_signals_by_default():
     signal = make_fcn(50, 4, input_shape=(1, 50))
     image = make_fcn(28 * 28, 4, input_shape=(1, 28, 28))
-    assert [m.out_channels for m in signal if isinstance(m, nn.Conv1d)] == [32, 64, 32]
+    assert [m.out_channels for m in signal if isinstance(m, nn.Conv1d)] == [64, 128, 64]
     assert [m.out_channels for m in image if isinstance(m, nn.Conv2d)] == [16, 32, 16]
     wide = make_fcn(28 * 28, 4, input_shape=(1, 28, 28), width=0.25)
     assert [m.out_channels for m in wide if isinstance(m, nn.Conv2d)] == [32, 64, 32]
