@@ -138,7 +138,8 @@ TASKS = {
 }
 
 #: The recommended backbone per kind of data: (name in the tables, TripletEmbedder parameters),
-#: as the user guide's "Which backbone for which data" gives them.
+#: as the user guide's "Which backbone for which data" gives them. The augmentation is spelled
+#: out; it is also what ``augment="auto"``, the default, takes with the FCN.
 RECOMMENDED = {
     "signal": ("fcn", {"backbone": "fcn", "augment": "signals"}),
     "image": ("fcn", {"backbone": "fcn", "augment": "images"}),

@@ -62,7 +62,7 @@ class ClassLabelEmbedder(BaseEmbedder):
         "init": [StrOptions({"auto", "pca", "lda", "random"})],
         "batch_size": [Interval(Integral, 4, None, closed="left")],
         "samples_per_class": [Interval(Integral, 2, None, closed="left")],
-        "augment": [StrOptions(set(_augment.RECIPES)), callable, None],
+        "augment": [StrOptions({"auto", *_augment.RECIPES}), callable, None],
     }
 
     @classmethod
@@ -323,13 +323,25 @@ class ClassLabelEmbedder(BaseEmbedder):
             self._augmentation(),
         )
 
+    def _augment_recipe(self):
+        """``augment``, with ``"auto"`` made concrete: the recipe of the samples' kind for the
+        standard networks (``backbone="fcn"`` or ``"resnet"``), ``"signals"`` for ``(channels,
+        length)`` and ``"images"`` for ``(channels, height, width)``; None for any other
+        backbone."""
+        if self.augment != "auto":
+            return self.augment
+        standard = _is_builtin(self.backbone, "fcn") or _is_builtin(self.backbone, "resnet")
+        if not standard or self._input_shape is None:
+            return None
+        return "signals" if len(self._input_shape) == 2 else "images"
+
     def _augmentation(self):
         """``augment`` as the training loop calls it, on rows: None, or ``batch -> batch``.
 
         The samples are handed over in their shape (``_input_shape``, when the backbone reads
         one) with a generator on the device seeded from the fit's, and flattened back.
         """
-        augmentation = _augment.resolve(self.augment)
+        augmentation = _augment.resolve(self._augment_recipe())
         if augmentation is None:
             return None
         generator = torch.Generator(device=self.device_)

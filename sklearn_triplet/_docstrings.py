@@ -83,14 +83,16 @@ TRAINING_PARAMETERS = """\
     samples_per_class : int, default=%(samples_per_class)s
         The minimum K of the P x K batches: each class drawn gives that many samples, or all it
         has. ``batch_size`` must be at least ``2 * samples_per_class``.
-    augment : {"signals", "images"}, callable or None, default=None
+    augment : {"auto", "signals", "images"}, callable or None, default="auto"
         Random changes applied to each training batch (never to ``transform``'s input), drawn
         from a generator seeded by the fit, so a fit with ``random_state`` stays deterministic. A
         callable is called as ``augment(batch, generator) -> batch`` on a float tensor of the
         samples in their shape, ``(B, channels, length)`` or ``(B, channels, height, width)``
         with the convolutional backbones, else ``(B, n_features)``, and returns the same shape.
         ``"signals"``: jitter and scaling; ``"images"``: random translations by up to 2 pixels
-        (:mod:`sklearn_triplet.augment`). None: no augmentation.
+        (:mod:`sklearn_triplet.augment`). ``"auto"``: the recipe of the samples' kind with the
+        standard networks (``backbone="fcn"`` or ``"resnet"``), where it was measured to help,
+        and none with any other backbone. None: no augmentation.
     max_iter : int, default=50
         Number of epochs; an epoch is ``ceil(n_samples / batch_size)`` batches, and at least 4,
         so that a small data set still trains for ``4 * max_iter`` steps.

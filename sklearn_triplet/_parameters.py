@@ -39,7 +39,7 @@ TABLE = (
     ("init", "auto", "auto", _, _),
     ("batch_size", 128, 128, 128, 128),
     ("samples_per_class", 4, 2, _, _),
-    ("augment", None, None, _, _),
+    ("augment", "auto", "auto", _, _),
     ("max_iter", 50, 50, 50, 50),
     ("learning_rate", "cosine", "cosine", "cosine", "cosine"),
     ("learning_rate_init", 3e-3, 3e-3, 3e-4, 3e-4),

@@ -100,7 +100,7 @@ class SiameseEmbedder(ClassLabelEmbedder):
         init="auto",
         batch_size=128,
         samples_per_class=2,
-        augment=None,
+        augment="auto",
         max_iter=50,
         learning_rate="cosine",
         learning_rate_init=3e-3,

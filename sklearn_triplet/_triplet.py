@@ -110,7 +110,7 @@ class TripletEmbedder(ClassLabelEmbedder):
         init="auto",
         batch_size=128,
         samples_per_class=4,
-        augment=None,
+        augment="auto",
         max_iter=50,
         learning_rate="cosine",
         learning_rate_init=3e-3,

@@ -153,7 +153,7 @@ def small():
 @pytest.mark.parametrize("Estimator", [TripletEmbedder, SiameseEmbedder])
 def test_augmented_fits_are_deterministic_and_differ(Estimator, signals, small):
     X, y = signals
-    plain = Estimator(**small).fit(X, y)
+    plain = Estimator(**small, augment=None).fit(X, y)
     first = Estimator(**small, augment="signals").fit(X, y)
     again = Estimator(**small, augment="signals").fit(X, y)
     np.testing.assert_array_equal(first.transform(X), again.transform(X))
@@ -201,3 +201,31 @@ def test_augment_is_validated(signals, small):
     X, y = signals
     with pytest.raises(ValueError, match=re.escape("The 'augment' parameter of TripletEmbedder")):
         TripletEmbedder(**small, augment="audio").fit(X, y)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn_triplet.EmbeddingCollapseWarning")
+def test_auto_takes_the_recipe_of_the_kind_with_the_standard_networks(signals, small):
+    X, y = signals
+
+    def fits_alike(params, *augments, X=X):
+        first, *others = (TripletEmbedder(**params, augment=a).fit(X, y) for a in augments)
+        return all(np.array_equal(first.transform(X), o.transform(X)) for o in others)
+
+    # The FCN and the ResNet on signals: the signals' recipe.
+    assert fits_alike(small, "auto", "signals")
+    assert not fits_alike(small, "auto", None)
+    resnet = {**small, "backbone": "resnet"}
+    assert fits_alike(resnet, "auto", "signals") and not fits_alike(resnet, "auto", None)
+    # Images: the images' recipe.
+    images = np.random.default_rng(0).normal(size=(30, 1, 8, 8)).astype(np.float32)
+    image_params = {**small, "backbone_params": {"width": 0.1}}
+    first, again, plain = (
+        TripletEmbedder(**image_params, augment=a).fit(images, y) for a in ("auto", "images", None)
+    )
+    assert np.array_equal(first.transform(images), again.transform(images))
+    assert not np.array_equal(first.transform(images), plain.transform(images))
+    # Any other backbone: nothing, with the draws of the fit unchanged.
+    rows = X.reshape(len(X), -1)
+    assert fits_alike({**small, "backbone": "mlp", "backbone_params": None}, "auto", None, X=rows)
+    cnn = {**small, "backbone": "cnn", "backbone_params": {"input_shape": (1, 40)}}
+    assert fits_alike(cnn, "auto", None)
