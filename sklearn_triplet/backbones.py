@@ -588,7 +588,7 @@ class ChannelsLast(nn.Module):
     """Lay images out channels last in memory (same values, same shape).
 
     With the convolution weights laid out alike, a training step of the 2-D networks on a CPU
-    takes about 0.75 of the time (user guide, "Choosing a backbone").
+    takes about 0.75 of the time (user guide, "The standard networks").
     """
 
     def forward(self, x):
