@@ -48,7 +48,7 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from environment import merge_saved_results, metadata, torch_threads, warm_up  # noqa: E402
-from peers import PMLEmbedder  # noqa: E402
+from peers import SHAPED, PMLEmbedder  # noqa: E402
 
 from sklearn_triplet import TripletEmbedder  # noqa: E402
 from sklearn_triplet.metrics import retrieval_scores  # noqa: E402
@@ -72,8 +72,6 @@ PUBLISHED = {
 }  # fmt: skip
 
 N_COMPONENTS = 32
-#: Backbones that read the shape of a sample.
-SHAPED = ("cnn", "fcn", "resnet")
 
 
 @dataclasses.dataclass(frozen=True)

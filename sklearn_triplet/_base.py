@@ -243,7 +243,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         refits = self._refits(n_samples, reset, checkpoint)
         n_epochs_asked = n_epochs
         if refits:
-            n_epochs = self._check_epochs(n_epochs, n_samples)
+            n_epochs = self._check_epochs(n_epochs)
         if reset:
             self._initialise_from_data(X, data)
         seed = int(self._rng.integers(2**31))
@@ -383,7 +383,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         again, from new weights, on all the data (``_refit``); never here."""
         return False
 
-    def _check_epochs(self, n_epochs, n_samples, /) -> int:
+    def _check_epochs(self, n_epochs, /) -> int:
         """Epochs of the network ``do_no_harm`` checks, when a new one trains on all the data
         after it (``_refits``); here all ``n_epochs``."""
         return n_epochs

@@ -207,7 +207,7 @@ class ClassLabelEmbedder(BaseEmbedder):
             return True
         return not self.early_stopping and 0 < n_samples < _guard.SMALL_SET
 
-    def _check_epochs(self, n_epochs, n_samples, /) -> int:
+    def _check_epochs(self, n_epochs, /) -> int:
         """A small set's check trains ``_guard.SMALL_SET_CHECK_EPOCHS`` of the epochs: it judges
         the recipe, and the network used is the new one trained on all the samples. Held-out
         classes are checked with the whole schedule."""

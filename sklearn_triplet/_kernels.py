@@ -199,18 +199,40 @@ def _with_distance_gradient(x, distances, weights, value, *, metric, symmetric=F
     -------
     loss : Tensor of shape ()
     """
-    if metric == "cosine":  # D = ||u_i - u_j||² / 2 for the rows u of _unit_rows(x)
-        points, factor = _unit_rows(x), 1.0
-    elif metric == "sqeuclidean":
-        points, factor = x, 2.0
-    else:  # d ||x_i - x_j|| / d x_i = (x_i - x_j) / d, taken as 0 at d = 0
-        points, factor = x, 1.0
-        weights.div_(distances).masked_fill_(distances == 0, 0)
+    points, factor = _gradient_points(x, distances, weights, metric)
     weights.fill_diagonal_(0)
     return _DistanceGradient.apply(points, weights, value.to(x.dtype), factor, symmetric)
 
 
-class _DistanceGradient(torch.autograd.Function):
+def _gradient_points(x, distances, weights, metric):
+    """``points, factor``: what the distance-gradient Functions differentiate through, for
+    ``metric``; turns ``weights`` (``d value / d distances``) into the points' weights, in
+    place."""
+    if metric == "cosine":  # D = ||u_i - u_j||² / 2 for the rows u of _unit_rows(x)
+        return _unit_rows(x), 1.0
+    if metric == "sqeuclidean":
+        return x, 2.0
+    # d ||x_i - x_j|| / d x_i = (x_i - x_j) / d, taken as 0 at d = 0
+    weights.div_(distances).masked_fill_(distances == 0, 0)
+    return x, 1.0
+
+
+class _ValueWithDistanceGradient(torch.autograd.Function):
+    """Returns ``value``; the subclass's ``backward`` gives the points' gradient from the saved
+    ``points`` and ``weights``, ``ctx.factor`` and ``ctx.option`` (the last input of ``apply``)."""
+
+    @staticmethod
+    def forward(points, weights, value, factor, option):
+        return value.clone()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        points, weights, _, factor, option = inputs
+        ctx.factor, ctx.option = factor, option
+        ctx.save_for_backward(points, weights)
+
+
+class _DistanceGradient(_ValueWithDistanceGradient):
     """Returns ``value``; backward gives ``sum_ij W_ij (p_i - p_j)`` to each point ``p_i``.
 
     With ``W`` the prepared weights times ``factor``, that is
@@ -218,20 +240,10 @@ class _DistanceGradient(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(points, weights, value, factor, symmetric):
-        return value.clone()
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        points, weights, _, factor, symmetric = inputs
-        ctx.factor, ctx.symmetric = factor, symmetric
-        ctx.save_for_backward(points, weights)
-
-    @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):  # pyright: ignore[reportIncompatibleMethodOverride]
         points, weights = ctx.saved_tensors
-        if ctx.symmetric:
+        if ctx.option:  # symmetric weights
             grad_points = (weights.sum(dim=1)[:, None] * points - weights @ points) * 2
         else:
             row_weights = weights.sum(dim=1) + weights.sum(dim=0)
@@ -245,38 +257,23 @@ def _with_anchor_distance_gradient(x, distances, weights, value, *, metric, anch
     ``distances`` and ``weights`` are (A, B): the rows of those anchors. The gradient reaches
     every embedding of the batch: the anchors' through their rows, every other through its column.
     """
-    if metric == "cosine":
-        points, factor = _unit_rows(x), 1.0
-    elif metric == "sqeuclidean":
-        points, factor = x, 2.0
-    else:
-        points, factor = x, 1.0
-        weights.div_(distances).masked_fill_(distances == 0, 0)
+    points, factor = _gradient_points(x, distances, weights, metric)
     _fill_self_(weights, anchors, 0)
     return _AnchorDistanceGradient.apply(points, weights, value.to(x.dtype), factor, anchors)
 
 
-class _AnchorDistanceGradient(torch.autograd.Function):
+class _AnchorDistanceGradient(_ValueWithDistanceGradient):
     """Returns ``value``; backward gives ``sum_{a, j} W_aj (p_a - p_j)``'s gradient: for the
     anchors' rows ``rowsum(W) * p_a - W @ p``, and to every point ``colsum(W) * p - W.T @ p_A``."""
-
-    @staticmethod
-    def forward(points, weights, value, factor, anchors):
-        return value.clone()
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        points, weights, _, factor, anchors = inputs
-        ctx.factor, ctx.anchors = factor, anchors
-        ctx.save_for_backward(points, weights)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):  # pyright: ignore[reportIncompatibleMethodOverride]
         points, weights = ctx.saved_tensors
-        rows = points[ctx.anchors]
+        anchors = ctx.option
+        rows = points[anchors]
         grad_points = weights.sum(dim=0)[:, None] * points - weights.mT @ rows
-        grad_points[ctx.anchors] += weights.sum(dim=1)[:, None] * rows - weights @ points
+        grad_points[anchors] += weights.sum(dim=1)[:, None] * rows - weights @ points
         return grad_points * (grad * ctx.factor), None, None, None, None
 
 
