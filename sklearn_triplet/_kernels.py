@@ -87,6 +87,12 @@ def _expanded_rows(x, anchors, *, squared, scale, upper):
     whole = (x_sq[:, None] + x_sq[None, :]).addmm_(x, x.mT, alpha=-2)
     out = torch.add(whole[anchors], whole[:, anchors].mT).mul_(0.5)
     _fill_self_(out, anchors, 0)
+    return _finish_distances_(out, squared=squared, scale=scale, upper=upper)
+
+
+def _finish_distances_(out, *, squared, scale, upper):
+    """Squared distances of the expansion to the distances asked for, in place: clamped at 0,
+    the square root unless ``squared``, times ``scale``, clamped at ``upper`` (None: no bound)."""
     out.clamp_min_(0)
     if not squared:
         out.sqrt_()
@@ -132,14 +138,7 @@ class _ExpandedDistances(torch.autograd.Function):
         if same:
             _symmetrize_(out)
             out.fill_diagonal_(0)
-        out.clamp_min_(0)
-        if not squared:
-            out.sqrt_()
-        if scale != 1:
-            out.mul_(scale)
-        if upper is not None:
-            out.clamp_max_(upper)
-        return out
+        return _finish_distances_(out, squared=squared, scale=scale, upper=upper)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
